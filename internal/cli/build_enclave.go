@@ -1,0 +1,456 @@
+package cli
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/nitrovm/nitrovm/eif"
+	"github.com/nitrovm/nitrovm/image"
+)
+
+// DefaultEnclaveCmdline is the kernel command line of AWS's enclave blobs
+// (aws-nitro-enclaves-sdk-bootstrap kernel/cmdline/x86_64.cmdline).
+const DefaultEnclaveCmdline = "reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on"
+
+// buildEnclaveFlags are the flags of build-enclave.
+type buildEnclaveFlags struct {
+	dockerURI, dockerDir, imageTar, output string
+	name, version, metadata                string
+	cert, key                              string
+	kernel, kernelConfig, cmdline, init    string
+	blobs                                  string
+}
+
+// newBuildEnclaveCmd returns the "build-enclave" subcommand: a container
+// image to an EIF, as nitro-cli build-enclave, without a Docker daemon.
+func newBuildEnclaveCmd(env Env) *cobra.Command {
+	var f buildEnclaveFlags
+	cmd := &cobra.Command{
+		Use:   "build-enclave",
+		Short: "Build an EIF from a container image (nitro-cli build-enclave)",
+		Long: `Build an Enclave Image File from a container image, as nitro-cli build-enclave
+does, without a Docker daemon: --image-tar reads a 'docker save' archive, an
+OCI image layout directory or a tar of one (--docker-uri then picks the image
+when there are several; without it the image is named after the archive's own
+tag, else the file's name). The boot ramdisk holds nitrovm's own /init (or the
+init of --blobs); the kernel is --kernel, the blobs' bzImage, or the guest
+kernel built by scripts/kernel/build-guest.sh in the cache. The output is
+reproducible: the same inputs give the same bytes (SOURCE_DATE_EPOCH sets the
+timestamps) unless the EIF is signed.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runBuildEnclave(c.Context(), env, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.dockerURI, "docker-uri", "", "image reference: selects the image inside --image-tar; alone it must name a local docker save tar or OCI layout")
+	fl.StringVar(&f.dockerDir, "docker-dir", "", "Dockerfile directory (not supported: needs a Docker daemon)")
+	fl.StringVar(&f.imageTar, "image-tar", "", "docker save archive, OCI layout directory, or OCI layout tar")
+	fl.StringVar(&f.output, "output-file", "", "where to write the EIF")
+	fl.StringVar(&f.name, "name", "", "image name in the EIF metadata (default: the image reference without tag)")
+	fl.StringVar(&f.version, "version", "", "image version in the EIF metadata (default: the image config digest)")
+	fl.StringVar(&f.metadata, "metadata", "", "JSON file of custom metadata")
+	fl.StringVar(&f.cert, "signing-certificate", "", "PEM certificate to sign the EIF with (PCR8)")
+	fl.StringVar(&f.key, "private-key", "", "PEM EC private key of --signing-certificate")
+	fl.StringVar(&f.kernel, "kernel", "", "enclave kernel (bzImage); default: --blobs' bzImage or the cached nitrovm guest kernel")
+	fl.StringVar(&f.kernelConfig, "kernel-config", "", "kernel .config for the metadata (default: beside the kernel)")
+	fl.StringVar(&f.cmdline, "cmdline", "", "kernel command line (default: --blobs' cmdline or AWS's enclave cmdline)")
+	fl.StringVar(&f.init, "init", "", "enclave /init executable (default: the one built into nitrovm, or --blobs' init)")
+	fl.StringVar(&f.blobs, "blobs", "", "AWS blobs directory (bzImage, bzImage.config, cmdline, init, nsm.ko); default $NITRO_CLI_BLOBS")
+	return cmd
+}
+
+// enclaveInputs are the resolved kernel, cmdline, init and module.
+type enclaveInputs struct {
+	kernel, kernelConfig string
+	cmdline              string
+	init, nsm            []byte
+}
+
+func runBuildEnclave(ctx context.Context, env Env, f buildEnclaveFlags) error {
+	log := env.logger()
+	if f.output == "" {
+		return nitroErr(eMissingArgument, errors.New("--output-file is required"))
+	}
+	if f.dockerDir != "" {
+		return nitroErr(eDockerImageBuild, errors.New("--docker-dir needs a Docker daemon to build the image, which nitrovm does not use; build the image elsewhere, export it with 'docker save', and pass --image-tar"))
+	}
+	src := f.imageTar
+	if src == "" {
+		if f.dockerURI == "" {
+			return nitroErr(eMissingArgument, errors.New("give --image-tar FILE (docker save or OCI layout) or --docker-uri"))
+		}
+		if _, err := os.Stat(f.dockerURI); err != nil {
+			return nitroErr(eDockerImagePull, fmt.Errorf("cannot pull %q: nitrovm reads images without a Docker daemon or registry; run 'docker save %s -o image.tar' and pass --image-tar image.tar", f.dockerURI, f.dockerURI))
+		}
+		src, f.dockerURI = f.dockerURI, ""
+	}
+	if (f.cert == "") != (f.key == "") {
+		return nitroErr(eConflictingArgument, errors.New("--signing-certificate and --private-key go together"))
+	}
+	in, err := resolveEnclaveInputs(env, f)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stderr, "Start building the Enclave Image...")
+
+	tmp, err := os.MkdirTemp("", "nitrovm-build-*")
+	if err != nil {
+		return nitroErr(eFileOperation, fmt.Errorf("create temporary directory: %w", err))
+	}
+	defer os.RemoveAll(tmp)
+	img, tag, err := image.LoadTagged(src, f.dockerURI, tmp)
+	if err != nil {
+		return nitroErr(eDockerImagePull, err)
+	}
+	// The image's reference, as nitro-cli has it from --docker-uri: else
+	// the archive's own tag, else the file's base name.
+	ref := f.dockerURI
+	if ref == "" {
+		ref = tag
+	}
+	if ref == "" {
+		ref = strings.TrimSuffix(filepath.Base(src), filepath.Ext(src))
+	}
+	epoch, err := sourceDateEpoch(env)
+	if err != nil {
+		return nitroErr(eInvalidArgument, err)
+	}
+	rd, err := image.Build(ctx, img,
+		image.BootOptions{Init: in.init, NSMModule: in.nsm, ModTime: epoch},
+		image.UserOptions{ModTime: epoch, TempDir: tmp, Logger: log})
+	if err != nil {
+		return nitroErr(eEIFBuilding, err)
+	}
+	defer rd.Close()
+
+	opts, closeAll, err := enclaveBuildOptions(env, f, in, img, ref, epoch, rd)
+	defer closeAll()
+	if err != nil {
+		return err
+	}
+	m, err := writeEnclaveEIF(f.output, opts)
+	if err != nil {
+		return nitroErr(eEIFBuilding, err)
+	}
+	fmt.Fprintln(env.Stderr, "Enclave Image successfully created.")
+	return writeJSON(env.Stdout, struct {
+		Measurements *eif.Measurements `json:"Measurements"`
+	}{m})
+}
+
+// resolveEnclaveInputs picks the kernel, cmdline and init: explicit flags
+// first, then the blobs directory, then nitrovm's defaults.
+func resolveEnclaveInputs(env Env, f buildEnclaveFlags) (*enclaveInputs, error) {
+	in := &enclaveInputs{kernel: f.kernel, kernelConfig: f.kernelConfig, cmdline: f.cmdline}
+	blobs := f.blobs
+	if blobs == "" {
+		blobs = env.getenv("NITRO_CLI_BLOBS")
+	}
+	if blobs != "" {
+		if in.kernel == "" {
+			in.kernel = filepath.Join(blobs, "bzImage")
+			if in.kernelConfig == "" {
+				in.kernelConfig = filepath.Join(blobs, "bzImage.config")
+			}
+		}
+		if in.cmdline == "" {
+			b, err := os.ReadFile(filepath.Join(blobs, "cmdline"))
+			if err != nil {
+				return nil, nitroErr(eFileOperation, fmt.Errorf("read kernel command line: %w", err))
+			}
+			in.cmdline = strings.TrimSpace(string(b))
+		}
+		if f.init == "" {
+			b, err := os.ReadFile(filepath.Join(blobs, "init"))
+			if err != nil {
+				return nil, nitroErr(eFileOperation, fmt.Errorf("read blobs init: %w", err))
+			}
+			in.init = b
+			// AWS's kernel loads the NSM driver as a module; ours has it built in.
+			if in.nsm, err = os.ReadFile(filepath.Join(blobs, "nsm.ko")); err != nil {
+				return nil, nitroErr(eFileOperation, fmt.Errorf("read blobs nsm.ko: %w", err))
+			}
+		}
+	}
+	if in.cmdline == "" {
+		in.cmdline = DefaultEnclaveCmdline
+	}
+	if f.init != "" {
+		b, err := os.ReadFile(f.init)
+		if err != nil {
+			return nil, nitroErr(eFileOperation, fmt.Errorf("read init: %w", err))
+		}
+		in.init = b
+	}
+	if in.init == nil {
+		b, err := image.DefaultInit()
+		if err != nil {
+			return nil, nitroErr(eEIFBuilding, err)
+		}
+		in.init = b
+	}
+	if in.kernel == "" {
+		k, err := cachedGuestKernel(env)
+		if err != nil {
+			return nil, nitroErr(eBlobsPathNotSet, err)
+		}
+		in.kernel = k
+	}
+	if in.kernelConfig == "" {
+		if c := filepath.Join(filepath.Dir(in.kernel), "config"); fileExists(c) {
+			in.kernelConfig = c
+		}
+	}
+	return in, nil
+}
+
+// cachedGuestKernel returns the newest guest kernel built by
+// scripts/kernel/build-guest.sh: ${NITROVM_CACHE:-$HOME/.cache/nitrovm}/kernel/guest-*/bzImage.
+func cachedGuestKernel(env Env) (string, error) {
+	cache := env.getenv("NITROVM_CACHE")
+	if cache == "" {
+		home := env.getenv("HOME")
+		if home == "" {
+			return "", errors.New("no kernel: pass --kernel or --blobs, or set NITROVM_CACHE")
+		}
+		cache = filepath.Join(home, ".cache", "nitrovm")
+	}
+	matches, _ := filepath.Glob(filepath.Join(cache, "kernel", "guest-*", "bzImage"))
+	if len(matches) == 0 {
+		return "", fmt.Errorf("no kernel: none cached under %s/kernel (run scripts/kernel/build-guest.sh), and no --kernel or --blobs", cache)
+	}
+	sort.Slice(matches, func(i, j int) bool { return modTime(matches[i]).After(modTime(matches[j])) })
+	return matches[0], nil
+}
+
+func modTime(p string) time.Time {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// sourceDateEpoch returns SOURCE_DATE_EPOCH as a time, or the zero time
+// (written as 0) when it is unset.
+func sourceDateEpoch(env Env) (time.Time, error) {
+	s := env.getenv("SOURCE_DATE_EPOCH")
+	if s == "" {
+		return time.Time{}, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a number of seconds", s)
+	}
+	return time.Unix(n, 0).UTC(), nil
+}
+
+// enclaveDockerInfo is what nitrovm records as DockerInfo (nitro-cli puts
+// `docker inspect` output there): the fields of it an image file has.
+type enclaveDockerInfo struct {
+	ID           string    `json:"Id"`
+	RepoTags     []string  `json:"RepoTags"`
+	Created      string    `json:"Created,omitempty"`
+	Architecture string    `json:"Architecture"`
+	Os           string    `json:"Os"`
+	Config       v1.Config `json:"Config"`
+}
+
+// enclaveBuildOptions assembles eif.BuildOptions; the returned func closes
+// the opened files.
+func enclaveBuildOptions(env Env, f buildEnclaveFlags, in *enclaveInputs, img v1.Image, ref string, epoch time.Time, rd *image.Ramdisks) (eif.BuildOptions, func(), error) {
+	var files []*os.File
+	closeAll := func() {
+		for _, fh := range files {
+			fh.Close()
+		}
+	}
+	open := func(p, what string, code int) (*os.File, error) {
+		fh, err := os.Open(p)
+		if err != nil {
+			return nil, nitroErr(code, fmt.Errorf("open %s: %w", what, err))
+		}
+		files = append(files, fh)
+		return fh, nil
+	}
+	blob := func(p, what string) (eif.Blob, error) {
+		fh, err := open(p, what, eFileOperation)
+		if err != nil {
+			return nil, err
+		}
+		fi, err := fh.Stat()
+		if err != nil {
+			return nil, nitroErr(eFileOperation, fmt.Errorf("stat %s: %w", what, err))
+		}
+		return io.NewSectionReader(fh, 0, fi.Size()), nil
+	}
+	var opts eif.BuildOptions
+	var err error
+	if opts.Kernel, err = blob(in.kernel, "kernel"); err != nil {
+		return opts, closeAll, err
+	}
+	if in.kernelConfig != "" {
+		kc, err := open(in.kernelConfig, "kernel config", eFileOperation)
+		if err != nil {
+			return opts, closeAll, err
+		}
+		opts.KernelConfig = kc
+	}
+	for i, p := range rd.Paths() {
+		b, err := blob(p, fmt.Sprintf("ramdisk %d", i))
+		if err != nil {
+			return opts, closeAll, err
+		}
+		opts.Ramdisks = append(opts.Ramdisks, b)
+	}
+	opts.Cmdline = in.cmdline
+
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return opts, closeAll, nitroErr(eEIFBuilding, fmt.Errorf("read image config: %w", err))
+	}
+	digest, err := img.ConfigName()
+	if err != nil {
+		return opts, closeAll, nitroErr(eEIFBuilding, fmt.Errorf("image config digest: %w", err))
+	}
+	switch cf.Architecture {
+	case "arm64":
+		opts.Arch = eif.ArchARM64
+	case "amd64", "":
+		opts.Arch = eif.ArchX86_64
+	default:
+		return opts, closeAll, nitroErr(eEIFBuilding, fmt.Errorf("unsupported image architecture %q", cf.Architecture))
+	}
+	opts.Name = f.name
+	if opts.Name == "" {
+		// nitro-cli: the URI up to the first ':'.
+		opts.Name, _, _ = strings.Cut(ref, ":")
+	}
+	opts.Version = f.version
+	if opts.Version == "" {
+		opts.Version = digest.Hex
+	}
+	di := enclaveDockerInfo{ID: digest.String(), RepoTags: []string{ref}, Architecture: cf.Architecture, Os: cf.OS, Config: cf.Config}
+	if !cf.Created.IsZero() {
+		di.Created = cf.Created.UTC().Format(time.RFC3339Nano)
+	}
+	if opts.DockerInfo, err = json.Marshal(di); err != nil {
+		return opts, closeAll, nitroErr(eEIFBuilding, fmt.Errorf("docker info: %w", err))
+	}
+	if f.metadata != "" {
+		b, err := os.ReadFile(f.metadata)
+		if err != nil {
+			return opts, closeAll, nitroErr(eFileOperation, fmt.Errorf("read metadata: %w", err))
+		}
+		if !json.Valid(b) {
+			return opts, closeAll, nitroErr(eEIFBuilding, fmt.Errorf("metadata file %s is not JSON", f.metadata))
+		}
+		opts.CustomMetadata = b
+	}
+	// BuildTime: SOURCE_DATE_EPOCH, else the image's creation time, else
+	// 1970: never the clock, so that rebuilding gives the same bytes.
+	switch {
+	case env.getenv("SOURCE_DATE_EPOCH") != "":
+		opts.BuildTime = epoch
+	case !cf.Created.IsZero() && cf.Created.Unix() > 0:
+		opts.BuildTime = cf.Created.UTC()
+	default:
+		opts.BuildTime = time.Unix(0, 0).UTC()
+	}
+	opts.BuildTool = "nitrovm build-enclave"
+	if f.cert != "" {
+		signer, cert, err := loadEnclaveSigner(f.cert, f.key)
+		if err != nil {
+			return opts, closeAll, nitroErr(eEIFBuilding, err)
+		}
+		opts.Signer, opts.Certificate = signer, cert
+	}
+	return opts, closeAll, nil
+}
+
+// loadEnclaveSigner reads a PEM certificate and its PEM private key (SEC 1
+// "EC PRIVATE KEY" or PKCS #8 "PRIVATE KEY").
+func loadEnclaveSigner(certPath, keyPath string) (crypto.Signer, *x509.Certificate, error) {
+	cb, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read signing certificate: %w", err)
+	}
+	blk, _ := pem.Decode(cb)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, nil, fmt.Errorf("signing certificate %s: no PEM CERTIFICATE block", certPath)
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse signing certificate: %w", err)
+	}
+	kb, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read private key: %w", err)
+	}
+	kblk, _ := pem.Decode(kb)
+	if kblk == nil {
+		return nil, nil, fmt.Errorf("private key %s: no PEM block", keyPath)
+	}
+	var key any
+	switch kblk.Type {
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(kblk.Bytes)
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(kblk.Bytes)
+	default:
+		return nil, nil, fmt.Errorf("private key %s: unsupported PEM type %q", keyPath, kblk.Type)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse private key: %w", err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, nil, fmt.Errorf("private key %s cannot sign", keyPath)
+	}
+	return signer, cert, nil
+}
+
+// writeEnclaveEIF builds the EIF into a temporary file beside path and
+// renames it into place, so a failed build leaves no partial file.
+func writeEnclaveEIF(path string, opts eif.BuildOptions) (*eif.Measurements, error) {
+	out, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("create output: %w", err)
+	}
+	m, err := eif.Build(out, opts)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(out.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(out.Name(), path)
+	}
+	if err != nil {
+		os.Remove(out.Name())
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return m, nil
+}

@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nitrovm/nitrovm/internal/nested"
+	"github.com/nitrovm/nitrovm/internal/nested/l1init"
+	"github.com/spf13/cobra"
+)
+
+// newNestedCmd returns the "nested" subcommand: run a command (usually
+// nitrovm itself) inside a QEMU-emulated Linux VM that has a working KVM,
+// for machines where /dev/kvm is missing or cannot run Linux guests.
+func newNestedCmd(env Env) *cobra.Command {
+	var (
+		memory, cpus int
+		files        []string
+		envs         []string
+		timeout      time.Duration
+		binary       string
+		kernelLog    bool
+		asInit       bool
+	)
+	cmd := &cobra.Command{
+		Use:   "nested [flags] -- COMMAND [ARG...]",
+		Short: "Run a command in a nested KVM-capable Linux VM (QEMU TCG), for hosts without usable KVM",
+		Long: `Boots a Linux VM under QEMU's TCG emulator with AMD SVM, where /dev/kvm
+works, copies this nitrovm binary to /bin/nitrovm and the --file files into
+it, runs COMMAND there as root and exits with COMMAND's exit status.
+
+Needs qemu-system-x86_64 and the L1 kernel: run scripts/deps.sh and
+scripts/kernel/l1-kernel.sh once. Example:
+
+  nitrovm nested --file /demo.eif=./demo.eif -- nitrovm boot --eif-path /demo.eif
+
+--env K=V (repeatable) adds K=V to COMMAND's environment.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if asInit {
+				if os.Getpid() != 1 {
+					return usageError{errors.New("--l1init is for the nested VM's init only")}
+				}
+				l1init.Main()
+				return nil
+			}
+			if len(args) == 0 {
+				return usageError{errors.New("nested: missing COMMAND (nitrovm nested [flags] -- COMMAND...)")}
+			}
+			if err := nested.ValidateEnv(envs); err != nil {
+				return usageError{fmt.Errorf("%w (--env K=V)", err)}
+			}
+			if binary == "" {
+				exe, err := env.executable()
+				if err != nil {
+					return fmt.Errorf("nested: find nitrovm binary: %w", err)
+				}
+				binary = exe
+			}
+			fileMap := map[string]string{}
+			for _, f := range files {
+				dst, src, ok := strings.Cut(f, "=")
+				if !ok || dst == "" || src == "" {
+					return usageError{fmt.Errorf("nested: --file %q: want L1PATH=HOSTPATH", f)}
+				}
+				fileMap[dst] = src
+			}
+			getenv := env.Getenv
+			if getenv == nil {
+				getenv = func(string) string { return "" }
+			}
+			res, err := nested.Run(c.Context(), nested.Options{
+				Nitrovm:   binary,
+				Files:     fileMap,
+				Command:   args,
+				Env:       envs,
+				MemoryMiB: memory,
+				CPUs:      cpus,
+				Timeout:   timeout,
+				Output:    env.Stdout,
+				Logger:    env.logger(),
+				CacheDir:  nested.DefaultCacheDir(getenv),
+				KernelLog: kernelLog,
+			})
+			if err != nil {
+				return err
+			}
+			if res.ExitCode != 0 {
+				return &exitStatusError{code: res.ExitCode}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&memory, "memory", nested.DefaultMemoryMiB, "RAM of the nested VM in MiB")
+	fl.IntVar(&cpus, "cpus", nested.DefaultCPUs, "vCPUs of the nested VM")
+	fl.StringArrayVar(&files, "file", nil, "copy HOSTPATH to L1PATH in the nested VM (L1PATH=HOSTPATH, repeatable)")
+	fl.StringArrayVar(&envs, "env", nil, "set K=V in COMMAND's environment (repeatable)")
+	fl.DurationVar(&timeout, "timeout", nested.DefaultTimeout, "give up after this long")
+	fl.StringVar(&binary, "nitrovm", "", "nitrovm binary to put in the VM (default: this one)")
+	fl.BoolVar(&kernelLog, "kernel-log", false, "show the nested VM's full kernel log")
+	fl.BoolVar(&asInit, "l1init", false, "run as the nested VM's init")
+	_ = fl.MarkHidden("l1init")
+	return cmd
+}
