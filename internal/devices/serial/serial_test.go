@@ -1,0 +1,78 @@
+package serial
+
+import (
+	"bytes"
+	"testing"
+)
+
+type irqCounter struct{ n int }
+
+func (c *irqCounter) Trigger() error { c.n++; return nil }
+
+func rd(s *Serial, off uint64) byte {
+	b := []byte{0xee}
+	s.Read(off, b)
+	return b[0]
+}
+
+func wr(s *Serial, off uint64, v byte) { s.Write(off, []byte{v}) }
+
+func TestTransmit(t *testing.T) {
+	var out bytes.Buffer
+	irq := &irqCounter{}
+	s := New(&out, irq)
+	for _, c := range []byte("hi\n") {
+		wr(s, uartTX, c)
+	}
+	if out.String() != "hi\n" {
+		t.Errorf("output: got %q, want %q", out.String(), "hi\n")
+	}
+	if irq.n != 0 {
+		t.Errorf("interrupts with IER=0: got %d, want 0", irq.n)
+	}
+	if got := rd(s, uartLSR); got != 0x60 {
+		t.Errorf("LSR: got %#x, want 0x60", got)
+	}
+	if got := rd(s, uartIIR); got != uartIIRNoInt {
+		t.Errorf("IIR: got %#x, want %#x", got, uartIIRNoInt)
+	}
+	wr(s, uartIER, uartIERTHRI)
+	if irq.n != 1 {
+		t.Errorf("interrupts after enabling THRI: got %d, want 1", irq.n)
+	}
+	if got := rd(s, uartIIR); got != uartIIRTHRI {
+		t.Errorf("IIR after THRI: got %#x, want %#x", got, uartIIRTHRI)
+	}
+	if got := rd(s, uartIIR); got != uartIIRNoInt {
+		t.Errorf("IIR after reading it: got %#x, want %#x", got, uartIIRNoInt)
+	}
+	wr(s, uartTX, 'x')
+	if irq.n != 2 || rd(s, uartIIR) != uartIIRTHRI {
+		t.Errorf("THR write with THRI: got %d interrupts, want 2 and IIR THRI", irq.n)
+	}
+}
+
+func TestRegisters(t *testing.T) {
+	s := New(nil, nil)
+	tests := []struct {
+		name  string
+		setup func()
+		off   uint64
+		want  byte
+	}{
+		{"scratch", func() { wr(s, uartSCR, 0x5a) }, uartSCR, 0x5a},
+		{"ier mask", func() { wr(s, uartIER, 0xff) }, uartIER, 0x0f},
+		{"dll", func() { wr(s, uartLCR, 0x80); wr(s, uartDLL, 1) }, uartDLL, 1},
+		{"dlm", func() { wr(s, uartDLM, 2) }, uartDLM, 2},
+		{"lcr", func() { wr(s, uartLCR, 0x03) }, uartLCR, 0x03},
+		{"ier back", func() {}, uartIER, 0x0f},
+		{"msr normal", func() { wr(s, uartMCR, 0) }, uartMSR, 0xb0},
+		{"msr loopback", func() { wr(s, uartMCR, uartMCRLoop|uartMCROut2|uartMCRRTS) }, uartMSR, 0x90},
+	}
+	for _, tt := range tests {
+		tt.setup()
+		if got := rd(s, tt.off); got != tt.want {
+			t.Errorf("%s: got %#x, want %#x", tt.name, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,325 @@
+package vsock
+
+// Connection state machine and credit-based flow control (VirtIO 1.1
+// §5.10.6.3 and §5.10.6.6; Linux net/vmw_vsock/virtio_transport_common.c).
+//
+// Protocol primer. A stream connection is identified by the 4-tuple of
+// (cid, port) pairs. One side sends REQUEST; the other answers RESPONSE to
+// accept or RST to refuse. Data flows in RW packets. Every packet carries
+// the sender's buf_alloc (its receive buffer for this connection) and
+// fwd_cnt (bytes it has consumed from that buffer so far), so the peer
+// knows it may have at most buf_alloc - (tx_cnt - fwd_cnt) bytes in flight.
+// CREDIT_UPDATE announces freed space without data; CREDIT_REQUEST asks
+// for one. SHUTDOWN with flag RCV and/or SEND ends one or both directions;
+// after a full shutdown the side that received it answers RST, which ends
+// the connection for good.
+//
+// Here the device is one side (the host peer, at CID 2 or 3) and the guest
+// driver is the other. Each established connection has a Stream on the
+// host and two goroutines: the reader moves host bytes into out (never
+// more than the guest's credit allows, nor more than OutBufBytes), and
+// the writer moves guest bytes from in to the stream. The device's worker
+// drains out into the guest's rx queue. A slow host peer stalls its
+// writer; in then fills to ConnBufBytes and the guest runs out of credit,
+// so nothing is buffered beyond that. A guest that does not read stops
+// granting credit, which stalls only that connection's reader.
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"time"
+)
+
+// connKey identifies a connection. The guest side is always the guest CID.
+type connKey struct {
+	hostCID   uint64 // ParentCID or VMADDR_CID_HOST.
+	hostPort  uint32
+	guestPort uint32
+}
+
+// connState is the state of a connection.
+type connState int
+
+const (
+	// stateHostConnecting: the host opened it; REQUEST pending or sent.
+	stateHostConnecting connState = iota
+	// stateGuestConnecting: the guest sent REQUEST; Backend.ConnectHost runs.
+	stateGuestConnecting
+	// stateEstablished: data may flow.
+	stateEstablished
+	// stateClosing: full SHUTDOWN sent; waiting for the guest's RST.
+	stateClosing
+)
+
+// Host stream reads: idle connections hold a small buffer, busy ones a
+// large one.
+const (
+	readStartBytes = 4 << 10
+	readChunkBytes = MaxPacketPayloadBytes
+)
+
+// conn is one connection. All fields are guarded by the mux lock.
+type conn struct {
+	key   connKey
+	state connState
+	cond  *sync.Cond // on the mux lock; wakes the reader and writer.
+	dead  bool       // removed from the table; goroutines exit.
+
+	stream     Stream
+	ownsStream bool       // close stream when the connection ends.
+	connected  chan error // host-initiated only: outcome of the request.
+	timer      *time.Timer
+
+	// Control packets waiting to be sent, in this order.
+	sendRequest, sendResponse, sendCreditUpdate bool
+	sendShutdown                                uint32 // flags, sent once out is empty.
+	shutdownSent                                uint32
+	queued                                      bool // in the mux's ready list.
+
+	// Guest to host.
+	in          byteQueue
+	rxCnt       uint32 // bytes received from the guest.
+	fwdCnt      uint32 // bytes written to the stream.
+	lastFwdSent uint32 // fwdCnt last told to the guest.
+	peerShut    uint32 // shutdown flags the guest sent.
+	writerDone  bool   // the guest's sending side is closed and in is flushed.
+
+	// Host to guest.
+	out          byteQueue
+	txCnt        uint32 // bytes sent to the guest.
+	peerBufAlloc uint32
+	peerFwdCnt   uint32
+	readerEOF    bool // the stream returned EOF.
+}
+
+// room returns how many more bytes the reader may queue toward the guest:
+// the guest's credit minus what is queued, capped at OutBufBytes.
+//
+// Preconditions: the mux lock is held.
+func (c *conn) room() int {
+	inFlight := int64(c.txCnt - c.peerFwdCnt) // wraps like the counters do.
+	credit := int64(c.peerBufAlloc) - inFlight - int64(c.out.Len())
+	if lim := int64(OutBufBytes - c.out.Len()); credit > lim {
+		credit = lim
+	}
+	if credit < 0 {
+		return 0
+	}
+	return int(credit)
+}
+
+// pending reports whether the connection has a packet to send.
+//
+// Preconditions: the mux lock is held.
+func (c *conn) pending() bool {
+	return c.sendRequest || c.sendResponse || c.out.Len() > 0 || c.sendCreditUpdate || c.sendShutdown != 0
+}
+
+// header returns a packet header from the host side of c to the guest.
+func (c *conn) header(guestCID uint64, op uint16) Header {
+	return Header{
+		SrcCID:   c.key.hostCID,
+		DstCID:   guestCID,
+		SrcPort:  c.key.hostPort,
+		DstPort:  c.key.guestPort,
+		Type:     VIRTIO_VSOCK_TYPE_STREAM,
+		Op:       op,
+		BufAlloc: ConnBufBytes,
+		FwdCnt:   c.fwdCnt,
+	}
+}
+
+// next builds c's next packet to the guest, copying at most len(payload)
+// data bytes into payload. It returns false if there is nothing to send.
+//
+// Preconditions: the mux lock is held.
+func (m *mux) nextConnPacket(c *conn, payload []byte) (Header, int, bool) {
+	var h Header
+	n := 0
+	switch {
+	case c.sendRequest:
+		c.sendRequest = false
+		h = c.header(m.guestCID, VIRTIO_VSOCK_OP_REQUEST)
+	case c.sendResponse:
+		c.sendResponse = false
+		h = c.header(m.guestCID, VIRTIO_VSOCK_OP_RESPONSE)
+	case c.out.Len() > 0 && len(payload) > 0:
+		n = c.out.pop(payload)
+		c.txCnt += uint32(n)
+		h = c.header(m.guestCID, VIRTIO_VSOCK_OP_RW)
+		h.Len = uint32(n)
+		c.cond.Broadcast() // the reader may have room again.
+	case c.sendCreditUpdate:
+		h = c.header(m.guestCID, VIRTIO_VSOCK_OP_CREDIT_UPDATE)
+	case c.sendShutdown != 0 && c.out.Len() == 0:
+		h = c.header(m.guestCID, VIRTIO_VSOCK_OP_SHUTDOWN)
+		h.Flags = c.sendShutdown
+		c.shutdownSent |= c.sendShutdown
+		c.sendShutdown = 0
+		if c.shutdownSent == shutdownBoth && c.state == stateEstablished {
+			c.state = stateClosing
+			m.armTimer(c, ConnShutdownTimeout, func() { m.terminate(c, true) })
+		}
+	default:
+		return Header{}, 0, false
+	}
+	// Every packet carries our credit.
+	c.sendCreditUpdate = false
+	c.lastFwdSent = c.fwdCnt
+	return h, n, true
+}
+
+// armTimer runs f under the mux lock after d unless c ends first.
+//
+// Preconditions: the mux lock is held.
+func (m *mux) armTimer(c *conn, d time.Duration, f func()) {
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.timer = time.AfterFunc(d, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !c.dead {
+			f()
+		}
+	})
+}
+
+// startPumps starts the reader and writer goroutines of an established
+// connection.
+//
+// Preconditions: the mux lock is held; c.stream is set.
+func (m *mux) startPumps(c *conn) {
+	m.wg.Add(2)
+	go m.readLoop(c)
+	go m.writeLoop(c)
+}
+
+// readLoop moves bytes from the host stream toward the guest, within the
+// guest's credit.
+func (m *mux) readLoop(c *conn) {
+	defer m.wg.Done()
+	buf := make([]byte, readStartBytes)
+	for {
+		m.mu.Lock()
+		n := 0
+		for {
+			if c.dead || c.peerShut&VIRTIO_VSOCK_SHUTDOWN_RCV != 0 {
+				m.mu.Unlock()
+				return
+			}
+			if n = c.room(); n > 0 {
+				break
+			}
+			c.cond.Wait()
+		}
+		m.mu.Unlock()
+
+		k, err := c.stream.Read(buf[:min(n, len(buf))])
+
+		m.mu.Lock()
+		if c.dead {
+			m.mu.Unlock()
+			return
+		}
+		if k > 0 && c.peerShut&VIRTIO_VSOCK_SHUTDOWN_RCV == 0 {
+			c.out.push(buf[:k])
+			m.markReady(c)
+		}
+		if k == len(buf) && len(buf) < readChunkBytes {
+			buf = make([]byte, readChunkBytes) // a busy stream: read more at once.
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				c.readerEOF = true
+				c.sendShutdown |= VIRTIO_VSOCK_SHUTDOWN_SEND
+				m.markReady(c)
+				m.checkDone(c)
+			} else {
+				m.logger.Debug("vsock: host stream read", "conn", c.key, "err", err)
+				m.terminate(c, true)
+			}
+			m.mu.Unlock()
+			return
+		}
+		m.mu.Unlock()
+	}
+}
+
+// closeWriter is a Stream that can close its sending side alone.
+type closeWriter interface{ CloseWrite() error }
+
+// writeLoop moves bytes the guest sent to the host stream and returns
+// credit to the guest as the stream accepts them.
+func (m *mux) writeLoop(c *conn) {
+	defer m.wg.Done()
+	for {
+		m.mu.Lock()
+		for !c.dead && c.in.Len() == 0 && c.peerShut&VIRTIO_VSOCK_SHUTDOWN_SEND == 0 {
+			c.cond.Wait()
+		}
+		if c.dead {
+			m.mu.Unlock()
+			return
+		}
+		if c.in.Len() == 0 { // the guest will send no more.
+			m.mu.Unlock()
+			if cw, ok := c.stream.(closeWriter); ok {
+				_ = cw.CloseWrite()
+			}
+			m.mu.Lock()
+			c.writerDone = true
+			if !c.dead {
+				m.checkDone(c)
+			}
+			m.mu.Unlock()
+			return
+		}
+		buf := m.chunks.Get().(*[]byte)
+		n := c.in.pop(*buf)
+		m.mu.Unlock()
+
+		_, err := c.stream.Write((*buf)[:n])
+		m.chunks.Put(buf)
+
+		m.mu.Lock()
+		if c.dead {
+			m.mu.Unlock()
+			return
+		}
+		if err != nil {
+			m.logger.Debug("vsock: host stream write", "conn", c.key, "err", err)
+			m.terminate(c, true)
+			m.mu.Unlock()
+			return
+		}
+		c.fwdCnt += uint32(n)
+		// The guest can only be blocked on credit once ConnBufBytes are
+		// outstanding, so an update every quarter buffer keeps it going.
+		if c.fwdCnt-c.lastFwdSent >= ConnBufBytes/4 {
+			c.sendCreditUpdate = true
+			m.markReady(c)
+		}
+		m.mu.Unlock()
+	}
+}
+
+// checkDone ends the connection once both directions are finished.
+//
+// Preconditions: the mux lock is held; c is not dead.
+func (m *mux) checkDone(c *conn) {
+	switch {
+	case c.peerShut == shutdownBoth && c.writerDone:
+		// The guest closed and everything it sent was delivered: answer
+		// its full shutdown with the RST it waits for.
+		m.terminate(c, true)
+	case c.readerEOF && c.writerDone && c.state == stateEstablished:
+		// Both directions ended on our side: full shutdown; the guest
+		// answers RST (or ConnShutdownTimeout passes).
+		c.sendShutdown = shutdownBoth &^ c.shutdownSent
+		if c.sendShutdown != 0 {
+			m.markReady(c)
+		}
+	}
+}

@@ -1,0 +1,456 @@
+package vsock
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+)
+
+// mux is the connection table between the guest and the backend. Packets
+// from the guest enter through handlePacket; packets to the guest leave
+// through fillRx. It knows nothing about virtqueues, so the state machine
+// is testable with a simulated guest driver.
+type mux struct {
+	guestCID uint64
+	backend  Backend
+	logger   *slog.Logger
+	wake     func() // tells the device's worker that packets are pending; must not block.
+
+	ctx    context.Context // cancelled by close; bounds Backend.ConnectHost.
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // pump and connect goroutines.
+	chunks sync.Pool      // *[]byte of readChunkBytes for writers.
+
+	mu       sync.Mutex
+	closed   bool
+	conns    map[connKey]*conn
+	ready    []*conn  // connections with a pending packet, round robin.
+	resets   []Header // resets for packets that match no connection.
+	nextPort uint32   // next host port for host-initiated connections.
+}
+
+// Host ports used for host-initiated connections.
+const (
+	firstHostPort = 0x4000_0000
+	lastHostPort  = 0x7fff_ffff
+)
+
+func newMux(guestCID uint64, backend Backend, logger *slog.Logger, wake func()) *mux {
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &mux{
+		guestCID: guestCID,
+		backend:  backend,
+		logger:   logger,
+		wake:     wake,
+		ctx:      ctx,
+		cancel:   cancel,
+		conns:    make(map[connKey]*conn),
+		nextPort: firstHostPort,
+	}
+	m.chunks.New = func() any {
+		b := make([]byte, readChunkBytes)
+		return &b
+	}
+	return m
+}
+
+// newConn adds a connection to the table.
+//
+// Preconditions: the mux lock is held.
+func (m *mux) newConn(key connKey, state connState) *conn {
+	c := &conn{key: key, state: state, cond: sync.NewCond(&m.mu)}
+	m.conns[key] = c
+	return c
+}
+
+// markReady queues c for the worker if it has a packet to send.
+//
+// Preconditions: the mux lock is held.
+func (m *mux) markReady(c *conn) {
+	if c.queued || c.dead || !c.pending() {
+		return
+	}
+	c.queued = true
+	m.ready = append(m.ready, c)
+	m.wake()
+}
+
+// queueReset queues a RST answering the guest packet h.
+//
+// Preconditions: the mux lock is held.
+func (m *mux) queueReset(h Header) {
+	if len(m.resets) >= MaxPendingResets {
+		m.logger.Debug("vsock: reset queue full, dropping", "packet", h)
+		return
+	}
+	m.resets = append(m.resets, Header{
+		SrcCID:  h.DstCID,
+		DstCID:  h.SrcCID,
+		SrcPort: h.DstPort,
+		DstPort: h.SrcPort,
+		Type:    VIRTIO_VSOCK_TYPE_STREAM,
+		Op:      VIRTIO_VSOCK_OP_RST,
+	})
+	m.wake()
+}
+
+// terminate removes c, sending the guest a RST if rst is set.
+//
+// Preconditions: the mux lock is held.
+func (m *mux) terminate(c *conn, rst bool) {
+	if c.dead {
+		return
+	}
+	c.dead = true
+	delete(m.conns, c.key)
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	if c.connected != nil {
+		select {
+		case c.connected <- ErrConnRefused:
+		default:
+		}
+	}
+	if rst && !m.closed {
+		m.queueReset(Header{SrcCID: m.guestCID, DstCID: c.key.hostCID, SrcPort: c.key.guestPort, DstPort: c.key.hostPort})
+	}
+	c.in.reset()
+	c.out.reset()
+	c.cond.Broadcast()
+	if c.ownsStream && c.stream != nil {
+		s := c.stream
+		// Close may take time (TLS, TCP linger); never under the lock.
+		go func() { _ = s.Close() }()
+	}
+}
+
+// handlePacket processes one packet the guest sent. payload holds h.Len
+// bytes; it is copied.
+func (m *mux) handlePacket(h Header, payload []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	if h.SrcCID != m.guestCID {
+		m.logger.Debug("vsock: dropping packet with spoofed source", "packet", h)
+		return
+	}
+	if (h.DstCID != ParentCID && h.DstCID != VMADDR_CID_HOST) || h.Type != VIRTIO_VSOCK_TYPE_STREAM {
+		if h.Op != VIRTIO_VSOCK_OP_RST {
+			m.queueReset(h)
+		}
+		return
+	}
+	key := connKey{hostCID: h.DstCID, hostPort: h.DstPort, guestPort: h.SrcPort}
+	c := m.conns[key]
+	if c == nil {
+		switch h.Op {
+		case VIRTIO_VSOCK_OP_REQUEST:
+			m.guestConnect(key, h)
+		case VIRTIO_VSOCK_OP_RST:
+		default:
+			m.queueReset(h)
+		}
+		return
+	}
+	c.peerBufAlloc = h.BufAlloc
+	c.peerFwdCnt = h.FwdCnt
+	c.cond.Broadcast() // the reader may have credit now.
+
+	switch h.Op {
+	case VIRTIO_VSOCK_OP_RESPONSE:
+		if c.state != stateHostConnecting {
+			m.terminate(c, true)
+			return
+		}
+		c.state = stateEstablished
+		c.timer.Stop()
+		c.connected <- nil
+		c.connected = nil
+	case VIRTIO_VSOCK_OP_RST:
+		m.terminate(c, false)
+	case VIRTIO_VSOCK_OP_SHUTDOWN:
+		if c.state != stateEstablished && c.state != stateClosing {
+			m.terminate(c, true)
+			return
+		}
+		c.peerShut |= h.Flags & shutdownBoth
+		if c.peerShut&VIRTIO_VSOCK_SHUTDOWN_RCV != 0 {
+			c.out.reset() // the guest will read no more.
+		}
+		m.checkDone(c)
+	case VIRTIO_VSOCK_OP_RW:
+		if c.state != stateEstablished || c.peerShut&VIRTIO_VSOCK_SHUTDOWN_SEND != 0 {
+			m.terminate(c, true)
+			return
+		}
+		if uint64(c.rxCnt-c.fwdCnt)+uint64(len(payload)) > ConnBufBytes {
+			m.logger.Warn("vsock: guest exceeded its credit, resetting connection", "conn", c.key)
+			m.terminate(c, true)
+			return
+		}
+		c.in.push(payload)
+		c.rxCnt += uint32(len(payload))
+	case VIRTIO_VSOCK_OP_CREDIT_UPDATE:
+	case VIRTIO_VSOCK_OP_CREDIT_REQUEST:
+		c.sendCreditUpdate = true
+		m.markReady(c)
+	default: // REQUEST on an existing connection, or an unknown op.
+		m.terminate(c, true)
+	}
+}
+
+// guestConnect handles a REQUEST for a new connection.
+//
+// Preconditions: the mux lock is held.
+func (m *mux) guestConnect(key connKey, h Header) {
+	if len(m.conns) >= MaxConns {
+		m.logger.Warn("vsock: connection limit reached, refusing", "max", MaxConns, "port", key.hostPort)
+		m.queueReset(h)
+		return
+	}
+	c := m.newConn(key, stateGuestConnecting)
+	c.peerBufAlloc = h.BufAlloc
+	c.peerFwdCnt = h.FwdCnt
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(m.ctx, HostConnectTimeout)
+		s, err := m.backend.ConnectHost(ctx, key.hostCID, key.hostPort, key.guestPort)
+		cancel()
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if c.dead || m.closed {
+			if err == nil {
+				go func() { _ = s.Close() }()
+			}
+			if !c.dead {
+				m.terminate(c, false)
+			}
+			return
+		}
+		if err != nil {
+			m.logger.Debug("vsock: refusing guest connection", "cid", key.hostCID, "port", key.hostPort, "err", err)
+			m.terminate(c, true)
+			return
+		}
+		c.stream = s
+		c.ownsStream = true
+		c.state = stateEstablished
+		c.sendResponse = true
+		m.markReady(c)
+		m.startPumps(c)
+	}()
+}
+
+// connectGuest implements Connector.ConnectGuest.
+func (m *mux) connectGuest(ctx context.Context, port uint32, stream Stream, onConnect func(uint32) error) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	if len(m.conns) >= MaxConns {
+		m.mu.Unlock()
+		return ErrTooManyConns
+	}
+	key := connKey{hostCID: ParentCID, guestPort: port}
+	for {
+		key.hostPort = m.nextPort
+		m.nextPort++
+		if m.nextPort > lastHostPort {
+			m.nextPort = firstHostPort
+		}
+		if m.conns[key] == nil {
+			break
+		}
+	}
+	c := m.newConn(key, stateHostConnecting)
+	c.stream = stream
+	connected := make(chan error, 1)
+	c.connected = connected
+	c.sendRequest = true
+	m.armTimer(c, ConnRequestTimeout, func() {
+		if c.state == stateHostConnecting {
+			select {
+			case c.connected <- ErrTimeout:
+			default:
+			}
+			m.terminate(c, true)
+		}
+	})
+	m.markReady(c)
+	m.mu.Unlock()
+
+	var err error
+	select {
+	case err = <-connected:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err == nil && onConnect != nil {
+		if err = onConnect(key.hostPort); err != nil {
+			err = fmt.Errorf("vsock: connection to guest port %d: %w", port, err)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err == nil && c.dead {
+		err = ErrConnRefused
+	}
+	if err != nil {
+		m.terminate(c, true) // no-op if already gone; c does not own stream.
+		return err
+	}
+	c.ownsStream = true
+	m.startPumps(c)
+	return nil
+}
+
+// rxBuffer is a buffer the guest gave for received packets (a virtqueue
+// chain of device-writable descriptors).
+type rxBuffer interface {
+	WritableLen() uint32
+	Write(p []byte) (int, error)
+}
+
+// fillRx writes pending packets into guest buffers: pop returns the next
+// buffer (nil when the guest has none), done hands a buffer back.
+// It returns how many buffers were handed back.
+func (m *mux) fillRx(scratch []byte, pop func() (rxBuffer, error), done func(rxBuffer)) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	used := 0
+	for m.pendingLocked() {
+		b, err := pop()
+		if err != nil {
+			m.logger.Debug("vsock: bad rx buffer", "err", err)
+			if b != nil {
+				done(b)
+				used++
+				continue
+			}
+			break
+		}
+		if b == nil {
+			break
+		}
+		used++
+		room := int(b.WritableLen())
+		if room < HeaderSize {
+			m.logger.Debug("vsock: rx buffer too small", "bytes", room)
+			done(b)
+			continue
+		}
+		n := min(room, len(scratch)) - HeaderSize
+		h, k, ok := m.nextPacketLocked(scratch[HeaderSize : HeaderSize+n])
+		if !ok {
+			done(b)
+			break
+		}
+		h.Encode(scratch)
+		if _, err := b.Write(scratch[:HeaderSize+k]); err != nil {
+			m.logger.Debug("vsock: writing rx buffer", "err", err)
+		}
+		done(b)
+	}
+	return used
+}
+
+// pendingLocked reports whether a packet waits for the guest.
+//
+// Preconditions: the mux lock is held.
+func (m *mux) pendingLocked() bool {
+	if len(m.resets) > 0 {
+		return true
+	}
+	for len(m.ready) > 0 && (m.ready[0].dead || !m.ready[0].pending()) {
+		m.ready[0].queued = false
+		m.ready = m.ready[1:]
+	}
+	return len(m.ready) > 0
+}
+
+// nextPacketLocked returns the next packet for the guest, its payload
+// copied into payload.
+//
+// Preconditions: the mux lock is held.
+func (m *mux) nextPacketLocked(payload []byte) (Header, int, bool) {
+	if len(m.resets) > 0 {
+		h := m.resets[0]
+		m.resets = m.resets[1:]
+		if len(m.resets) == 0 {
+			m.resets = nil
+		}
+		return h, 0, true
+	}
+	for len(m.ready) > 0 {
+		c := m.ready[0]
+		m.ready[0] = nil
+		m.ready = m.ready[1:]
+		c.queued = false
+		if c.dead {
+			continue
+		}
+		h, n, ok := m.nextConnPacket(c, payload)
+		m.markReady(c) // round robin: back of the line if more is pending.
+		if ok {
+			return h, n, true
+		}
+	}
+	m.ready = nil
+	return Header{}, 0, false
+}
+
+// reset forgets all connections (device reset): streams are closed and
+// the guest is not told.
+func (m *mux) reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.resetLocked()
+}
+
+func (m *mux) resetLocked() {
+	for _, c := range m.conns {
+		m.terminate(c, false)
+	}
+	m.ready = nil
+	m.resets = nil
+}
+
+// close resets the mux for good and waits for its goroutines.
+func (m *mux) close() {
+	m.mu.Lock()
+	m.closed = true
+	m.resetLocked()
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+}
+
+// numConns returns the number of connections (tests, fuzzing).
+func (m *mux) numConns() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.conns)
+}
+
+// malformed handles a packet whose payload could not be read: the
+// connection it names (if any) loses data, so it is reset.
+func (m *mux) malformed(h Header) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h.SrcCID != m.guestCID {
+		return
+	}
+	if c := m.conns[connKey{hostCID: h.DstCID, hostPort: h.DstPort, guestPort: h.SrcPort}]; c != nil {
+		m.terminate(c, true)
+		return
+	}
+	if h.Op != VIRTIO_VSOCK_OP_RST {
+		m.queueReset(h)
+	}
+}
