@@ -1,0 +1,183 @@
+// Package enclavetest provides test doubles for package enclave: a fake
+// Launcher whose guest behaviour is scripted by the EIF's kernel command
+// line, a helper that writes small real EIFs, and a TestMain hook that lets
+// a test binary act as a detached supervisor.
+//
+// Command-line words the fake understands (anything else is ignored):
+//
+//	fake.boot=DUR         time until the heartbeat (default 20ms)
+//	fake.heartbeat=never  never send the heartbeat
+//	fake.panic            exit before the heartbeat with a kernel panic
+//	fake.exit=DUR         exit DUR after the heartbeat ("guest powered off")
+//	fake.console=TEXT     print TEXT (with "_" as space) on the console
+package enclavetest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nitrovm/nitrovm/eif"
+	"github.com/nitrovm/nitrovm/internal/enclave"
+)
+
+// Launcher is a fake enclave.Launcher: it measures the EIF for real but
+// runs no VM.
+type Launcher struct{}
+
+// Launch implements enclave.Launcher.Launch.
+func (Launcher) Launch(ctx context.Context, spec enclave.Spec) (enclave.Instance, error) {
+	f, err := eif.Open(spec.EIFPath)
+	if err != nil {
+		return nil, fmt.Errorf("open EIF: %w", err)
+	}
+	defer f.Close()
+	m, err := f.Measure()
+	if err != nil {
+		return nil, fmt.Errorf("measure EIF: %w", err)
+	}
+	mj, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	cmdline, err := f.Cmdline()
+	if err != nil {
+		return nil, err
+	}
+	in := &instance{
+		meas: mj,
+		hb:   make(chan struct{}),
+		done: make(chan struct{}),
+		stop: make(chan struct{}),
+	}
+	go in.run(ctx, cmdline, spec.Console)
+	return in, nil
+}
+
+type instance struct {
+	meas     json.RawMessage
+	hb, done chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	result   string
+}
+
+// Measurements implements enclave.Instance.Measurements.
+func (in *instance) Measurements() json.RawMessage { return in.meas }
+
+// Heartbeat implements enclave.Instance.Heartbeat.
+func (in *instance) Heartbeat() <-chan struct{} { return in.hb }
+
+// Done implements enclave.Instance.Done.
+func (in *instance) Done() <-chan struct{} { return in.done }
+
+// Result implements enclave.Instance.Result.
+func (in *instance) Result() string { return in.result }
+
+// Stop implements enclave.Instance.Stop.
+func (in *instance) Stop() { in.stopOnce.Do(func() { close(in.stop) }) }
+
+func (in *instance) run(ctx context.Context, cmdline string, console io.Writer) {
+	defer close(in.done)
+	boot, exitAfter := 20*time.Millisecond, time.Duration(0)
+	heartbeat, panicBoot := true, false
+	var text string
+	for _, w := range strings.Fields(cmdline) {
+		k, v, _ := strings.Cut(w, "=")
+		switch k {
+		case "fake.boot":
+			boot, _ = time.ParseDuration(v)
+		case "fake.heartbeat":
+			heartbeat = v != "never"
+		case "fake.panic":
+			panicBoot = true
+		case "fake.exit":
+			exitAfter, _ = time.ParseDuration(v)
+		case "fake.console":
+			text = strings.ReplaceAll(v, "_", " ")
+		}
+	}
+	fmt.Fprintf(console, "[    0.000000] Linux version fake\n")
+	wait := func(d time.Duration) bool {
+		select {
+		case <-time.After(d):
+			return true
+		case <-in.stop:
+		case <-ctx.Done():
+		}
+		return false
+	}
+	if !wait(boot) {
+		return
+	}
+	if panicBoot {
+		fmt.Fprintf(console, "Kernel panic - not syncing: fake\n")
+		in.result = "guest panic: Kernel panic - not syncing: fake"
+		return
+	}
+	if heartbeat {
+		close(in.hb)
+	}
+	if text != "" {
+		fmt.Fprintln(console, text)
+	}
+	if exitAfter > 0 {
+		if wait(exitAfter) {
+			in.result = "guest powered off"
+		}
+		return
+	}
+	wait(365 * 24 * time.Hour)
+}
+
+// WriteEIF writes a small EIF for arch with the given kernel command line
+// to dir/name and returns its path. kernelFill varies the kernel bytes so
+// that EIFs differ in their measurements.
+func WriteEIF(t testing.TB, dir, name, cmdline string, arch eif.Arch, kernelFill byte) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	var buf bytes.Buffer
+	_, err := eif.Build(&buf, eif.BuildOptions{
+		Kernel:    bytes.NewReader(bytes.Repeat([]byte{kernelFill}, 4096)),
+		Cmdline:   cmdline,
+		Ramdisks:  []eif.Blob{bytes.NewReader([]byte("070701 fake ramdisk"))},
+		Name:      name,
+		Arch:      arch,
+		BuildTime: time.Unix(1700000000, 0),
+	})
+	if err != nil {
+		t.Fatalf("build EIF: %v", err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// SuperviseIfAsked makes a test binary act as "nitrovm supervise DIR" with
+// the fake Launcher when its arguments say so: call it first in TestMain,
+// with the subcommand name. It exits the process in that case.
+func SuperviseIfAsked(sub string) {
+	if len(os.Args) != 3 || os.Args[1] != sub {
+		return
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	status := os.NewFile(enclave.StatusFD, "status")
+	err := enclave.Supervise(context.Background(), os.Args[2], enclave.SuperviseOptions{
+		Launcher: Launcher{}, Logger: logger, Status: status,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}

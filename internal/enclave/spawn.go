@@ -1,0 +1,70 @@
+package enclave
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+)
+
+// logsDir is the state directory's subdirectory for supervisor logs, which
+// outlive their enclaves so failed starts can be diagnosed.
+const logsDir = "logs"
+
+// LogPath returns the supervisor log file of the enclave with the given ID.
+func (s Store) LogPath(id string) string {
+	return filepath.Join(s.Dir, logsDir, id+".log")
+}
+
+// ExecSpawner starts supervisors as detached processes:
+// "Executable Args... <enclave dir>", in a new session, with stdin from
+// /dev/null, stdout and stderr appended to the enclave's log file, and the
+// start status pipe as file descriptor 3.
+type ExecSpawner struct {
+	Executable string
+	Args       []string // e.g. {"supervise"}
+}
+
+// StatusFD is the file descriptor on which a spawned supervisor finds its
+// start status pipe.
+const StatusFD = 3
+
+// Spawn implements Spawner.Spawn.
+func (e ExecSpawner) Spawn(_ context.Context, dir string) (io.ReadCloser, error) {
+	store := Store{Dir: filepath.Dir(dir)}
+	if err := os.MkdirAll(filepath.Join(store.Dir, logsDir), 0o700); err != nil {
+		return nil, fmt.Errorf("create log directory: %w", err)
+	}
+	logf, err := os.OpenFile(store.LogPath(filepath.Base(dir)), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open supervisor log: %w", err)
+	}
+	defer logf.Close()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	defer null.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("create status pipe: %w", err)
+	}
+	defer w.Close()
+	args := append(append([]string(nil), e.Args...), dir)
+	cmd := exec.Command(e.Executable, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, logf, logf
+	cmd.ExtraFiles = []*os.File{w} // becomes StatusFD
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("start %s: %w", e.Executable, err)
+	}
+	if err := cmd.Process.Release(); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("release supervisor: %w", err)
+	}
+	return r, nil
+}

@@ -1,0 +1,218 @@
+package enclave
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// stubLauncher is an in-package Launcher: its instances send the heartbeat
+// at once and run until stopped.
+type stubLauncher struct{ err error }
+
+func (l stubLauncher) Launch(ctx context.Context, spec Spec) (Instance, error) {
+	if l.err != nil {
+		return nil, l.err
+	}
+	in := &stubInstance{hb: make(chan struct{}), done: make(chan struct{})}
+	close(in.hb)
+	return in, nil
+}
+
+type stubInstance struct {
+	hb, done chan struct{}
+	once     sync.Once
+}
+
+func (s *stubInstance) Measurements() json.RawMessage { return json.RawMessage(`{"PCR0":"00"}`) }
+func (s *stubInstance) Heartbeat() <-chan struct{}    { return s.hb }
+func (s *stubInstance) Done() <-chan struct{}         { return s.done }
+func (s *stubInstance) Result() string                { return "" }
+func (s *stubInstance) Stop()                         { s.once.Do(func() { close(s.done) }) }
+
+// statusBuf collects a supervisor's status line.
+type statusBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+	ch chan struct{}
+}
+
+func newStatusBuf() *statusBuf { return &statusBuf{ch: make(chan struct{})} }
+func (s *statusBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *statusBuf) Close() error { close(s.ch); return nil }
+func (s *statusBuf) status(t *testing.T) startStatus {
+	t.Helper()
+	select {
+	case <-s.ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no status from supervisor")
+	}
+	var st startStatus
+	if err := json.Unmarshal(s.b.Bytes(), &st); err != nil {
+		t.Fatalf("status %q: %v", s.b.String(), err)
+	}
+	return st
+}
+
+func reserveForTest(t *testing.T, debug bool) (string, *Record) {
+	t.Helper()
+	base, err := os.MkdirTemp("", "nvms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	rec := &Record{ID: "i-0-enc1", Name: "x", Slot: 1, CID: 16, State: StateStarting, Debug: debug, HeartbeatTimeout: time.Second}
+	rec.OwnerPID, rec.OwnerStart = selfStart()
+	dir := filepath.Join(base, rec.ID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeRecord(dir, rec); err != nil {
+		t.Fatal(err)
+	}
+	return dir, rec
+}
+
+func rawCall(t *testing.T, dir, line string) string {
+	t.Helper()
+	conn, err := net.Dial("unix", filepath.Join(dir, controlSocket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte(line))
+	resp, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func TestSupervisorControl(t *testing.T) {
+	dir, rec := reserveForTest(t, false)
+	st := newStatusBuf()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Supervise(context.Background(), dir, SuperviseOptions{Launcher: stubLauncher{}, Status: st})
+	}()
+	if got := st.status(t); !got.OK {
+		t.Fatalf("status: got %+v, want ok", got)
+	}
+	tests := []struct {
+		req, want string
+	}{
+		{"nonsense\n", `"error":"bad request`},
+		{`{"op":"fly"}` + "\n", `"error":"unknown request \"fly\""`},
+		{`{"op":"describe"}` + "\n", `"State":"RUNNING"`},
+		{`{"op":"console"}` + "\n", `not started with the debug flag`},
+	}
+	for _, tt := range tests {
+		if got := rawCall(t, dir, tt.req); !strings.Contains(got, tt.want) {
+			t.Errorf("request %q: got %q, want it to contain %q", tt.req, got, tt.want)
+		}
+	}
+	// A second supervisor for the same enclave is refused.
+	err := Supervise(context.Background(), dir, SuperviseOptions{Launcher: stubLauncher{}})
+	if KindOf(err) != KindInvalidArgument {
+		t.Errorf("second Supervise: got %v, want KindInvalidArgument", err)
+	}
+	resp, conn, _, err := controlCall(context.Background(), dir, opTerminate)
+	if err != nil || !resp.OK || resp.Record.ID != rec.ID {
+		t.Fatalf("terminate: got %+v, %v", resp, err)
+	}
+	conn.Close()
+	if err := <-errc; err != nil {
+		t.Errorf("Supervise: got %v, want nil", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("enclave directory after terminate: got %v, want it removed", err)
+	}
+}
+
+func TestSuperviseFailures(t *testing.T) {
+	dir, _ := reserveForTest(t, true)
+	st := newStatusBuf()
+	err := Supervise(context.Background(), dir, SuperviseOptions{Launcher: stubLauncher{err: errors.New("no kvm")}, Status: st})
+	if KindOf(err) != KindBoot || !strings.Contains(err.Error(), "no kvm") {
+		t.Errorf("launch failure: got %v, want KindBoot with the cause", err)
+	}
+	if got := st.status(t); got.OK || got.Kind != KindBoot {
+		t.Errorf("launch failure status: got %+v, want a KindBoot failure", got)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("enclave directory after failure: got %v, want it removed", err)
+	}
+	st = newStatusBuf()
+	err = Supervise(context.Background(), filepath.Join(t.TempDir(), "missing"), SuperviseOptions{Status: st})
+	if KindOf(err) != KindFileOperation {
+		t.Errorf("missing dir: got %v, want KindFileOperation", err)
+	}
+	if got := st.status(t); got.OK {
+		t.Errorf("missing dir status: got %+v, want a failure", got)
+	}
+}
+
+func TestSuperviseInterrupted(t *testing.T) {
+	dir, _ := reserveForTest(t, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	st := newStatusBuf()
+	errc := make(chan error, 1)
+	go func() { errc <- Supervise(ctx, dir, SuperviseOptions{Launcher: stubLauncher{}, Status: st}) }()
+	st.status(t)
+	cancel()
+	if err := <-errc; err != nil {
+		t.Errorf("Supervise after cancel: got %v, want nil", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("enclave directory after cancel: got %v, want it removed", err)
+	}
+}
+
+func TestConsoleHub(t *testing.T) {
+	var log bytes.Buffer
+	h := newConsoleHub(&log)
+	h.Write(bytes.Repeat([]byte("a"), consoleHistoryBytes))
+	h.Write([]byte("tail"))
+	hist, ch := h.subscribe()
+	if len(hist) != consoleHistoryBytes || !bytes.HasSuffix(hist, []byte("tail")) {
+		t.Errorf("history: got %d bytes, want %d ending in tail", len(hist), consoleHistoryBytes)
+	}
+	if log.Len() != consoleHistoryBytes+4 {
+		t.Errorf("log: got %d bytes, want %d", log.Len(), consoleHistoryBytes+4)
+	}
+	// A client that never reads is dropped instead of blocking the guest.
+	for range consoleSubscriberQueue + 1 {
+		h.Write([]byte("x"))
+	}
+	n := 0
+	for range ch {
+		n++
+	}
+	if n != consoleSubscriberQueue {
+		t.Errorf("slow client: got %d chunks before drop, want %d", n, consoleSubscriberQueue)
+	}
+	h.unsubscribe(ch) // already dropped: no double close
+	_, ch2 := h.subscribe()
+	h.close()
+	if _, ok := <-ch2; ok {
+		t.Errorf("after close: got an open channel, want it closed")
+	}
+	if _, ch3 := h.subscribe(); ch3 != nil {
+		if _, ok := <-ch3; ok {
+			t.Errorf("subscribe after close: got an open channel, want it closed")
+		}
+	}
+}

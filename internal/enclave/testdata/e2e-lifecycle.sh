@@ -1,0 +1,91 @@
+#!/bin/sh
+# End-to-end check of the nitro-cli compatible lifecycle, run inside a
+# KVM-capable machine (the nested L1) with busybox sh:
+#
+#   nitrovm nested --file /e2e/lifecycle.sh=internal/enclave/testdata/e2e-lifecycle.sh \
+#     --file /e2e/a.eif=A.eif --file /e2e/b.eif=B.eif \
+#     -- sh /e2e/lifecycle.sh /e2e/a.eif /e2e/b.eif
+#
+# A.eif and B.eif are two different EIFs whose init sends the Nitro
+# heartbeat and then stays up (guest/init with any long-running command).
+# Exits 0 when everything the lifecycle issue asks to show holds.
+set -eu
+A=$1
+B=$2
+MEM=${MEM:-256}
+N=${CONCURRENT:-8} # concurrent run-enclave calls in the last step
+W=$(mktemp -d)
+export NITROVM_STATE_DIR=${NITROVM_STATE_DIR:-/run/nitrovm-e2e}
+command -v nitro-cli >/dev/null 2>&1 || ln -sf /bin/nitrovm /bin/nitro-cli
+fail() { echo "FAIL: $*"; nitro-cli terminate-enclave --all >/dev/null 2>&1 || true; exit 1; }
+field() { sed -n "s/.*\"$1\": \"*\([^\",]*\)\"*,*$/\1/p" "$2" | head -n1; }
+
+echo "== run two enclaves from different EIFs"
+nitro-cli run-enclave --eif-path "$A" --memory "$MEM" --cpu-count 2 --debug-mode --enclave-name dbg >$W/a.json || fail "run A"
+nitro-cli run-enclave --eif-path "$B" --memory "$MEM" --cpu-count 2 --enclave-name prod >$W/b.json || fail "run B"
+cat $W/a.json $W/b.json
+[ "$(field EnclaveID $W/a.json)" != "$(field EnclaveID $W/b.json)" ] || fail "same EnclaveID"
+[ "$(field EnclaveCID $W/a.json)" != "$(field EnclaveCID $W/b.json)" ] || fail "same EnclaveCID"
+
+echo "== describe-enclaves lists both with the EIFs' measurements"
+nitro-cli describe-enclaves >$W/d.json
+cat $W/d.json
+[ "$(grep -c '"EnclaveID"' $W/d.json)" = 2 ] || fail "describe-enclaves does not list 2 enclaves"
+grep -q '"State": "RUNNING"' $W/d.json || fail "not RUNNING"
+grep -q '"Flags": "DEBUG_MODE"' $W/d.json || fail "no DEBUG_MODE"
+grep -q '"Flags": "NONE"' $W/d.json || fail "no NONE"
+for e in "$A" "$B"; do
+	nitro-cli describe-eif --eif-path "$e" >$W/e.json
+	pcr0=$(field PCR0 $W/e.json)
+	grep -q "\"PCR0\": \"$pcr0\"" $W/d.json || fail "PCR0 of $e ($pcr0) not in describe-enclaves"
+done
+
+echo "== console attaches to the debug enclave, is refused for the other"
+nitro-cli console --enclave-name dbg --disconnect-timeout 3 >$W/c.txt || fail "console dbg"
+head -c 2000 $W/c.txt
+grep -q "Successfully connected to the console." $W/c.txt || fail "console greeting"
+[ "$(wc -l <$W/c.txt)" -gt 1 ] || fail "empty console"
+set +e
+nitro-cli console --enclave-name prod 2>$W/c.err
+rc=$?
+set -e
+cat $W/c.err
+[ "$rc" = 44 ] || fail "console prod: status $rc, want 44"
+
+echo "== terminate by name, then --all"
+nitro-cli terminate-enclave --enclave-name prod >$W/t.json || fail "terminate prod"
+cat $W/t.json
+grep -q '"Terminated": true' $W/t.json || fail "terminate output"
+[ "$(nitro-cli describe-enclaves | grep -c '"EnclaveID"')" = 1 ] || fail "prod still listed"
+nitro-cli terminate-enclave --all >$W/t.json || fail "terminate --all"
+cat $W/t.json
+[ "$(nitro-cli describe-enclaves)" = "[]" ] || fail "enclaves left after --all"
+
+echo "== $N concurrent run-enclave calls"
+i=1
+while [ $i -le $N ]; do
+	(nitro-cli run-enclave --eif-path "$A" --memory "$MEM" --cpu-count 1 >$W/r$i.json 2>$W/r$i.err; echo $? >$W/r$i.tmp; mv $W/r$i.tmp $W/r$i.rc) &
+	i=$((i + 1))
+done
+wait
+# Some shells' wait returns early; each run writes its status file last.
+n=0
+while [ "$(ls $W/r*.rc 2>/dev/null | wc -l)" -lt $N ]; do
+	n=$((n + 1))
+	[ $n -le 600 ] || fail "concurrent runs did not finish"
+	sleep 1
+done
+i=1
+while [ $i -le $N ]; do
+	[ "$(cat $W/r$i.rc)" = 0 ] || { cat $W/r$i.err; fail "concurrent run $i"; }
+	field EnclaveID $W/r$i.json >>$W/ids
+	field EnclaveCID $W/r$i.json >>$W/cids
+	field EnclaveName $W/r$i.json >>$W/names
+	i=$((i + 1))
+done
+for f in $W/ids $W/cids $W/names; do
+	[ "$(sort -u $f | wc -l)" = $N ] || { cat $f; fail "duplicates in $f"; }
+done
+[ "$(nitro-cli describe-enclaves | grep -c '"EnclaveID"')" = $N ] || fail "describe-enclaves does not list $N"
+nitro-cli terminate-enclave --all >/dev/null || fail "terminate --all ($N)"
+echo "PASS: lifecycle e2e"

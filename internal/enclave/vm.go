@@ -1,0 +1,186 @@
+package enclave
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/nitrovm/nitrovm/eif"
+	"github.com/nitrovm/nitrovm/internal/devices/virtio"
+	nsmdev "github.com/nitrovm/nitrovm/internal/devices/virtio/nsm"
+	"github.com/nitrovm/nitrovm/internal/devices/virtio/vsock"
+	"github.com/nitrovm/nitrovm/internal/vmm"
+	"github.com/nitrovm/nitrovm/internal/vsockhost"
+	"github.com/nitrovm/nitrovm/nsm"
+)
+
+// VMLauncher boots enclaves as KVM microVMs: the EIF's kernel, command line
+// and ramdisks, a virtio-vsock device (guest CID = enclave CID) backed by
+// vsockhost, and a virtio-nsm device backed by an nsm.Module whose
+// attestation documents are signed by the local CA.
+type VMLauncher struct {
+	// CAStateDir is the CA's directory; "" means the nsm package default.
+	CAStateDir string
+}
+
+// Launch implements Launcher.Launch.
+func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err error) {
+	logger := spec.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := vmm.CheckHost(); err != nil {
+		return nil, wrapErr(KindBoot, err, "this host cannot run enclave VMs")
+	}
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	f, err := eif.Open(spec.EIFPath)
+	if err != nil {
+		return nil, wrapErr(KindEIF, err, "open EIF")
+	}
+	cleanup = append(cleanup, func() { f.Close() })
+	meas, err := f.Measure()
+	if err != nil {
+		return nil, wrapErr(KindEIF, err, "measure EIF")
+	}
+	measJSON, err := json.Marshal(meas)
+	if err != nil {
+		return nil, fmt.Errorf("encode measurements: %w", err)
+	}
+	cmdline, err := f.Cmdline()
+	if err != nil {
+		return nil, wrapErr(KindEIF, err, "read EIF cmdline")
+	}
+
+	opts := vsockhost.Options{UDSPath: spec.VsockUDS, AFVsock: spec.AFVsock, HeartbeatTimeout: spec.HeartbeatTimeout}
+	for _, s := range spec.Forwards {
+		fw, err := vsockhost.ParseForward(s)
+		if err != nil {
+			return nil, wrapErr(KindInvalidArgument, err, "Invalid argument provided. The parameter `forward` is not valid (`%s`)", s)
+		}
+		opts.Forwards = append(opts.Forwards, fw)
+	}
+	for _, s := range spec.Publishes {
+		p, err := vsockhost.ParsePublish(s)
+		if err != nil {
+			return nil, wrapErr(KindInvalidArgument, err, "Invalid argument provided. The parameter `publish` is not valid (`%s`)", s)
+		}
+		opts.Publishes = append(opts.Publishes, p)
+	}
+	host, err := vsockhost.New(opts, logger.With("part", "vsockhost"))
+	if err != nil {
+		return nil, fmt.Errorf("set up vsock host endpoints: %w", err)
+	}
+	cleanup = append(cleanup, func() { host.Close() })
+	vdev, err := vsock.New(spec.CID, host, logger.With("part", "vsock"))
+	if err != nil {
+		return nil, fmt.Errorf("create vsock device: %w", err)
+	}
+	cleanup = append(cleanup, func() { vdev.Close() })
+	if err := host.Serve(vdev); err != nil {
+		return nil, fmt.Errorf("serve vsock host endpoints: %w", err)
+	}
+
+	mod, err := nsm.NewEnclaveModule(nsm.EnclaveConfig{
+		ModuleID: spec.ID,
+		PCR0:     meas.PCR0, PCR1: meas.PCR1, PCR2: meas.PCR2, PCR8: meas.PCR8,
+		ParentRoleARN: spec.ParentRoleARN, ParentInstanceID: spec.ParentID,
+		Debug:    spec.Debug,
+		StateDir: l.CAStateDir,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create NSM: %w", err)
+	}
+	ndev := nsmdev.New(mod, logger.With("part", "nsm"))
+
+	kernel := f.Kernel()
+	vm, err := vmm.Build(ctx, vmm.Config{
+		Kernel: kernel, KernelSize: kernel.Size(), Cmdline: cmdline, Initrd: f.Ramdisks(),
+		MemoryMiB: spec.MemoryMiB, CPUs: len(spec.CPUIDs), Console: spec.Console,
+		Devices: []virtio.Device{vdev, ndev},
+		Logger:  logger.With("part", "vmm"),
+	})
+	if err != nil {
+		return nil, wrapErr(KindBoot, err, "build VM")
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	in := &vmInstance{meas: measJSON, hb: host.Heartbeat(), done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(in.done)
+		exit, runErr := vm.Run(runCtx)
+		in.setResult(exitResult(exit, runErr))
+		var errs []error
+		errs = append(errs, vdev.Close(), host.Close(), vm.Close(), f.Close())
+		if err := errors.Join(errs...); err != nil {
+			logger.Warn("release VM resources", "err", err)
+		}
+		cancel()
+	}()
+	return in, nil
+}
+
+// exitResult describes how a VM ended, "" for a requested stop.
+func exitResult(e vmm.Exit, err error) string {
+	switch e.Reason {
+	case vmm.ExitStopped:
+		return ""
+	case vmm.ExitReboot:
+		if e.Detail != "" {
+			return "enclave shut down: " + e.Detail
+		}
+		return "enclave shut down"
+	case vmm.ExitPanic:
+		return "guest panic: " + e.Detail
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%s: %s", e.Reason, e.Detail)
+}
+
+// vmInstance is a running VMLauncher VM.
+type vmInstance struct {
+	meas   json.RawMessage
+	hb     <-chan struct{}
+	done   chan struct{}
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	result string
+}
+
+func (in *vmInstance) setResult(s string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.result = s
+}
+
+// Measurements implements Instance.Measurements.
+func (in *vmInstance) Measurements() json.RawMessage { return in.meas }
+
+// Heartbeat implements Instance.Heartbeat.
+func (in *vmInstance) Heartbeat() <-chan struct{} { return in.hb }
+
+// Done implements Instance.Done.
+func (in *vmInstance) Done() <-chan struct{} { return in.done }
+
+// Result implements Instance.Result.
+func (in *vmInstance) Result() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.result
+}
+
+// Stop implements Instance.Stop.
+func (in *vmInstance) Stop() { in.cancel() }

@@ -1,0 +1,267 @@
+// Package l1init is the /init of the nested harness's L1 Linux (see package
+// nested). The nitrovm binary runs it as PID 1 inside QEMU when started as
+// "nitrovm nested --l1init" (kernel cmdline "rdinit=/bin/nitrovm -- nested
+// --l1init"): it mounts the pseudo file systems, loads the KVM and vsock
+// modules, brings up lo, runs the configured command, prints
+// "NITROVM-NESTED-EXIT <code>" and reboots, which ends QEMU (-no-reboot).
+package l1init
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ConfigPath is where package nested puts the Config in the L1 initramfs.
+const ConfigPath = "/etc/nitrovm-nested.json"
+
+// ExitMarker starts the console line carrying the command's exit status,
+// "NITROVM-NESTED-EXIT 0". Package nested parses it.
+const ExitMarker = "NITROVM-NESTED-EXIT"
+
+// Exit codes reported in the marker line when the command did not run.
+const (
+	// ExitSetupFailed means init failed before it could start the command.
+	ExitSetupFailed = 125
+	// ExitCommandNotRun means the command could not be started.
+	ExitCommandNotRun = 127
+)
+
+// Config tells init what to do; package nested writes it as JSON.
+type Config struct {
+	// Modules are kernel module files (.ko or .ko.xz), in load order.
+	Modules []string `json:"modules"`
+	// Command is the command to run, resolved with PATH.
+	Command []string `json:"command"`
+	// Env is added to the command's environment ("K=V").
+	Env []string `json:"env,omitempty"`
+	// Dir is the command's working directory; empty means /root.
+	Dir string `json:"dir,omitempty"`
+}
+
+// kvmGetAPIVersion and kvmCreateVM are KVM_GET_API_VERSION and
+// KVM_CREATE_VM, from include/uapi/linux/kvm.h.
+const (
+	kvmGetAPIVersion = 0xae00
+	kvmCreateVM      = 0xae01
+)
+
+// Main runs init and never returns (it reboots). Output goes to the
+// console.
+func Main() {
+	console := setupConsole()
+	start := time.Now()
+	code := run(console)
+	fmt.Fprintf(console, "nested: L1 command finished in %.1fs\n", time.Since(start).Seconds())
+	fmt.Fprintf(console, "\n%s %d\n", ExitMarker, code)
+	unix.Sync()
+	// Reboot, not halt: with -no-reboot QEMU exits; a halted L1 hangs QEMU.
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+		fmt.Fprintf(console, "nested: reboot: %v\n", err)
+	}
+	select {}
+}
+
+func run(console io.Writer) int {
+	if err := mountAll(); err != nil {
+		fmt.Fprintf(console, "nested: %v\n", err)
+		return ExitSetupFailed
+	}
+	b, err := os.ReadFile(ConfigPath)
+	if err != nil {
+		fmt.Fprintf(console, "nested: read config: %v\n", err)
+		return ExitSetupFailed
+	}
+	var cfg Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		fmt.Fprintf(console, "nested: parse %s: %v\n", ConfigPath, err)
+		return ExitSetupFailed
+	}
+	for _, m := range cfg.Modules {
+		if err := loadModule(m); err != nil {
+			fmt.Fprintf(console, "nested: %v\n", err)
+			return ExitSetupFailed
+		}
+	}
+	if err := loopbackUp(); err != nil {
+		fmt.Fprintf(console, "nested: %v\n", err)
+	}
+	if err := checkKVM(); err != nil {
+		fmt.Fprintf(console, "nested: %v\n", err)
+		return ExitSetupFailed
+	}
+	if _, err := os.Stat("/bin/busybox"); err == nil {
+		out, err := exec.Command("/bin/busybox", "--install", "-s").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(console, "nested: busybox --install: %v: %s\n", err, out)
+		}
+	}
+	if len(cfg.Command) == 0 {
+		fmt.Fprintln(console, "nested: no command")
+		return 0
+	}
+	env := []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root", "TERM=dumb"}
+	env = append(env, cfg.Env...)
+	cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
+	cmd.Env = env
+	cmd.Dir = cfg.Dir
+	if cmd.Dir == "" {
+		cmd.Dir = "/root"
+	}
+	if p, err := lookPath(cfg.Command[0]); err == nil {
+		cmd.Path = p
+		cmd.Err = nil
+	}
+	cmd.Stdin = nil
+	cmd.Stdout = console
+	cmd.Stderr = console
+	uptime, _ := os.ReadFile("/proc/uptime")
+	fmt.Fprintf(console, "nested: L1 ready (uptime %s s), running %s\n",
+		strings.Fields(string(uptime) + " ?")[0], strings.Join(cfg.Command, " "))
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		if ee.ExitCode() >= 0 {
+			return ee.ExitCode()
+		}
+		fmt.Fprintf(console, "nested: command %v\n", err)
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ExitCommandNotRun
+	default:
+		fmt.Fprintf(console, "nested: %v\n", err)
+		return ExitCommandNotRun
+	}
+}
+
+// lookPath resolves name on init's PATH (exec.LookPath would use init's own
+// environment, which has none).
+func lookPath(name string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, dir := range []string{"/bin", "/sbin", "/usr/bin", "/usr/sbin"} {
+		p := dir + "/" + name
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: not found on PATH", name)
+}
+
+// setupConsole makes fds 0-2 the console (the kernel opens /dev/console
+// for init only when the initramfs has it) and returns it.
+func setupConsole() *os.File {
+	_ = os.MkdirAll("/dev", 0o755)
+	_ = unix.Mount("devtmpfs", "/dev", "devtmpfs", 0, "")
+	fd, err := unix.Open("/dev/console", unix.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return os.Stdout
+	}
+	for i := 0; i < 3; i++ {
+		if fd != i {
+			_ = unix.Dup3(fd, i, 0)
+		}
+	}
+	if fd > 2 {
+		_ = unix.Close(fd)
+	}
+	return os.NewFile(1, "/dev/console")
+}
+
+func mountAll() error {
+	mounts := []struct{ src, dst, fstype string }{
+		{"proc", "/proc", "proc"},
+		{"sysfs", "/sys", "sysfs"},
+		{"devtmpfs", "/dev", "devtmpfs"},
+		{"tmpfs", "/tmp", "tmpfs"},
+		{"tmpfs", "/run", "tmpfs"},
+	}
+	for _, m := range mounts {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			return fmt.Errorf("mkdir %s: %w", m.dst, err)
+		}
+		if err := unix.Mount(m.src, m.dst, m.fstype, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err)
+		}
+	}
+	for _, d := range []string{"/root", "/var/tmp"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("mkdir %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// loadModule loads one module file; compressed ones are decompressed by the
+// kernel (MODULE_INIT_COMPRESSED_FILE). Already loaded is fine.
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("load module: %w", err)
+	}
+	defer f.Close()
+	flags := 0
+	if strings.HasSuffix(path, ".xz") || strings.HasSuffix(path, ".zst") || strings.HasSuffix(path, ".gz") {
+		flags = unix.MODULE_INIT_COMPRESSED_FILE
+	}
+	if err := unix.FinitModule(int(f.Fd()), "", flags); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("load module %s: %w", path, err)
+	}
+	return nil
+}
+
+// loopbackUp sets lo up (IFF_UP) so that 127.0.0.1 works in L1.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("lo up: socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("lo up: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("lo up: get flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("lo up: set flags: %w", err)
+	}
+	return nil
+}
+
+// checkKVM verifies that /dev/kvm answers KVM_GET_API_VERSION (12) and can
+// create a VM, so a broken nested setup fails here and not in the command.
+func checkKVM() error {
+	fd, err := unix.Open("/dev/kvm", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/kvm: %w", err)
+	}
+	defer unix.Close(fd)
+	v, err := unix.IoctlRetInt(fd, kvmGetAPIVersion)
+	if err != nil {
+		return fmt.Errorf("KVM_GET_API_VERSION: %w", err)
+	}
+	if v != 12 {
+		return fmt.Errorf("KVM API version %d, want 12", v)
+	}
+	vm, err := unix.IoctlRetInt(fd, kvmCreateVM)
+	if err != nil {
+		return fmt.Errorf("KVM_CREATE_VM: %w", err)
+	}
+	return unix.Close(vm)
+}
