@@ -1,0 +1,269 @@
+// Command parent is the parent-instance side of the nitrovm demo. It
+// receives the demo enclave's attestation document on port 5000, writes it
+// to a file for `nitrovm attestation verify`, then talks to the enclave's
+// echo service on port 5005 and checks the answer, printing progress lines.
+//
+// Two transports: -uds PATH uses nitrovm's hybrid vsock Unix sockets
+// (Firecracker's convention: the enclave's connections to parent port P
+// arrive on PATH_P; the parent reaches enclave port P by connecting to PATH
+// and writing "CONNECT P\n", answered "OK <port>\n"); -cid N uses AF_VSOCK
+// (on a Nitro parent instance, or a host with vhost-vsock).
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/mdlayher/vsock"
+
+	"github.com/nitrovm/nitrovm/demo/wire"
+)
+
+// config is the parent's command line.
+type config struct {
+	uds     string        // hybrid vsock base path, or ""
+	cid     uint          // enclave CID for AF_VSOCK, when uds is ""
+	out     string        // attestation document output file
+	message string        // line sent to the echo service
+	timeout time.Duration // overall deadline
+	launch  []string      // command starting the enclave (nitrovm run-enclave ...), or nil
+	verify  bool          // check the document with launch[0]'s attestation verify
+	nonce   string        // the nonce the enclave puts in the document
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.uds, "uds", "", "hybrid vsock Unix socket of the enclave (nitrovm)")
+	flag.UintVar(&c.cid, "cid", 0, "enclave CID, to use AF_VSOCK instead of -uds")
+	flag.StringVar(&c.out, "out", "attestation.cbor", "where to write the attestation document")
+	flag.StringVar(&c.message, "message", "hello, enclave", "line to send to the echo service")
+	flag.BoolVar(&c.verify, "verify", false, "with a launch command: verify the document with its 'attestation verify' against its 'ca export' root")
+	flag.StringVar(&c.nonce, "nonce", "nitrovm-demo-nonce", "nonce the enclave uses (demo/hello's NONCE), checked by -verify")
+	flag.DurationVar(&c.timeout, "timeout", 3*time.Minute, "give up after this long")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: parent (-uds PATH | -cid N) [flags] [-- nitrovm run-enclave ARGS...]\n"+
+			"With a command after --, parent starts the enclave itself (adding --vsock-uds PATH),\n"+
+			"and terminates it at the end with the same program's terminate-enclave.\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	c.launch = flag.Args()
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	if err := run(ctx, c, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "parent: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, c config, w io.Writer) error {
+	if c.uds == "" && c.cid == 0 {
+		return errors.New("give -uds PATH or -cid N")
+	}
+	if strings.ContainsAny(c.message, "\n") {
+		return errors.New("-message must be one line")
+	}
+	l, where, err := listen(c)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	fmt.Fprintf(w, "parent: waiting for the attestation document on %s\n", where)
+	if len(c.launch) > 0 {
+		id, err := launch(ctx, c, w)
+		if err != nil {
+			return err
+		}
+		defer terminate(c, id, w)
+	}
+	doc, err := receive(ctx, l)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.out, doc, 0o644); err != nil {
+		return fmt.Errorf("write attestation document: %w", err)
+	}
+	fmt.Fprintf(w, "parent: received the attestation document (%d bytes), saved to %s\n", len(doc), c.out)
+	if c.verify && len(c.launch) > 0 {
+		if err := verify(ctx, c, w); err != nil {
+			return err
+		}
+	}
+	got, err := echo(ctx, c)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "parent: echo over vsock port %d: sent %q, got %q\n", wire.EchoPort, c.message, got)
+	return nil
+}
+
+// launch runs the enclave-starting command and returns the EnclaveID it
+// prints (nitro-cli's run-enclave JSON).
+func launch(ctx context.Context, c config, w io.Writer) (string, error) {
+	args := append([]string(nil), c.launch[1:]...)
+	if c.uds != "" {
+		args = append(args, "--vsock-uds", c.uds)
+	}
+	cmd := exec.CommandContext(ctx, c.launch[0], args...)
+	cmd.Stderr = w
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("start the enclave (%s): %w", strings.Join(c.launch, " "), err)
+	}
+	var info struct {
+		EnclaveID  string `json:"EnclaveID"`
+		EnclaveCID uint64 `json:"EnclaveCID"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil || info.EnclaveID == "" {
+		return "", fmt.Errorf("start the enclave: no EnclaveID in %q", out)
+	}
+	fmt.Fprintf(w, "parent: started enclave %s (CID %d)\n", info.EnclaveID, info.EnclaveCID)
+	return info.EnclaveID, nil
+}
+
+// verify runs `<nitrovm> ca export` and `<nitrovm> attestation verify` on
+// the saved document.
+func verify(ctx context.Context, c config, w io.Writer) error {
+	root, err := exec.CommandContext(ctx, c.launch[0], "ca", "export").Output()
+	if err != nil {
+		return fmt.Errorf("export the local CA root: %w", err)
+	}
+	rootFile := c.out + ".root.pem"
+	if err := os.WriteFile(rootFile, root, 0o644); err != nil {
+		return fmt.Errorf("write root: %w", err)
+	}
+	out, err := exec.CommandContext(ctx, c.launch[0], "attestation", "verify", "--root", rootFile,
+		"--nonce", hex.EncodeToString([]byte(c.nonce)), c.out).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("attestation verify: %w: %s", err, out)
+	}
+	fmt.Fprintf(w, "parent: attestation document verified against the local root (%s)\n", rootFile)
+	w.Write(out)
+	return nil
+}
+
+// terminate ends the enclave started by launch.
+func terminate(c config, id string, w io.Writer) {
+	out, err := exec.Command(c.launch[0], "terminate-enclave", "--enclave-id", id).CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(w, "parent: terminate %s: %v: %s\n", id, err, out)
+		return
+	}
+	fmt.Fprintf(w, "parent: terminated enclave %s\n", id)
+}
+
+// listen opens the parent's attestation port.
+func listen(c config) (net.Listener, string, error) {
+	if c.uds != "" {
+		p := fmt.Sprintf("%s_%d", c.uds, wire.AttestationPort)
+		os.Remove(p) // a stale socket from an earlier run
+		l, err := net.Listen("unix", p)
+		if err != nil {
+			return nil, "", fmt.Errorf("listen on %s: %w", p, err)
+		}
+		return l, p, nil
+	}
+	l, err := vsock.Listen(wire.AttestationPort, nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen on vsock port %d: %w", wire.AttestationPort, err)
+	}
+	return l, fmt.Sprintf("vsock port %d", wire.AttestationPort), nil
+}
+
+// receive accepts one connection and reads one frame, within ctx.
+func receive(ctx context.Context, l net.Listener) ([]byte, error) {
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	conn, err := l.Accept()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("no attestation document: %w", ctx.Err())
+		}
+		return nil, fmt.Errorf("accept: %w", err)
+	}
+	defer conn.Close()
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(d)
+	}
+	return wire.ReadFrame(conn)
+}
+
+// echo connects to the enclave's echo port (retrying until the enclave
+// listens), sends the message and returns the answer.
+func echo(ctx context.Context, c config) (string, error) {
+	var lastErr error
+	for {
+		got, err := echoOnce(ctx, c)
+		if err == nil {
+			if got != c.message {
+				return got, fmt.Errorf("echo: got %q, want %q", got, c.message)
+			}
+			return got, nil
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("echo: %w (last error: %v)", ctx.Err(), lastErr)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func echoOnce(ctx context.Context, c config) (string, error) {
+	conn, err := dialEcho(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(d)
+	}
+	r := bufio.NewReader(conn)
+	if c.uds != "" {
+		if _, err := fmt.Fprintf(conn, "CONNECT %d\n", wire.EchoPort); err != nil {
+			return "", fmt.Errorf("hybrid connect: %w", err)
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return "", fmt.Errorf("hybrid connect: %w", err)
+		}
+		if !strings.HasPrefix(line, "OK ") {
+			return "", fmt.Errorf("hybrid connect: got %q, want OK <port>", strings.TrimSpace(line))
+		}
+	}
+	if _, err := io.WriteString(conn, c.message+"\n"); err != nil {
+		return "", fmt.Errorf("echo send: %w", err)
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("echo receive: %w", err)
+	}
+	return strings.TrimSuffix(line, "\n"), nil
+}
+
+func dialEcho(ctx context.Context, c config) (net.Conn, error) {
+	if c.uds != "" {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "unix", c.uds)
+		if err != nil {
+			return nil, fmt.Errorf("dial %s: %w", c.uds, err)
+		}
+		return conn, nil
+	}
+	conn, err := vsock.Dial(uint32(c.cid), wire.EchoPort, nil)
+	if err != nil {
+		return nil, fmt.Errorf("dial vsock %d:%d: %w", c.cid, wire.EchoPort, err)
+	}
+	return conn, nil
+}

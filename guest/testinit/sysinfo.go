@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// sysinfo prints what the guest sees of its machine:
+//
+//	NITROVM-TEST cpus=2
+//	NITROVM-TEST mem_kib=480436
+//	NITROVM-TEST kernel=6.12.117
+//	NITROVM-TEST cmdline=reboot=k panic=30 ...
+//	NITROVM-TEST uptime=0.87
+//	NITROVM-TEST virtio=virtio0:19,virtio1:33   (device:virtio device ID, decimal)
+//	NITROVM-TEST dev_nsm=yes|no
+//	NITROVM-TEST dev_vsock=yes|no
+func sysinfo(r *report) error {
+	r.kv("cpus", "%d", runtime.NumCPU())
+	mem, err := memTotalKiB()
+	if err != nil {
+		return err
+	}
+	r.kv("mem_kib", "%d", mem)
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return fmt.Errorf("uname: %w", err)
+	}
+	r.kv("kernel", "%s", unix.ByteSliceToString(uts.Release[:]))
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return fmt.Errorf("read cmdline: %w", err)
+	}
+	r.kv("cmdline", "%s", strings.TrimSpace(string(cmdline)))
+	if up, err := os.ReadFile("/proc/uptime"); err == nil {
+		r.kv("uptime", "%s", strings.Fields(string(up))[0])
+	}
+	devs, err := virtioDevices("/sys/bus/virtio/devices")
+	if err != nil {
+		return err
+	}
+	r.kv("virtio", "%s", strings.Join(devs, ","))
+	r.kv("dev_nsm", "%s", yesNo(exists("/dev/nsm")))
+	r.kv("dev_vsock", "%s", yesNo(exists("/dev/vsock")))
+	return nil
+}
+
+// memTotalKiB returns MemTotal from /proc/meminfo.
+func memTotalKiB() (int64, error) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, fmt.Errorf("open meminfo: %w", err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		var kib int64
+		if _, err := fmt.Sscanf(s.Text(), "MemTotal: %d kB", &kib); err == nil {
+			return kib, nil
+		}
+	}
+	return 0, fmt.Errorf("no MemTotal in /proc/meminfo")
+}
+
+// virtioDevices lists the virtio devices under dir as "name:id" with the
+// decimal virtio device ID, sorted by name. A missing dir is no devices.
+func virtioDevices(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list virtio devices: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "device"))
+		if err != nil {
+			return nil, fmt.Errorf("virtio device %s: %w", e.Name(), err)
+		}
+		var id int
+		if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "0x%x", &id); err != nil {
+			return nil, fmt.Errorf("virtio device %s id %q: %w", e.Name(), b, err)
+		}
+		out = append(out, fmt.Sprintf("%s:%d", e.Name(), id))
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
