@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# bench-vsock.sh: nested (L1) benchmarks of the enclave's devices, in one L1
+# session. The guest is test/bench/guestbench as /init of the guest kernel;
+# the L1 side is test/bench/hostbench.
+#
+#   vsock  stream throughput host->guest and guest->host through nitrovm
+#          (run-enclave, hybrid vsock Unix socket) and through QEMU microvm
+#          with vhost-vsock (AF_VSOCK to the guest CID), same kernel, same
+#          guest program, same L1; plus each VMM's RSS excluding guest RAM
+#          (smaps, mappings of the guest RAM size left out) after the run.
+#   nsm    attestation documents/s and DescribePCR/s from inside the
+#          nitrovm guest (/dev/nsm via hf/nsm), next to the nsm package's Go
+#          benchmarks run in the same L1 on one CPU (in-process reference).
+#
+# Prints the BENCH lines and one ratio line per comparison.
+# Usage: scripts/bench-vsock.sh [--parts "vsock nsm"] [--mib N] [--runs R] [--nsm N]
+# NITROVM_BIN=path uses an existing static nitrovm binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
+
+parts="vsock nsm" mib=32 runs=2 nsmn=200
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--parts) parts=$2; shift 2 ;;
+	--mib) mib=$2; shift 2 ;;
+	--runs) runs=$2; shift 2 ;;
+	--nsm) nsmn=$2; shift 2 ;;
+	*) echo "usage: $0 [--parts \"vsock nsm\"] [--mib N] [--runs R] [--nsm N]" >&2; exit 2 ;;
+	esac
+done
+has() { [[ " $parts " == *" $1 "* ]]; }
+has nsm || nsmn=0
+
+bash scripts/deps.sh >/dev/null
+kernel="$(bash scripts/kernel/build-guest.sh)"
+bash scripts/kernel/l1-kernel.sh >/dev/null
+work="$(mktemp -d "${TMPDIR:-/tmp}/nitrovm-bench-vsock.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+bin=${NITROVM_BIN:-$work/nitrovm}
+[[ -n ${NITROVM_BIN:-} ]] || go build -trimpath -o "$bin" ./cmd/nitrovm
+mkdir -p "$work/rd"
+go build -trimpath -o "$work/rd/init" ./test/bench/guestbench
+go build -trimpath -o "$work/hostbench" ./test/bench/hostbench
+go test -c -o "$work/nsm.test" ./nsm
+(cd "$work/rd" && echo init | cpio -o -H newc --quiet >"$work/initrd.cpio")
+cmdline="reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on"
+"$bin" build-eif --kernel "$kernel" --cmdline "$cmdline bench.nsm=$nsmn" --ramdisk "$work/initrd.cpio" \
+	--output "$work/bench.eif" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+
+files=(--file /g/bench.eif="$work/bench.eif" --file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio"
+	--file /bin/hostbench="$work/hostbench" --file /g/nsm.test="$work/nsm.test")
+if has vsock; then
+	files+=(--file /usr/bin/qemu-system-x86_64=/usr/bin/qemu-system-x86_64
+		--file /usr/share/qemu/bios-microvm.bin=/usr/share/qemu/bios-microvm.bin)
+	# QEMU is dynamically linked: bring its libraries and loader along.
+	for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
+		files+=(--file "$lib=$lib")
+	done
+fi
+
+mem=256
+cat >"$work/l1.sh" <<SCRIPT
+#!/bin/sh
+# Runs in L1 (busybox sh). Prints BENCH lines.
+export NITROVM_STATE_DIR=/run/nvbench
+uds=/run/nvbench.sock
+# rss COMM WHEN: "BENCH rss-COMM-WHEN kib=N anon_kib=M", the RSS of the
+# process named COMM that maps the guest RAM, without the mappings of the
+# guest RAM's size or larger (M: its anonymous part, N-M: file pages such as
+# the program's own text).
+rss() {
+	for p in /proc/[0-9]*; do
+		[ "\$(cat \$p/comm 2>/dev/null)" = "\$1" ] || continue
+		[ "\${p#/proc/}" = 1 ] && continue
+		awk -v g=$((mem * 1024)) -v name="\$1-\$2" '
+			/^[0-9a-f]+-[0-9a-f]+ / { skip = 0 }
+			/^Size:/ { if (\$2 >= g) { skip = 1; big = 1 } }
+			/^Rss:/ { if (!skip) t += \$2 }
+			/^Anonymous:/ { if (!skip) a += \$2 }
+			END { if (big) printf "BENCH rss-%s kib=%d anon_kib=%d\n", name, t, a }' \$p/smaps
+	done
+}
+if [ $nsmn -gt 0 ]; then
+	echo "== nsm package benchmarks in L1, one CPU"
+	/g/nsm.test -test.run '^\$' -test.bench 'Attestation|DescribePCR' -test.cpu 1 -test.benchtime 2s |
+		awk '/^Benchmark/ { for (i = 1; i <= NF; i++) if (\$(i+1) == "req/s") print "BENCH nsm-l1-" tolower(substr(\$1, 10)) " per_s=" \$i }'
+	hostbench collect --listen \${uds}_5200 --wait 600s >/tmp/nsm.out &
+	cpid=\$!
+fi
+echo "== nitrovm run-enclave"
+nitrovm run-enclave --eif-path /g/bench.eif --memory $mem --cpu-count 2 --vsock-uds \$uds \
+	--enclave-name bench >/tmp/run.json 2>&1 || { cat /tmp/run.json; echo "BENCH error nitrovm run-enclave"; }
+if [ $nsmn -gt 0 ]; then
+	wait \$cpid
+	cat /tmp/nsm.out
+fi
+if [ "$(has vsock && echo y)" = y ]; then
+	hostbench ready --uds \$uds && rss nitrovm idle
+	hostbench vsock --uds \$uds --label nitrovm --mib $mib --runs $runs || echo "BENCH error nitrovm vsock"
+	rss nitrovm after
+fi
+hostbench stop --uds \$uds || echo "BENCH error nitrovm stop"
+sleep 2
+nitrovm terminate-enclave --all >/dev/null 2>&1
+if [ "$(has vsock && echo y)" = y ]; then
+	echo "== qemu microvm + vhost-vsock"
+	ls -l /dev/vhost-vsock || echo "BENCH error no /dev/vhost-vsock"
+	qemu-system-x86_64 -M microvm -enable-kvm -cpu host -m $mem -smp 2 -nodefaults -no-user-config \
+		-display none -serial file:/tmp/qemu.log -no-reboot -kernel /g/bzImage -initrd /g/initrd \
+		-append "$cmdline bench.nsm=0" -device vhost-vsock-device,guest-cid=7 </dev/null &
+	qpid=\$!
+	hostbench ready --cid 7 --wait 180s && rss qemu-system-x86 idle
+	hostbench vsock --cid 7 --label qemu --mib $mib --runs $runs || { echo "BENCH error qemu vsock"; tail -n 30 /tmp/qemu.log; }
+	rss qemu-system-x86 after
+	hostbench stop --cid 7 || echo "BENCH error qemu stop"
+	i=0
+	while kill -0 \$qpid 2>/dev/null && [ \$i -lt 30 ]; do sleep 1; i=\$((i + 1)); done
+	kill \$qpid 2>/dev/null
+fi
+echo "== l1 done"
+SCRIPT
+chmod +x "$work/l1.sh"
+
+"$bin" nested --timeout 20m "${files[@]}" --file /bench.sh="$work/l1.sh" -- /bench.sh >"$work/out" 2>&1 || true
+grep -a '^BENCH' "$work/out" | tr -d '\r' | tee "$work/bench" || true
+if ! grep -q '^BENCH' "$work/bench" || grep -q '^BENCH error' "$work/bench"; then
+	echo "--- L1 console tail:"
+	tail -n 40 "$work/out"
+fi
+
+# ratios
+awk '
+function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n; i++) if (index(f[i], key "=") == 1) return substr(f[i], length(key) + 2); return "" }
+/^BENCH vsock-/ { v[$2] = kv($0, "MBps") }
+/^BENCH rss-/ { r[$2] = kv($0, "kib"); an[$2] = kv($0, "anon_kib") }
+/^BENCH nsm-/ { n[$2] = kv($0, "per_s") }
+END {
+	for (d = 1; d <= 2; d++) {
+		dir = d == 1 ? "h2g" : "g2h"; a = v["vsock-nitrovm-" dir]; b = v["vsock-qemu-" dir]
+		if (a != "" && b != "") printf "vsock %s (host%sguest): nitrovm %.1f MB/s, qemu vhost-vsock %.1f MB/s, ratio nitrovm/qemu %.2fx (goal >= 1)\n", dir, d == 1 ? "->" : "<-", a, b, a / b
+	}
+	for (w = 1; w <= 2; w++) {
+		when = w == 1 ? "idle" : "after"; a = r["rss-nitrovm-" when]; b = r["rss-qemu-system-x86-" when]
+		if (a != "") printf "VMM RSS excluding guest RAM (%s): nitrovm %.1f MiB (anon %.1f) (goal <= 10)%s\n", when == "idle" ? "booted, idle" : "after the transfers", a / 1024, an["rss-nitrovm-" when] / 1024, b != "" ? sprintf(", qemu %.1f MiB (anon %.1f), ratio nitrovm/qemu %.2fx", b / 1024, an["rss-qemu-system-x86-" when] / 1024, a / b) : ""
+	}
+	split("attest describepcr", ops, " ")
+	for (i = 1; i <= 2; i++) {
+		o = ops[i]; g = n["nsm-guest-" o]; l = n["nsm-l1-" (o == "attest" ? "attestation" : o)]
+		if (g != "") printf "nsm %s from the guest: %.1f/s%s\n", o, g, l != "" ? sprintf(" vs %.1f/s in-process in the same L1 (1 CPU), ratio guest/in-process %.3f", l, g / l) : ""
+	}
+}' "$work/bench"

@@ -1,0 +1,294 @@
+// Command hostbench is the host (L1) side of nitrovm's nested benchmarks;
+// its guest counterpart is test/bench/guestbench.
+//
+//	hostbench vsock (--uds PATH | --cid N) [--label L] [--mib M] [--runs R] [--wait D]
+//
+// measures stream throughput to and from a guestbench guest: host→guest
+// writes M MiB to guest port 5100 and waits for the guest's byte count;
+// guest→host asks port 5101 for M MiB and reads them to EOF. It reaches the
+// guest through nitrovm's hybrid vsock Unix socket (--uds, "CONNECT port")
+// or through AF_VSOCK (--cid, e.g. QEMU's vhost-vsock), retrying until the
+// guest listens (--wait), keeps the best of R runs per direction, prints
+//
+//	BENCH vsock-L-h2g bytes=B s=S MBps=X
+//	BENCH vsock-L-g2h bytes=B s=S MBps=X
+//
+//	hostbench ready (--uds PATH | --cid N) [--wait D]
+//
+// waits until the guest serves its ports (an empty transfer to port 5100).
+//
+//	hostbench stop (--uds PATH | --cid N)
+//
+// connects to guest port 5102, which makes the guest reboot.
+//
+//	hostbench collect --listen PATH [--wait D]
+//
+// listens on the Unix socket PATH (nitrovm maps guest connections to parent
+// port P to "<uds>_P"), copies the first connection to stdout and exits.
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mdlayher/vsock"
+)
+
+// Guest ports, as in guestbench.
+const (
+	sinkPort   = 5100
+	sourcePort = 5101
+	stopPort   = 5102
+	chunk      = 256 << 10
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: hostbench vsock|ready|stop|collect [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "vsock":
+		err = runVsock(os.Args[2:])
+	case "ready":
+		err = runReady(os.Args[2:])
+	case "stop":
+		err = runStop(os.Args[2:])
+	case "collect":
+		err = runCollect(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hostbench:", err)
+		os.Exit(1)
+	}
+}
+
+// dialer opens a stream to a guest port.
+type dialer func(port uint32) (net.Conn, error)
+
+// udsDialer connects through nitrovm's hybrid vsock socket.
+func udsDialer(path string) dialer {
+	return func(port uint32) (net.Conn, error) {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(c, "CONNECT %d\n", port)
+		// Read the "OK <port>" line byte-wise so no stream data is buffered.
+		var line []byte
+		var b [1]byte
+		for {
+			if _, err := c.Read(b[:]); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("CONNECT %d: %w", port, err)
+			}
+			if b[0] == '\n' {
+				break
+			}
+			line = append(line, b[0])
+		}
+		if !strings.HasPrefix(string(line), "OK ") {
+			c.Close()
+			return nil, fmt.Errorf("CONNECT %d: got %q", port, line)
+		}
+		return c, nil
+	}
+}
+
+// vsockDialer connects over AF_VSOCK.
+func vsockDialer(cid uint32) dialer {
+	return func(port uint32) (net.Conn, error) { return vsock.Dial(cid, port, nil) }
+}
+
+// dialRetry dials until it succeeds or wait has passed.
+func dialRetry(d dialer, port uint32, wait time.Duration) (net.Conn, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		c, err := d(port)
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("port %d not reachable within %s: %w", port, wait, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// closeWriter is a connection that can shut down its sending side.
+type closeWriter interface{ CloseWrite() error }
+
+// guestFlags adds --uds and --cid to fs; the returned func makes the
+// dialer once fs is parsed.
+func guestFlags(fs *flag.FlagSet) func() (dialer, error) {
+	uds := fs.String("uds", "", "nitrovm hybrid vsock Unix socket")
+	cid := fs.Uint("cid", 0, "guest CID for AF_VSOCK")
+	return func() (dialer, error) {
+		switch {
+		case *uds != "" && *cid == 0:
+			return udsDialer(*uds), nil
+		case *uds == "" && *cid != 0:
+			return vsockDialer(uint32(*cid)), nil
+		}
+		return nil, errors.New("give one of --uds and --cid")
+	}
+}
+
+func runReady(args []string) error {
+	fs := flag.NewFlagSet("ready", flag.ExitOnError)
+	mk := guestFlags(fs)
+	wait := fs.Duration("wait", 5*time.Minute, "how long to wait for the guest")
+	fs.Parse(args)
+	d, err := mk()
+	if err != nil {
+		return err
+	}
+	c, err := dialRetry(d, sinkPort, *wait)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return hostToGuest(c, 0)
+}
+
+func runStop(args []string) error {
+	fs := flag.NewFlagSet("stop", flag.ExitOnError)
+	mk := guestFlags(fs)
+	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the guest")
+	fs.Parse(args)
+	d, err := mk()
+	if err != nil {
+		return err
+	}
+	c, err := dialRetry(d, stopPort, *wait)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func runVsock(args []string) error {
+	fs := flag.NewFlagSet("vsock", flag.ExitOnError)
+	mk := guestFlags(fs)
+	label := fs.String("label", "guest", "name in the BENCH lines")
+	mib := fs.Int("mib", 64, "MiB per transfer")
+	runs := fs.Int("runs", 2, "transfers per direction (best kept)")
+	wait := fs.Duration("wait", 5*time.Minute, "how long to wait for the guest")
+	fs.Parse(args)
+	d, err := mk()
+	if err != nil {
+		return err
+	}
+	size := int64(*mib) << 20
+	var errs []error
+	for _, dir := range []struct {
+		name string
+		fn   func(net.Conn, int64) error
+		port uint32
+	}{{"h2g", hostToGuest, sinkPort}, {"g2h", guestToHost, sourcePort}} {
+		best := time.Duration(0)
+		for i := 0; i < *runs; i++ {
+			c, err := dialRetry(d, dir.port, *wait)
+			if err != nil {
+				errs = append(errs, err)
+				break
+			}
+			start := time.Now()
+			err = dir.fn(c, size)
+			took := time.Since(start)
+			c.Close()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", dir.name, err))
+				break
+			}
+			if best == 0 || took < best {
+				best = took
+			}
+		}
+		if best > 0 {
+			fmt.Printf("BENCH vsock-%s-%s bytes=%d s=%.3f MBps=%.1f\n", *label, dir.name, size,
+				best.Seconds(), float64(size)/best.Seconds()/1e6)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hostToGuest writes size bytes, shuts down writing and reads the guest's
+// 8-byte count.
+func hostToGuest(c net.Conn, size int64) error {
+	buf := make([]byte, chunk)
+	for left := size; left > 0; {
+		m := min(int64(len(buf)), left)
+		if _, err := c.Write(buf[:m]); err != nil {
+			return err
+		}
+		left -= m
+	}
+	cw, ok := c.(closeWriter)
+	if !ok {
+		return errors.New("connection cannot half-close")
+	}
+	if err := cw.CloseWrite(); err != nil {
+		return err
+	}
+	var b [8]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return fmt.Errorf("read count: %w", err)
+	}
+	if got := int64(binary.BigEndian.Uint64(b[:])); got != size {
+		return fmt.Errorf("guest got %d bytes, sent %d", got, size)
+	}
+	return nil
+}
+
+// guestToHost asks for size bytes and reads them to EOF.
+func guestToHost(c net.Conn, size int64) error {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(size))
+	if _, err := c.Write(b[:]); err != nil {
+		return err
+	}
+	n, err := io.CopyBuffer(io.Discard, c, make([]byte, chunk))
+	if err != nil {
+		return err
+	}
+	if n != size {
+		return fmt.Errorf("read %d bytes, want %d", n, size)
+	}
+	return nil
+}
+
+func runCollect(args []string) error {
+	fs := flag.NewFlagSet("collect", flag.ExitOnError)
+	path := fs.String("listen", "", "Unix socket to listen on")
+	wait := fs.Duration("wait", 5*time.Minute, "how long to wait for a connection")
+	fs.Parse(args)
+	os.Remove(*path)
+	l, err := net.Listen("unix", *path)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	go func() {
+		time.Sleep(*wait)
+		l.Close()
+	}()
+	c, err := l.Accept()
+	if err != nil {
+		return fmt.Errorf("collect: no connection: %w", err)
+	}
+	defer c.Close()
+	_, err = io.Copy(os.Stdout, bufio.NewReader(c))
+	return err
+}

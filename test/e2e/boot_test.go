@@ -1,0 +1,83 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBoot boots the enclave kernel with testinit under nitrovm in one L1
+// session: CPU and memory sizes, reboot -> exit 0, panic -> exit 3, direct
+// kernel boot, and Debian's stock cloud kernel.
+func TestBoot(t *testing.T) {
+	e := setup(t)
+	s := e.newSession(t)
+	sysinfo := s.file(e.testEIF(t, e.guestKernel, "sysinfo"))
+	panicEIF := s.file(e.testEIF(t, e.guestKernel, "sysinfo,panic"))
+	stock := s.file(e.testEIF(t, e.stockKernel, "sysinfo"))
+	kernel, initrd := s.file(e.guestKernel), s.file(e.ramdisk(t))
+
+	boot := func(args ...string) []string {
+		return append([]string{"nitrovm", "boot", "--console", "stdout"}, args...)
+	}
+	sizes := []struct {
+		name      string
+		cpus, mib int
+		run       *bootRun
+	}{
+		{name: "cpus2-mem256", cpus: 2, mib: 256},
+		{name: "cpus4-mem512", cpus: 4, mib: 512},
+	}
+	for i := range sizes {
+		sz := &sizes[i]
+		sz.run = s.boot(sz.name, 120*time.Second, boot("--eif-path", sysinfo,
+			"--cpu-count", strconv.Itoa(sz.cpus), "--memory", strconv.Itoa(sz.mib))...)
+	}
+	direct := s.boot("kernel-initrd", 120*time.Second, boot("--kernel", kernel, "--initrd", initrd,
+		"--cmdline", awsCmdline+" nitrovm.test=sysinfo", "--cpu-count", "1", "--memory", "128")...)
+	panicked := s.boot("panic", 120*time.Second, boot("--eif-path", panicEIF, "--cpu-count", "1", "--memory", "256")...)
+	debian := s.boot("stock-kernel", 240*time.Second, boot("--eif-path", stock, "--cpu-count", "2", "--memory", "512")...)
+	s.run()
+
+	for _, sz := range sizes {
+		t.Run(sz.name, func(t *testing.T) {
+			b := sz.run
+			b.wantExit(t, 0)
+			b.want(t, "cpus", strconv.Itoa(sz.cpus))
+			kib, err := strconv.Atoi(b.report["mem_kib"])
+			// MemTotal excludes the kernel image and reserved memory.
+			if err != nil || kib > sz.mib*1024 || kib < sz.mib*1024*6/10 {
+				t.Errorf("guest mem_kib: got %q, want about %d MiB", b.report["mem_kib"], sz.mib)
+			}
+			if b.checks["sysinfo"] != "ok" || b.failures != 0 {
+				t.Errorf("testinit: checks %v, failures %d; want sysinfo ok, 0", b.checks, b.failures)
+			}
+		})
+	}
+	t.Run("kernel-initrd", func(t *testing.T) {
+		direct.wantExit(t, 0)
+		direct.want(t, "cpus", "1")
+		if !strings.Contains(direct.report["cmdline"], "nitrovm.test=sysinfo") {
+			t.Errorf("guest cmdline: got %q, want it to contain nitrovm.test=sysinfo", direct.report["cmdline"])
+		}
+	})
+	t.Run("panic", func(t *testing.T) {
+		panicked.wantExit(t, 3)
+		if panicked.report["panic"] != "now" {
+			t.Errorf("testinit did not reach the panic check; report %v", panicked.report)
+		}
+		if !strings.Contains(strings.ToLower(panicked.output), "panic") {
+			t.Errorf("no panic message in the output:\n%s", panicked.output)
+		}
+	})
+	t.Run("stock-kernel", func(t *testing.T) {
+		debian.wantExit(t, 0)
+		debian.want(t, "cpus", "2")
+		if !strings.Contains(debian.report["kernel"], "cloud-amd64") {
+			t.Errorf("guest kernel: got %q, want Debian's cloud kernel", debian.report["kernel"])
+		}
+	})
+}

@@ -1,0 +1,205 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Ports and sizes of the vsock end-to-end test. The enclave ports and
+// parent port 8000 are guest/testinit's vsock-echo check's.
+const (
+	vsockEchoPort     = 5005     // testinit's echo server.
+	vsockStopPort     = 5006     // ends testinit's echo check.
+	vsockUnservedPort = 5999     // nothing listens there in the enclave.
+	vsockForwardPort  = 8000     // parent port testinit dials.
+	vsockForwardBytes = 1 << 20  // what testinit sends through it.
+	vsockTCPEcho      = 9100     // L1 TCP echo server behind --forward.
+	vsockPublishPort  = 9200     // --publish 9200:5005.
+	vsockBigBytes     = 64 << 20 // one connection per host endpoint.
+	vsockManyConns    = 100      // concurrent connections per host endpoint.
+	vsockManyBytes    = 256 << 10
+	vsockStateDir     = "/run/e2e-vsock"
+)
+
+// TestVsock boots three test enclaves with run-enclave in one L1 session
+// and exercises every vsock endpoint kind of nitrovm against
+// guest/testinit's heartbeat and vsock-echo checks:
+//
+//   - a: host -> enclave through the hybrid Unix socket and a TCP publish,
+//     64 MiB of random data on one connection and 100 concurrent
+//     connections each (opened one after the other, then transferring
+//     together), SHA-256 compared; the guest -> parent connection
+//     goes through --forward to a TCP echo server; a host CONNECT to an
+//     unserved enclave port is refused;
+//   - b: the guest -> parent connection goes to an AF_VSOCK echo server
+//     (--af-vsock, vsock_loopback in L1);
+//   - c: the guest -> parent connection goes to the Unix socket <uds>_8000.
+//
+// In each enclave testinit also checks that an unserved parent port is
+// refused at once. Throughputs seen by the host are logged, not asserted.
+func TestVsock(t *testing.T) {
+	e := setup(t)
+	tools := e.goBuild(t, "./test/e2e/l1tools", "l1tools")
+	s := e.newSession(t)
+	eifPath := s.file(e.testEIF(t, e.guestKernel, "heartbeat,vsock-echo"))
+	l1 := s.file(tools)
+
+	sh := func(script string) []string {
+		return []string{"sh", "-c", "export NITROVM_STATE_DIR=" + vsockStateDir + "; T=" + l1 + "; " + script}
+	}
+	servers := s.boot("servers", 30*time.Second, sh(fmt.Sprintf(
+		`$T tcp-echo-server 127.0.0.1:%[1]d >/tmp/srv-tcp.log 2>&1 &
+$T uds-echo-server /run/vs-c.sock_%[2]d >/tmp/srv-uds.log 2>&1 &
+$T afvsock-echo-server %[2]d >/tmp/srv-afvsock.log 2>&1 &
+i=0; while [ "$(cat /tmp/srv-*.log | grep -c 'L1TOOLS server')" -lt 3 ] && [ $i -lt 25 ]; do sleep 1; i=$((i+1)); done
+cat /tmp/srv-*.log; grep -o '^vsock[a-z_]*' /proc/modules`, vsockTCPEcho, vsockForwardPort))...)
+	run := func(name string, cpus int, flags string) *bootRun {
+		return s.boot("run-"+name, 240*time.Second, sh(fmt.Sprintf(
+			`nitrovm run-enclave --eif-path %s --memory 256 --cpu-count %d --debug-mode --enclave-name vs-%s --vsock-uds /run/vs-%s.sock %s &&
+{ nitrovm console --enclave-name vs-%s >/tmp/vs-%s.con 2>&1 & }`, eifPath, cpus, name, name, flags, name, name))...)
+	}
+	runA := run("a", 2, fmt.Sprintf("--forward %d=127.0.0.1:%d --publish %d:%d", vsockForwardPort, vsockTCPEcho, vsockPublishPort, vsockEchoPort))
+	runB := run("b", 1, "--af-vsock")
+	runC := run("c", 1, "")
+
+	uds := fmt.Sprintf("--uds /run/vs-a.sock --port %d", vsockEchoPort)
+	tcp := fmt.Sprintf("--tcp 127.0.0.1:%d", vsockPublishPort)
+	echo := func(name, endpoint string, size, conns int) *bootRun {
+		return s.boot(name, 300*time.Second, sh(fmt.Sprintf("$T echo-check %s --bytes %d --conns %d", endpoint, size, conns))...)
+	}
+	udsBig := echo("uds-64mib", uds, vsockBigBytes, 1)
+	tcpBig := echo("publish-64mib", tcp, vsockBigBytes, 1)
+	udsMany := echo("uds-100conns", uds, vsockManyBytes, vsockManyConns)
+	tcpMany := echo("publish-100conns", tcp, vsockManyBytes, vsockManyConns)
+	// Not asserted: 100 handshakes at once, on enclave b (whose echo
+	// counts are not checked), to log how a busy emulated guest copes.
+	burst := s.boot("uds-100conns-burst", 300*time.Second, sh(fmt.Sprintf(
+		"$T echo-check --uds /run/vs-b.sock --port %d --bytes %d --conns %d --burst", vsockEchoPort, vsockManyBytes, vsockManyConns))...)
+	unserved := s.boot("uds-unserved", 30*time.Second, sh(fmt.Sprintf("$T connect --uds /run/vs-a.sock --port %d", vsockUnservedPort))...)
+	stop := s.boot("stop", 120*time.Second, sh(fmt.Sprintf(
+		`for x in a b c; do $T connect --uds /run/vs-$x.sock --port %d; done
+i=0; while [ "$(nitrovm describe-enclaves)" != "[]" ] && [ $i -lt 90 ]; do sleep 1; i=$((i+1)); done
+nitrovm describe-enclaves`, vsockStopPort))...)
+	consoles := map[string]*bootRun{}
+	for _, x := range []string{"a", "b", "c"} {
+		consoles[x] = s.boot("console-"+x, 10*time.Second, "cat", "/tmp/vs-"+x+".con")
+	}
+	served := s.boot("servers-log", 10*time.Second, "sh", "-c", "cat /tmp/srv-*.log")
+	s.boot("nitrovm-logs", 10*time.Second, "sh", "-c", "tail -n 30 "+vsockStateDir+"/logs/*.log "+vsockStateDir+"/events.log")
+	s.run()
+
+	servers.wantExit(t, 0)
+	for _, r := range []*bootRun{runA, runB, runC} {
+		r.wantExit(t, 0)
+		t.Logf("%s: run-enclave returned after the heartbeat in %.1fs (L1 time)", r.name, r.seconds)
+	}
+	stop.wantExit(t, 0)
+	if !strings.HasSuffix(strings.TrimSpace(stop.output), "[]") {
+		t.Errorf("enclaves still running after the stop connections:\n%s", stop.output)
+	}
+	// Every enclave: heartbeat answered, then the echo check ran to its end.
+	for x, c := range consoles {
+		if c.checks["heartbeat"] != "ok" || c.checks["vsock-echo"] != "ok" || c.failures != 0 {
+			t.Errorf("enclave %s: testinit checks %v, failures %d; want heartbeat and vsock-echo ok, 0\n%s", x, c.checks, c.failures, c.output)
+		}
+		if !strings.HasPrefix(c.report["heartbeat"], "ok") {
+			t.Errorf("enclave %s: heartbeat: got %q, want ok", x, c.report["heartbeat"])
+		}
+		if !strings.HasPrefix(c.report["vsock-refused"], "ok") {
+			t.Errorf("enclave %s: connect to an unserved parent port: got %q, want ok (refused at once)", x, c.report["vsock-refused"])
+		}
+		want := fmt.Sprintf("ok bytes=%d ", vsockForwardBytes)
+		if got := c.report["vsock-forward"]; !strings.HasPrefix(got, want) {
+			t.Errorf("enclave %s: guest -> parent port %d: got %q, want %q...", x, vsockForwardPort, got, want)
+		}
+		t.Logf("enclave %s: heartbeat %s, forward %s, refused %s", x, c.report["heartbeat"], c.report["vsock-forward"], c.report["vsock-refused"])
+	}
+
+	t.Run("host-to-enclave", func(t *testing.T) {
+		for _, r := range []*bootRun{udsBig, tcpBig, udsMany, tcpMany} {
+			res := toolLine(r, "echo")
+			t.Logf("%s: %s", r.name, strings.Join(fieldsOf(res, "kind", "conns", "bytes_each", "seconds", "dial_ms_max", "to_enclave_MBps", "from_enclave_MBps"), " "))
+			if r.exit != 0 || res == nil {
+				t.Errorf("%s: exit %d, result %v; output:\n%s", r.name, r.exit, res, r.output)
+				continue
+			}
+			if got, want := res["ok"], res["conns"]; got != want {
+				t.Errorf("%s: connections echoed intact: got %s, want %s (%s)", r.name, got, want, res["err"])
+			}
+			if res["conns"] == "1" && (res["sha256_sent"] == "" || res["sha256_sent"] != res["sha256_echo"]) {
+				t.Errorf("%s: SHA-256 of the echo: got %s, want %s", r.name, res["sha256_echo"], res["sha256_sent"])
+			}
+		}
+		// The guest counts what its echo server saw: each connection
+		// also echoes l1tools' one-byte probe.
+		wantConns := 2 + 2*vsockManyConns
+		wantBytes := 2*(vsockBigBytes+1) + 2*vsockManyConns*(vsockManyBytes+1)
+		if got, want := consoles["a"].report["vsock-echo"], fmt.Sprintf("stopped conns=%d bytes=%d", wantConns, wantBytes); got != want {
+			t.Errorf("enclave a echo server: got %q, want %q", got, want)
+		}
+	})
+	if res := toolLine(burst, "echo"); res != nil {
+		t.Logf("%s (not asserted): ok=%s/%s dial_ms_max=%s seconds=%s err=%s", burst.name, res["ok"], res["conns"], res["dial_ms_max"], res["seconds"], res["err"])
+	}
+	t.Run("host-unserved-port", func(t *testing.T) {
+		res := toolLine(unserved, "connect")
+		if unserved.exit != 1 || res == nil || res["ok"] != "0" {
+			t.Errorf("CONNECT %d (no listener): exit %d, result %v; want exit 1, ok=0\n%s", vsockUnservedPort, unserved.exit, res, unserved.output)
+		}
+		t.Logf("CONNECT %d refused after %s ms: %s", vsockUnservedPort, res["ms"], res["err"])
+	})
+	t.Run("enclave-to-parent", func(t *testing.T) {
+		for _, kind := range []string{"tcp", "afvsock", "uds"} {
+			if !servedBytes(served, kind, vsockForwardBytes) {
+				t.Errorf("%s echo server in L1: no connection of %d bytes; log:\n%s", kind, vsockForwardBytes, served.output)
+			}
+		}
+	})
+	if !strings.Contains(servers.output, "vsock_loopback") {
+		t.Errorf("vsock_loopback not loaded in L1 (AF_VSOCK endpoint untested); /proc/modules vsock entries:\n%s", servers.output)
+	}
+}
+
+// toolLine returns the fields of b's first "L1TOOLS <kind> ..." line, nil if
+// there is none.
+func toolLine(b *bootRun, kind string) map[string]string {
+	for _, line := range strings.Split(b.output, "\n") {
+		i := strings.Index(line, "L1TOOLS "+kind+" ")
+		if i < 0 {
+			continue
+		}
+		m := map[string]string{}
+		for _, f := range strings.Fields(line[i+len("L1TOOLS "+kind+" "):]) {
+			k, v, _ := strings.Cut(f, "=")
+			m[k] = v
+		}
+		return m
+	}
+	return nil
+}
+
+// fieldsOf returns "k=v" for each key of m, in order.
+func fieldsOf(m map[string]string, keys ...string) []string {
+	var out []string
+	for _, k := range keys {
+		out = append(out, k+"="+m[k])
+	}
+	return out
+}
+
+// servedBytes reports whether l1tools' kind echo server logged a
+// connection that echoed n bytes without error.
+func servedBytes(b *bootRun, kind string, n int) bool {
+	want := "bytes=" + strconv.Itoa(n) + " err=<nil>"
+	for _, line := range strings.Split(b.output, "\n") {
+		if strings.Contains(line, "L1TOOLS served kind="+kind+" ") && strings.Contains(line, want) {
+			return true
+		}
+	}
+	return false
+}
