@@ -28,6 +28,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -222,8 +223,15 @@ func (s *session) script() string {
 	return b.String()
 }
 
-// run boots L1 once and runs every boot; it fails the test if L1 itself
-// fails. Each boot's results are then in its bootRun.
+// run boots L1 and runs every boot; it fails the test if L1 itself fails.
+// Each boot's results are then in its bootRun.
+//
+// Rarely, QEMU's TCG stops running L1 altogether (seen under CI load: the
+// console stops mid-line and even the in-L1 timeout never fires). A
+// watchdog on L0 therefore gives each command its timeout plus stallGrace;
+// when a command overruns that, L1 is killed and the whole session (its
+// commands may depend on each other) runs once more in a fresh L1. The
+// stall is logged, so a real hang that repeats still fails the test.
 func (s *session) run() {
 	t := s.t
 	t.Helper()
@@ -236,19 +244,37 @@ func (s *session) run() {
 		files[k] = v
 	}
 	timeout := 2 * time.Minute
+	timeouts := map[string]time.Duration{}
 	for _, b := range s.boots {
 		timeout += b.timeout
+		timeouts[b.name] = b.timeout
 	}
-	w := &lineLogger{t: t}
-	res, err := nested.Run(context.Background(), nested.Options{
-		Nitrovm: s.e.nitrovm,
-		Files:   files,
-		Command: []string{"/e2e/run.sh"},
-		CPUs:    s.cpus,
-		Timeout: timeout,
-		Output:  w,
-	})
-	w.flush()
+	var (
+		res nested.Result
+		err error
+	)
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		w := &lineLogger{t: t, wd: newWatchdog(timeouts, cancel)}
+		res, err = nested.Run(ctx, nested.Options{
+			Nitrovm: s.e.nitrovm,
+			Files:   files,
+			Command: []string{"/e2e/run.sh"},
+			CPUs:    s.cpus,
+			Timeout: timeout,
+			Output:  w,
+		})
+		w.flush()
+		stalled := w.wd.stop()
+		cancel()
+		if stalled == "" {
+			break
+		}
+		if attempt > stallRetries {
+			t.Fatalf("nested run: L1 stalled again, in %q (no end after its timeout + %v); last output: %s", stalled, stallGrace, lastLines(res.Output, 5))
+		}
+		t.Logf("nested run: L1 STALLED in %q (no end after its timeout + %v); running the session again in a fresh L1", stalled, stallGrace)
+	}
 	s.output = res.Output
 	if err != nil {
 		t.Fatalf("nested run: %v", err)
@@ -261,6 +287,76 @@ func (s *session) run() {
 			t.Logf("%s: RETRIED: the first run timed out or triple-faulted (%s)", b.name, b.retried)
 		}
 	}
+}
+
+// Stall handling of session.run.
+const (
+	// stallGrace is how long past its own timeout (which the in-L1
+	// "timeout" enforces, plus one retry for boots) a command may run
+	// before L0 declares L1 stalled.
+	stallGrace = 60 * time.Second
+	// stallRetries is how often a stalled session is run again.
+	stallRetries = 1
+)
+
+// watchdog calls cancel when a command of the session runs past its
+// deadline: its timeout plus stallGrace from its begin marker. Lines are
+// fed to it by lineLogger.
+type watchdog struct {
+	mu       sync.Mutex
+	timeouts map[string]time.Duration
+	cancel   context.CancelFunc
+	timer    *time.Timer
+	stalled  string
+}
+
+func newWatchdog(timeouts map[string]time.Duration, cancel context.CancelFunc) *watchdog {
+	return &watchdog{timeouts: timeouts, cancel: cancel}
+}
+
+// line arms the watchdog at a begin marker and disarms it at an end marker.
+func (w *watchdog) line(l string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if name, ok := strings.CutPrefix(l, beginMarker); ok {
+		d, known := w.timeouts[name]
+		if !known {
+			return
+		}
+		if w.timer != nil {
+			w.timer.Stop()
+		}
+		w.timer = time.AfterFunc(d+stallGrace, func() {
+			w.mu.Lock()
+			w.stalled = name
+			w.mu.Unlock()
+			w.cancel()
+		})
+		return
+	}
+	if strings.HasPrefix(l, endMarker) && w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+}
+
+// stop disarms the watchdog and returns the command L1 stalled in, if any.
+func (w *watchdog) stop() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	return w.stalled
+}
+
+// lastLines returns the last n lines of s joined by " | ".
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
 }
 
 // parse fills b from the session output.
@@ -340,6 +436,7 @@ func (b *bootRun) want(t *testing.T, key, value string) {
 // -v` shows it as it happens.
 type lineLogger struct {
 	t   *testing.T
+	wd  *watchdog // sees every line; may be nil
 	buf []byte
 }
 
@@ -350,7 +447,11 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 		if i < 0 {
 			return len(p), nil
 		}
-		l.t.Log(string(l.buf[:i]))
+		line := string(l.buf[:i])
+		l.t.Log(line)
+		if l.wd != nil {
+			l.wd.line(line)
+		}
 		l.buf = l.buf[i+1:]
 	}
 }
