@@ -9,10 +9,12 @@ import (
 // console client is shown first.
 const consoleHistoryBytes = 64 << 10
 
-// consoleSubscriberQueue is how many pending writes a console client may
-// lag behind before it is disconnected, so a slow client never stalls the
-// guest's serial port.
-const consoleSubscriberQueue = 1024
+// consoleClientLagBytes is how much output a console client may lag behind
+// before it is disconnected, so that a slow client never stalls the guest's
+// serial port. The UART hands the hub one byte per write, so the bound is on
+// bytes, not writes: a client that reads a little slower than a burst (a
+// long attestation line printed at emulation speed) must not lose it.
+const consoleClientLagBytes = 4 << 20
 
 // consoleHub fans the guest's console output out to a log file, a history
 // buffer and attached console clients.
@@ -20,12 +22,21 @@ type consoleHub struct {
 	mu      sync.Mutex
 	log     io.Writer // may be nil
 	history []byte
-	subs    map[chan []byte]struct{}
+	clients map[*consoleClient]struct{}
 	closed  bool
 }
 
+// consoleClient is one attached console reader; its pending output is
+// guarded by the hub's mutex.
+type consoleClient struct {
+	hub     *consoleHub
+	pending []byte
+	done    bool          // no more output will be added
+	wake    chan struct{} // 1-buffered: pending or done changed
+}
+
 func newConsoleHub(log io.Writer) *consoleHub {
-	return &consoleHub{log: log, subs: map[chan []byte]struct{}{}}
+	return &consoleHub{log: log, clients: map[*consoleClient]struct{}{}}
 }
 
 // Write implements io.Writer for the VM's console. It never blocks on
@@ -42,49 +53,77 @@ func (h *consoleHub) Write(p []byte) (int, error) {
 	if over := len(h.history) - consoleHistoryBytes; over > 0 {
 		h.history = append(h.history[:0], h.history[over:]...)
 	}
-	for ch := range h.subs {
-		b := append([]byte(nil), p...)
-		select {
-		case ch <- b:
-		default:
-			delete(h.subs, ch)
-			close(ch)
+	for c := range h.clients {
+		if len(c.pending)+len(p) > consoleClientLagBytes {
+			c.finishLocked() // too slow: what it has is delivered, then EOF
+			continue
 		}
+		c.pending = append(c.pending, p...)
+		c.notify()
 	}
 	return len(p), nil
 }
 
-// subscribe returns the history so far and a channel of further output,
-// closed when the hub closes or the client falls behind.
-func (h *consoleHub) subscribe() ([]byte, chan []byte) {
+// subscribe attaches a client whose first output is the history so far.
+func (h *consoleHub) subscribe() *consoleClient {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ch := make(chan []byte, consoleSubscriberQueue)
+	c := &consoleClient{hub: h, pending: append([]byte(nil), h.history...), wake: make(chan struct{}, 1)}
 	if h.closed {
-		close(ch)
+		c.done = true
 	} else {
-		h.subs[ch] = struct{}{}
+		h.clients[c] = struct{}{}
 	}
-	return append([]byte(nil), h.history...), ch
+	c.notify()
+	return c
 }
 
-// unsubscribe detaches ch if it is still attached.
-func (h *consoleHub) unsubscribe(ch chan []byte) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if _, ok := h.subs[ch]; ok {
-		delete(h.subs, ch)
-		close(ch)
-	}
-}
-
-// close ends all subscriptions.
+// close ends all subscriptions once their pending output is read.
 func (h *consoleHub) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-	for ch := range h.subs {
-		delete(h.subs, ch)
-		close(ch)
+	for c := range h.clients {
+		c.finishLocked()
+	}
+}
+
+// next blocks until the client has output and returns it; ok is false once
+// the client is finished and everything was returned.
+func (c *consoleClient) next() (b []byte, ok bool) {
+	for {
+		c.hub.mu.Lock()
+		b, c.pending = c.pending, nil
+		done := c.done
+		c.hub.mu.Unlock()
+		if len(b) > 0 {
+			return b, true
+		}
+		if done {
+			return nil, false
+		}
+		<-c.wake
+	}
+}
+
+// unsubscribe detaches c; further output is not kept for it.
+func (c *consoleClient) unsubscribe() {
+	c.hub.mu.Lock()
+	defer c.hub.mu.Unlock()
+	c.finishLocked()
+	c.pending = nil
+}
+
+// finishLocked detaches c from its hub; the hub's mutex must be held.
+func (c *consoleClient) finishLocked() {
+	delete(c.hub.clients, c)
+	c.done = true
+	c.notify()
+}
+
+func (c *consoleClient) notify() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 }

@@ -330,16 +330,16 @@ func (s *supervisor) handle(conn net.Conn) {
 			reply(conn, ctlResponse{Error: "The enclave was not started with the debug flag set, include '--debug-mode' in the run-enclave command", Kind: KindConsole})
 			return
 		}
-		history, ch := s.hub.subscribe()
-		defer s.hub.unsubscribe(ch)
+		c := s.hub.subscribe()
+		defer c.unsubscribe()
 		if err := reply(conn, ctlResponse{OK: true}); err != nil {
 			return
 		}
-		conn.SetWriteDeadline(time.Now().Add(consoleWriteTimeout))
-		if _, err := conn.Write(history); err != nil {
-			return
-		}
-		for b := range ch {
+		for {
+			b, ok := c.next()
+			if !ok {
+				return
+			}
 			conn.SetWriteDeadline(time.Now().Add(consoleWriteTimeout))
 			if _, err := conn.Write(b); err != nil {
 				return

@@ -186,33 +186,55 @@ func TestConsoleHub(t *testing.T) {
 	h := newConsoleHub(&log)
 	h.Write(bytes.Repeat([]byte("a"), consoleHistoryBytes))
 	h.Write([]byte("tail"))
-	hist, ch := h.subscribe()
-	if len(hist) != consoleHistoryBytes || !bytes.HasSuffix(hist, []byte("tail")) {
-		t.Errorf("history: got %d bytes, want %d ending in tail", len(hist), consoleHistoryBytes)
+	c := h.subscribe()
+	hist, ok := c.next()
+	if !ok || len(hist) != consoleHistoryBytes || !bytes.HasSuffix(hist, []byte("tail")) {
+		t.Errorf("history: got %d bytes, %v, want %d ending in tail", len(hist), ok, consoleHistoryBytes)
 	}
 	if log.Len() != consoleHistoryBytes+4 {
 		t.Errorf("log: got %d bytes, want %d", log.Len(), consoleHistoryBytes+4)
 	}
-	// A client that never reads is dropped instead of blocking the guest.
-	for range consoleSubscriberQueue + 1 {
-		h.Write([]byte("x"))
+	// Byte-sized writes (as the UART makes them) far beyond any per-write
+	// queue reach a client that reads only afterwards, in order.
+	var want []byte
+	for i := range 100000 {
+		b := []byte{byte('0' + i%10)}
+		want = append(want, b...)
+		h.Write(b)
 	}
-	n := 0
-	for range ch {
-		n++
+	got, ok := c.next()
+	if !ok || !bytes.Equal(got, want) {
+		t.Errorf("burst: got %d bytes (ok %v), want the %d written", len(got), ok, len(want))
 	}
-	if n != consoleSubscriberQueue {
-		t.Errorf("slow client: got %d chunks before drop, want %d", n, consoleSubscriberQueue)
+	// A client that lags by more than consoleClientLagBytes is dropped
+	// instead of blocking the guest; it still gets what it had.
+	big := bytes.Repeat([]byte("x"), consoleClientLagBytes)
+	h.Write(big)
+	h.Write([]byte("y"))
+	got, ok = c.next()
+	if !ok || len(got) != consoleClientLagBytes {
+		t.Errorf("slow client: got %d bytes (ok %v), want %d", len(got), ok, consoleClientLagBytes)
 	}
-	h.unsubscribe(ch) // already dropped: no double close
-	_, ch2 := h.subscribe()
+	if _, ok := c.next(); ok {
+		t.Errorf("slow client: still attached after lagging %d bytes", consoleClientLagBytes+1)
+	}
+	c.unsubscribe() // already dropped: harmless
+	// Closing the hub delivers what is pending, then ends the client.
+	c2 := h.subscribe()
+	c2.next() // history
+	h.Write([]byte("last words"))
 	h.close()
-	if _, ok := <-ch2; ok {
-		t.Errorf("after close: got an open channel, want it closed")
+	if got, ok := c2.next(); !ok || string(got) != "last words" {
+		t.Errorf("after close: got %q, %v, want the pending output", got, ok)
 	}
-	if _, ch3 := h.subscribe(); ch3 != nil {
-		if _, ok := <-ch3; ok {
-			t.Errorf("subscribe after close: got an open channel, want it closed")
-		}
+	if _, ok := c2.next(); ok {
+		t.Errorf("after close: client not finished")
+	}
+	c3 := h.subscribe()
+	if got, ok := c3.next(); !ok || len(got) == 0 {
+		t.Errorf("subscribe after close: got %d bytes, %v, want the history", len(got), ok)
+	}
+	if _, ok := c3.next(); ok {
+		t.Errorf("subscribe after close: client not finished")
 	}
 }
