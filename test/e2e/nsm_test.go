@@ -90,7 +90,7 @@ func TestNSM(t *testing.T) {
 	}
 	describe := s.boot("describe-eif", 30*time.Second, "nitrovm", "describe-eif", "--eif-path", eifPath)
 	run := s.boot("run", 240*time.Second, sh(fmt.Sprintf(
-		`nitrovm run-enclave --eif-path %s --memory 256 --cpu-count 2 --attach-console --enclave-name nsm --parent-role %s --parent-id %s >/tmp/nsm.con 2>&1
+		`timeout 200 nitrovm run-enclave --eif-path %s --memory 256 --cpu-count 2 --attach-console --enclave-name nsm --parent-role %s --parent-id %s >/tmp/nsm.con 2>&1
 rc=$?; cat /tmp/nsm.con; exit $rc`, eifPath, nsmParentRole, nsmParentID))...)
 	verify := s.boot("verify", 60*time.Second, sh(fmt.Sprintf(
 		`tr -d '\r' </tmp/nsm.con >/tmp/nsm.txt

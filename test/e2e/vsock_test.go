@@ -70,7 +70,7 @@ cat /tmp/srv-*.log; grep -o '^vsock[a-z_]*' /proc/modules`, vsockTCPEcho, vsockF
 	uds := fmt.Sprintf("--uds /run/vs-a.sock --port %d", vsockEchoPort)
 	tcp := fmt.Sprintf("--tcp 127.0.0.1:%d", vsockPublishPort)
 	echo := func(name, endpoint string, size, conns int) *bootRun {
-		return s.boot(name, 300*time.Second, sh(fmt.Sprintf("$T echo-check %s --bytes %d --conns %d", endpoint, size, conns))...)
+		return s.boot(name, 150*time.Second, sh(fmt.Sprintf("$T echo-check %s --bytes %d --conns %d", endpoint, size, conns))...)
 	}
 	udsBig := echo("uds-64mib", uds, vsockBigBytes, 1)
 	tcpBig := echo("publish-64mib", tcp, vsockBigBytes, 1)
@@ -78,7 +78,7 @@ cat /tmp/srv-*.log; grep -o '^vsock[a-z_]*' /proc/modules`, vsockTCPEcho, vsockF
 	tcpMany := echo("publish-100conns", tcp, vsockManyBytes, vsockManyConns)
 	// Not asserted: 100 handshakes at once, on enclave b (whose echo
 	// counts are not checked), to log how a busy emulated guest copes.
-	burst := s.boot("uds-100conns-burst", 300*time.Second, sh(fmt.Sprintf(
+	burst := s.boot("uds-100conns-burst", 150*time.Second, sh(fmt.Sprintf(
 		"$T echo-check --uds /run/vs-b.sock --port %d --bytes %d --conns %d --burst", vsockEchoPort, vsockManyBytes, vsockManyConns))...)
 	unserved := s.boot("uds-unserved", 30*time.Second, sh(fmt.Sprintf("$T connect --uds /run/vs-a.sock --port %d", vsockUnservedPort))...)
 	stop := s.boot("stop", 120*time.Second, sh(fmt.Sprintf(

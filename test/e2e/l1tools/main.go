@@ -65,6 +65,10 @@ const vmaddrCIDAny = 0xFFFF_FFFF
 // connectTimeout bounds a hybrid vsock CONNECT handshake.
 const connectTimeout = 30 * time.Second
 
+// echoDeadline bounds one echo-check transfer (64 MiB takes about 15 s
+// nested, under emulation).
+const echoDeadline = 100 * time.Second
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: l1tools echo-check|connect|tcp-echo-server|uds-echo-server|afvsock-echo-server|uds-sink ...")
@@ -206,6 +210,12 @@ type echoResult struct {
 // c while reading the echo, then closes the sending side and compares.
 func echoOne(c net.Conn, n int64, start time.Time) (r echoResult) {
 	defer c.Close()
+	// A stuck transfer is reported, not waited on until the harness's
+	// timeout kills the whole check.
+	if err := c.SetDeadline(time.Now().Add(echoDeadline)); err != nil {
+		r.err = err
+		return r
+	}
 	cw, ok := c.(interface{ CloseWrite() error })
 	if !ok {
 		r.err = fmt.Errorf("%T has no CloseWrite", c)
