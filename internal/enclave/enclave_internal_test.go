@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -251,5 +252,24 @@ func TestParseMemAvailable(t *testing.T) {
 	}
 	if _, err := HostMemAvailableMiB(); err != nil {
 		t.Errorf("HostMemAvailableMiB: got %v, want nil", err)
+	}
+}
+
+func TestSupervisorEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"no GODEBUG", []string{"A=1"}, []string{"A=1", "GODEBUG=disablethp=1"}},
+		{"empty GODEBUG", []string{"GODEBUG="}, []string{"GODEBUG=disablethp=1"}},
+		{"other settings kept", []string{"GODEBUG=gctrace=1", "B=2"}, []string{"GODEBUG=gctrace=1,disablethp=1", "B=2"}},
+		{"user's choice wins", []string{"GODEBUG=disablethp=0"}, []string{"GODEBUG=disablethp=0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := supervisorEnv(tc.in); !slices.Equal(got, tc.want) {
+				t.Errorf("supervisorEnv(%q): got %q, want %q", tc.in, got, tc.want)
+			}
+		})
 	}
 }
