@@ -63,6 +63,9 @@ const (
 	DefaultMemoryMiB = 4096
 	// DefaultCPUs is L1's vCPU count.
 	DefaultCPUs = 2
+	// DefaultCPU is L1's QEMU CPU model: every feature TCG emulates,
+	// SVM with nested paging included.
+	DefaultCPU = "max"
 	// DefaultTimeout bounds a whole run, L1 boot included.
 	DefaultTimeout = 15 * time.Minute
 )
@@ -106,6 +109,9 @@ type Options struct {
 	CacheDir string
 	// QEMU is the emulator; empty means qemu-system-x86_64 on PATH.
 	QEMU string
+	// CPU is QEMU's -cpu model for L1; empty means $NITROVM_NESTED_CPU,
+	// or DefaultCPU when that is unset.
+	CPU string
 	// Kernel is L1's vmlinuz; empty means CacheDir/l1/current/vmlinuz.
 	Kernel string
 	// ModulesDir is the module tree matching Kernel (with modules.dep);
@@ -258,6 +264,12 @@ func withDefaults(o Options) (Options, error) {
 	if o.CacheDir == "" {
 		o.CacheDir = DefaultCacheDir(os.Getenv)
 	}
+	if o.CPU == "" {
+		o.CPU = os.Getenv("NITROVM_NESTED_CPU")
+	}
+	if o.CPU == "" {
+		o.CPU = DefaultCPU
+	}
 	if o.Modules == nil {
 		o.Modules = DefaultModules()
 	}
@@ -396,7 +408,7 @@ func qemuArgs(o Options, initrd string) []string {
 	}, " ")
 	return []string{
 		"-nodefaults", "-no-user-config",
-		"-machine", "q35", "-accel", "tcg", "-cpu", "max",
+		"-machine", "q35", "-accel", "tcg", "-cpu", o.CPU,
 		"-m", strconv.Itoa(o.MemoryMiB), "-smp", strconv.Itoa(o.CPUs),
 		"-display", "none", "-serial", "stdio", "-monitor", "none", "-nic", "none",
 		"-no-reboot",
