@@ -1,7 +1,12 @@
-// Package serial emulates an 8250/16450 UART (no FIFO) well enough to be a
-// Linux console: transmit with THR-empty interrupts, modem-status loopback,
-// and no receive path. Register layout from the National Semiconductor
-// PC16450 datasheet and Linux include/uapi/linux/serial_reg.h.
+// Package serial emulates a 16550A UART well enough to be a Linux console:
+// transmit with THR-empty interrupts, a transmit FIFO, modem-status
+// loopback, and no receive path. Register layout from the National
+// Semiconductor PC16550D datasheet and Linux include/uapi/linux/serial_reg.h.
+//
+// The FIFO matters for speed, not fidelity: Linux's 8250 driver detects it
+// (FCR write, then IIR bits 7:6) and writes 16 bytes per THR-empty
+// interrupt instead of one, so a long console line costs a sixteenth of
+// the interrupts. Transmission is instant, so the FIFO is always empty.
 package serial
 
 import (
@@ -19,7 +24,7 @@ const (
 	uartIER = 1 // interrupt enable (DLAB=0)
 	uartDLM = 1 // divisor latch high (DLAB=1)
 	uartIIR = 2 // interrupt identification (read)
-	uartFCR = 2 // FIFO control (write; ignored: no FIFO)
+	uartFCR = 2 // FIFO control (write)
 	uartLCR = 3 // line control
 	uartMCR = 4 // modem control
 	uartLSR = 5 // line status
@@ -32,6 +37,9 @@ const (
 	uartIERTHRI    = 0x02 // THR-empty interrupt enable
 	uartIIRNoInt   = 0x01 // no interrupt pending
 	uartIIRTHRI    = 0x02 // THR empty
+	uartIIRFIFOs   = 0xc0 // FIFOs enabled (16550A)
+	uartFCRFIFO    = 0x01 // enable the FIFOs
+	uartFCRClear   = 0x06 // clear RX/TX FIFO: self-clearing, not stored
 	uartLCRDLAB    = 0x80 // divisor latch access
 	uartLSRTEMT    = 0x40 // transmitter empty
 	uartLSRTHRE    = 0x20 // THR empty
@@ -56,6 +64,7 @@ type Serial struct {
 	lcr        byte
 	mcr        byte
 	scr        byte
+	fcr        byte // last FIFO control written, reset bits removed
 	dll, dlm   byte
 	thrPending bool    // a THR-empty interrupt is pending (cleared by reading IIR).
 	txBuf      [1]byte // the byte being transmitted (avoids an allocation per byte).
@@ -98,6 +107,9 @@ func (s *Serial) Read(offset uint64, data []byte) {
 			s.thrPending = false
 		} else {
 			data[0] = uartIIRNoInt
+		}
+		if s.fcr&uartFCRFIFO != 0 {
+			data[0] |= uartIIRFIFOs
 		}
 	case uartLCR:
 		data[0] = s.lcr
@@ -170,6 +182,7 @@ func (s *Serial) Write(offset uint64, data []byte) {
 			s.thrPending = false
 		}
 	case uartFCR:
+		s.fcr = v &^ uartFCRClear
 	case uartLCR:
 		s.lcr = v
 	case uartMCR:

@@ -76,3 +76,28 @@ func TestRegisters(t *testing.T) {
 		}
 	}
 }
+
+// TestFIFODetection follows Linux's autoconfig (drivers/tty/serial/8250/
+// 8250_port.c): after FCR enables the FIFOs, IIR bits 7:6 read 0b11 and the
+// port is a 16550A; FIFO reset bits are not kept.
+func TestFIFODetection(t *testing.T) {
+	s := New(nil, &irqCounter{})
+	if got := rd(s, uartIIR) >> 6; got != 0 {
+		t.Errorf("IIR FIFO bits before FCR: got %d, want 0 (8250 mode)", got)
+	}
+	wr(s, uartFCR, uartFCRFIFO|uartFCRClear)
+	if got := rd(s, uartIIR); got != uartIIRFIFOs|uartIIRNoInt {
+		t.Errorf("IIR with FIFOs: got %#x, want %#x", got, uartIIRFIFOs|uartIIRNoInt)
+	}
+	if s.fcr != uartFCRFIFO {
+		t.Errorf("FCR kept: got %#x, want %#x (reset bits self-clear)", s.fcr, uartFCRFIFO)
+	}
+	wr(s, uartIER, uartIERTHRI)
+	if got := rd(s, uartIIR); got != uartIIRFIFOs|uartIIRTHRI {
+		t.Errorf("IIR THRI with FIFOs: got %#x, want %#x", got, uartIIRFIFOs|uartIIRTHRI)
+	}
+	wr(s, uartFCR, 0)
+	if got := rd(s, uartIIR) >> 6; got != 0 {
+		t.Errorf("IIR FIFO bits after disabling: got %d, want 0", got)
+	}
+}
