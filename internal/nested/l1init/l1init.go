@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nitrovm/nitrovm/internal/kvm"
 )
 
 // ConfigPath is where package nested puts the Config in the L1 initramfs.
@@ -98,6 +100,11 @@ func run(console io.Writer) int {
 		fmt.Fprintf(console, "nested: %v\n", err)
 		return ExitSetupFailed
 	}
+	pin, err := pinKVMKeys()
+	if err != nil {
+		fmt.Fprintf(console, "nested: %v (going on without it)\n", err)
+	}
+	defer pin.close()
 	if _, err := os.Stat("/bin/busybox"); err == nil {
 		out, err := exec.Command("/bin/busybox", "--install", "-s").CombinedOutput()
 		if err != nil {
@@ -242,6 +249,53 @@ func loopbackUp() error {
 		return fmt.Errorf("lo up: set flags: %w", err)
 	}
 	return nil
+}
+
+// kvmPin is an idle VM that l1init holds for the whole session.
+type kvmPin struct {
+	sys  *kvm.System
+	vm   *kvm.VM
+	vcpu *kvm.VCPU
+}
+
+// pinKVMKeys creates an idle VM with an in-kernel irqchip and one vCPU and
+// keeps it. L1's kernel patches its own code whenever some KVM static keys
+// change: the preempt-notifier key (in __schedule) when the number of VMs
+// goes between 0 and 1, and the deferred apic_sw_disabled key when the
+// number of software-disabled LAPICs does. Under QEMU's multi-threaded
+// TCG that live patching has crashed L1 ("Oops: int3" in __schedule while
+// an enclave VM was being created). With this VM (whose LAPIC stays
+// software-disabled) those counts never return to 0, so the keys are
+// patched once, here, before anything else runs.
+func pinKVMKeys() (*kvmPin, error) {
+	p := &kvmPin{}
+	var err error
+	if p.sys, err = kvm.Open(); err != nil {
+		return p, fmt.Errorf("pin KVM: %w", err)
+	}
+	if p.vm, err = p.sys.CreateVM(); err != nil {
+		return p, fmt.Errorf("pin KVM: %w", err)
+	}
+	if err = p.vm.CreateIRQChip(); err != nil {
+		return p, fmt.Errorf("pin KVM: %w", err)
+	}
+	if p.vcpu, err = p.vm.CreateVCPU(0); err != nil {
+		return p, fmt.Errorf("pin KVM: %w", err)
+	}
+	return p, nil
+}
+
+// close releases the pinned VM.
+func (p *kvmPin) close() {
+	if p.vcpu != nil {
+		p.vcpu.Close()
+	}
+	if p.vm != nil {
+		p.vm.Close()
+	}
+	if p.sys != nil {
+		p.sys.Close()
+	}
 }
 
 // checkKVM verifies that /dev/kvm answers KVM_GET_API_VERSION (12) and can
