@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -186,6 +187,10 @@ func (s *supervisor) run(ctx context.Context, launcher Launcher) (err error) {
 	}
 	sendStatus(s.status, nil)
 	s.logger.Info("heartbeat received", "cid", rec.CID)
+	// Start-up (measuring the EIF, loading the guest) is done: give its
+	// garbage back to the host now rather than at the scavenger's pace, as
+	// this process stays for the enclave's lifetime.
+	debug.FreeOSMemory()
 
 	select {
 	case <-inst.Done():
