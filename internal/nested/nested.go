@@ -213,8 +213,11 @@ func boot(ctx context.Context, o Options, initrd string, start time.Time) (res R
 	}
 	o.Logger.Info("nested: L1 run finished", "boot", res.Boot.Round(time.Millisecond), "total", res.Total.Round(time.Millisecond))
 
-	if ctx.Err() != nil {
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return res, ready, fmt.Errorf("nested: timed out after %v (last output: %s)", o.Timeout, tail(res.Output, 5))
+	case ctx.Err() != nil:
+		return res, ready, fmt.Errorf("nested: stopped: %w (last output: %s)", context.Cause(ctx), tail(res.Output, 5))
 	}
 	code, ok := exitStatus(res.Output)
 	if !ok {

@@ -2,6 +2,7 @@ package nested
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,7 +28,34 @@ func fakeQEMU(t *testing.T, dir string, outputs ...string) string {
 	return p
 }
 
-func TestRunWithFakeQEMU(t *testing.T) {
+// fakeL1 returns Options for a run in dir with a fake kernel and module
+// tree, self standing in for nitrovm; QEMU is left to the caller.
+func fakeL1(t *testing.T, dir, self string) Options {
+	t.Helper()
+	mods := filepath.Join(dir, "modules")
+	for p, data := range map[string]string{
+		filepath.Join(mods, "modules.dep"):      "kernel/kvm.ko.xz:\n",
+		filepath.Join(mods, "kernel/kvm.ko.xz"): "module",
+		filepath.Join(dir, "vmlinuz"):           "kernel",
+	} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return Options{
+		Nitrovm: self, Command: []string{"true"},
+		Kernel: filepath.Join(dir, "vmlinuz"), ModulesDir: mods, Modules: []string{"kvm"},
+		Busybox: "none", Timeout: time.Minute,
+	}
+}
+
+// selfAsNitrovm returns the test binary, which stands in for the static
+// nitrovm binary, or skips the test.
+func selfAsNitrovm(t *testing.T) string {
+	t.Helper()
 	if _, err := os.Stat("/bin/sh"); err != nil {
 		t.Skip("needs /bin/sh")
 	}
@@ -35,6 +63,47 @@ func TestRunWithFakeQEMU(t *testing.T) {
 	if err != nil || checkStatic(self) != nil {
 		t.Skip("the test binary is not a static ELF to stand in for nitrovm")
 	}
+	return self
+}
+
+// TestRunStopped: a run that outlives its Timeout and one whose context is
+// cancelled end with errors that say which.
+func TestRunStopped(t *testing.T) {
+	self := selfAsNitrovm(t)
+	stall := errors.New("watchdog")
+	tests := []struct {
+		name    string
+		timeout time.Duration
+		cancel  bool
+		want    string
+	}{
+		{"timeout", 300 * time.Millisecond, false, "nested: timed out after 300ms (last output: nested: L1 ready)"},
+		{"cancelled", time.Minute, true, "nested: stopped: watchdog (last output: nested: L1 ready)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := fakeL1(t, dir, self)
+			opts.Timeout = tt.timeout
+			opts.QEMU = filepath.Join(dir, "qemu")
+			if err := os.WriteFile(opts.QEMU, []byte("#!/bin/sh\necho 'nested: L1 ready'\nexec sleep 60\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			if tt.cancel {
+				time.AfterFunc(300*time.Millisecond, func() { cancel(stall) })
+			}
+			_, err := Run(ctx, opts)
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("got error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunWithFakeQEMU(t *testing.T) {
+	self := selfAsNitrovm(t)
 	tests := []struct {
 		name     string
 		outputs  []string
@@ -49,27 +118,9 @@ func TestRunWithFakeQEMU(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			mods := filepath.Join(dir, "modules")
-			if err := os.MkdirAll(mods, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			for p, data := range map[string]string{
-				filepath.Join(mods, "modules.dep"):      "kernel/kvm.ko.xz:\n",
-				filepath.Join(mods, "kernel/kvm.ko.xz"): "module",
-				filepath.Join(dir, "vmlinuz"):           "kernel",
-			} {
-				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			res, err := Run(context.Background(), Options{
-				Nitrovm: self, Command: []string{"true"}, QEMU: fakeQEMU(t, dir, tt.outputs...),
-				Kernel: filepath.Join(dir, "vmlinuz"), ModulesDir: mods, Modules: []string{"kvm"},
-				Busybox: "none", Timeout: time.Minute,
-			})
+			opts := fakeL1(t, dir, self)
+			opts.QEMU = fakeQEMU(t, dir, tt.outputs...)
+			res, err := Run(context.Background(), opts)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
 			}

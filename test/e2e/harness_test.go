@@ -271,7 +271,7 @@ func (s *session) run() {
 			break
 		}
 		if attempt > stallRetries {
-			t.Fatalf("nested run: L1 stalled again, in %q (no end after its timeout + %v); last output: %s", stalled, stallGrace, lastLines(res.Output, 5))
+			t.Fatalf("nested run: L1 stalled again, in %q (no end after its timeout + %v): %v", stalled, stallGrace, err)
 		}
 		t.Logf("nested run: L1 STALLED in %q (no end after its timeout + %v); running the session again in a fresh L1", stalled, stallGrace)
 	}
@@ -348,15 +348,6 @@ func (w *watchdog) stop() string {
 		w.timer.Stop()
 	}
 	return w.stalled
-}
-
-// lastLines returns the last n lines of s joined by " | ".
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }
 
 // parse fills b from the session output.
