@@ -49,13 +49,6 @@ type Config struct {
 	Dir string `json:"dir,omitempty"`
 }
 
-// kvmGetAPIVersion and kvmCreateVM are KVM_GET_API_VERSION and
-// KVM_CREATE_VM, from include/uapi/linux/kvm.h.
-const (
-	kvmGetAPIVersion = 0xae00
-	kvmCreateVM      = 0xae01
-)
-
 // Main runs init and never returns (it reboots). Output goes to the
 // console.
 func Main() {
@@ -96,15 +89,12 @@ func run(console io.Writer) int {
 	if err := loopbackUp(); err != nil {
 		fmt.Fprintf(console, "nested: %v\n", err)
 	}
-	if err := checkKVM(); err != nil {
+	pin, err := pinKVM()
+	defer pin.close()
+	if err != nil {
 		fmt.Fprintf(console, "nested: %v\n", err)
 		return ExitSetupFailed
 	}
-	pin, err := pinKVMKeys()
-	if err != nil {
-		fmt.Fprintf(console, "nested: %v (going on without it)\n", err)
-	}
-	defer pin.close()
 	if _, err := os.Stat("/bin/busybox"); err == nil {
 		out, err := exec.Command("/bin/busybox", "--install", "-s").CombinedOutput()
 		if err != nil {
@@ -258,29 +248,32 @@ type kvmPin struct {
 	vcpu *kvm.VCPU
 }
 
-// pinKVMKeys creates an idle VM with an in-kernel irqchip and one vCPU and
-// keeps it. L1's kernel patches its own code whenever some KVM static keys
-// change: the preempt-notifier key (in __schedule) when the number of VMs
-// goes between 0 and 1, and the deferred apic_sw_disabled key when the
-// number of software-disabled LAPICs does. Under QEMU's multi-threaded
-// TCG that live patching has crashed L1 ("Oops: int3" in __schedule while
-// an enclave VM was being created). With this VM (whose LAPIC stays
-// software-disabled) those counts never return to 0, so the keys are
-// patched once, here, before anything else runs.
-func pinKVMKeys() (*kvmPin, error) {
+// pinKVM checks that /dev/kvm works (API version, a VM with an in-kernel
+// irqchip and a vCPU), so that a broken nested setup fails here and not in
+// the command, and keeps that VM idle for the whole session.
+//
+// Keeping it matters: L1's kernel patches its own code whenever some KVM
+// static keys change, the preempt-notifier key (in __schedule) when the
+// number of VMs goes between 0 and 1, and the deferred apic_sw_disabled key
+// when the number of software-disabled LAPICs does. Under QEMU's
+// multi-threaded TCG that live patching has crashed L1 ("Oops: int3" in
+// __schedule while an enclave VM was being created). With this VM (whose
+// LAPIC stays software-disabled) those counts never return to 0, so the
+// keys are patched once, here, before anything else runs.
+func pinKVM() (*kvmPin, error) {
 	p := &kvmPin{}
 	var err error
 	if p.sys, err = kvm.Open(); err != nil {
-		return p, fmt.Errorf("pin KVM: %w", err)
+		return p, fmt.Errorf("KVM: %w", err)
 	}
 	if p.vm, err = p.sys.CreateVM(); err != nil {
-		return p, fmt.Errorf("pin KVM: %w", err)
+		return p, fmt.Errorf("KVM: %w", err)
 	}
 	if err = p.vm.CreateIRQChip(); err != nil {
-		return p, fmt.Errorf("pin KVM: %w", err)
+		return p, fmt.Errorf("KVM: %w", err)
 	}
 	if p.vcpu, err = p.vm.CreateVCPU(0); err != nil {
-		return p, fmt.Errorf("pin KVM: %w", err)
+		return p, fmt.Errorf("KVM: %w", err)
 	}
 	return p, nil
 }
@@ -296,26 +289,4 @@ func (p *kvmPin) close() {
 	if p.sys != nil {
 		p.sys.Close()
 	}
-}
-
-// checkKVM verifies that /dev/kvm answers KVM_GET_API_VERSION (12) and can
-// create a VM, so a broken nested setup fails here and not in the command.
-func checkKVM() error {
-	fd, err := unix.Open("/dev/kvm", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open /dev/kvm: %w", err)
-	}
-	defer unix.Close(fd)
-	v, err := unix.IoctlRetInt(fd, kvmGetAPIVersion)
-	if err != nil {
-		return fmt.Errorf("KVM_GET_API_VERSION: %w", err)
-	}
-	if v != 12 {
-		return fmt.Errorf("KVM API version %d, want 12", v)
-	}
-	vm, err := unix.IoctlRetInt(fd, kvmCreateVM)
-	if err != nil {
-		return fmt.Errorf("KVM_CREATE_VM: %w", err)
-	}
-	return unix.Close(vm)
 }
