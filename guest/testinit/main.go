@@ -31,6 +31,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nitrovm/nitrovm/internal/pseudofs"
 )
 
 // linePrefix starts every machine-readable line testinit prints.
@@ -68,7 +70,7 @@ func main() {
 		"vsock-echo": vsockEcho,
 		"nsm":        nsmCheck,
 	}
-	if err := mountAll(); err != nil {
+	if err := pseudofs.MountAll(pseudofs.Basic()); err != nil {
 		r.logf("mount: %v", err)
 	}
 	// From here on the console carries the report: kernel messages (the
@@ -133,26 +135,6 @@ func testNames(cmdline string) []string {
 		names = []string{"sysinfo"}
 	}
 	return names
-}
-
-// mountAll mounts the pseudo file systems a check may need. Mount points
-// that are already mounted (EBUSY) are fine.
-func mountAll() error {
-	mounts := []struct{ src, dst, fstype string }{
-		{"proc", "/proc", "proc"},
-		{"sysfs", "/sys", "sysfs"},
-		{"devtmpfs", "/dev", "devtmpfs"},
-		{"tmpfs", "/tmp", "tmpfs"},
-	}
-	for _, m := range mounts {
-		if err := os.MkdirAll(m.dst, 0o755); err != nil {
-			return fmt.Errorf("mkdir %s: %w", m.dst, err)
-		}
-		if err := unix.Mount(m.src, m.dst, m.fstype, 0, ""); err != nil && err != unix.EBUSY {
-			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err)
-		}
-	}
-	return nil
 }
 
 // oneLine folds s onto one line so a report line stays parseable.

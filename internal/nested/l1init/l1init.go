@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nitrovm/nitrovm/internal/kvm"
+	"github.com/nitrovm/nitrovm/internal/pseudofs"
 )
 
 // ConfigPath is where package nested puts the Config in the L1 initramfs.
@@ -179,20 +180,8 @@ func setupConsole() *os.File {
 }
 
 func mountAll() error {
-	mounts := []struct{ src, dst, fstype string }{
-		{"proc", "/proc", "proc"},
-		{"sysfs", "/sys", "sysfs"},
-		{"devtmpfs", "/dev", "devtmpfs"},
-		{"tmpfs", "/tmp", "tmpfs"},
-		{"tmpfs", "/run", "tmpfs"},
-	}
-	for _, m := range mounts {
-		if err := os.MkdirAll(m.dst, 0o755); err != nil {
-			return fmt.Errorf("mkdir %s: %w", m.dst, err)
-		}
-		if err := unix.Mount(m.src, m.dst, m.fstype, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err)
-		}
+	if err := pseudofs.MountAll(append(pseudofs.Basic(), pseudofs.Mount{Source: "tmpfs", Target: "/run", FSType: "tmpfs"})); err != nil {
+		return err
 	}
 	for _, d := range []string{"/root", "/var/tmp"} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
