@@ -113,11 +113,18 @@ func (dummyDevice) Notify(int)                                                  
 func (dummyDevice) Reset()                                                         {}
 func (dummyDevice) Activate(*memory.Guest, []*virtio.Queue, virtio.Signaler) error { return nil }
 
-// TestGuestVirtio boots a real kernel with guest/testinit and two virtio
-// devices, with ACPI (devices from the DSDT) and without (MP table and
-// command-line devices); it needs a KVM that runs Linux (the nested L1:
-// TestNestedBoot runs it there) and NITROVM_TEST_KERNEL / NITROVM_TEST_INITRD.
-func TestGuestVirtio(t *testing.T) {
+// testGuest is a real Linux kernel and initrd for the tests that boot one.
+type testGuest struct {
+	kernel     *os.File
+	kernelSize int64
+	initrd     *io.SectionReader
+}
+
+// linuxGuest opens $NITROVM_TEST_KERNEL and $NITROVM_TEST_INITRD, closed
+// when the test ends. It skips the test when they are not set or when this
+// host's KVM cannot run Linux.
+func linuxGuest(t *testing.T) testGuest {
+	t.Helper()
 	kpath, ipath := os.Getenv("NITROVM_TEST_KERNEL"), os.Getenv("NITROVM_TEST_INITRD")
 	if kpath == "" || ipath == "" {
 		t.Skip("NITROVM_TEST_KERNEL and NITROVM_TEST_INITRD not set")
@@ -125,25 +132,36 @@ func TestGuestVirtio(t *testing.T) {
 	if err := CheckHost(); err != nil {
 		t.Skip(err)
 	}
-	kf, err := os.Open(kpath)
-	if err != nil {
-		t.Fatal(err)
+	open := func(p string) (*os.File, int64) {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		fi, err := f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f, fi.Size()
 	}
-	defer kf.Close()
-	ks, _ := kf.Stat()
-	rf, err := os.Open(ipath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rf.Close()
-	rs, _ := rf.Stat()
+	k, ks := open(kpath)
+	r, rs := open(ipath)
+	return testGuest{kernel: k, kernelSize: ks, initrd: io.NewSectionReader(r, 0, rs)}
+}
+
+// TestGuestVirtio boots a real kernel with guest/testinit and two virtio
+// devices, with ACPI (devices from the DSDT) and without (MP table and
+// command-line devices); it needs a KVM that runs Linux (the nested L1:
+// TestNestedBoot runs it there) and NITROVM_TEST_KERNEL / NITROVM_TEST_INITRD.
+func TestGuestVirtio(t *testing.T) {
+	g := linuxGuest(t)
 	for _, extra := range []string{"", " acpi=off"} {
 		t.Run("cmdline"+extra, func(t *testing.T) {
 			var console bytes.Buffer
 			vm, err := Build(context.Background(), Config{
-				Kernel: kf, KernelSize: ks.Size(),
+				Kernel: g.kernel, KernelSize: g.kernelSize,
 				Cmdline:   "reboot=k panic=30 pci=off nomodules console=ttyS0 nitrovm.test=sysinfo" + extra,
-				Initrd:    []*io.SectionReader{io.NewSectionReader(rf, 0, rs.Size())},
+				Initrd:    []*io.SectionReader{g.initrd},
 				MemoryMiB: 256, CPUs: 2, Console: &console,
 				Devices: []virtio.Device{dummyDevice{42}, dummyDevice{43}},
 			})

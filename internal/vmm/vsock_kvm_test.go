@@ -7,7 +7,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"testing"
 
@@ -33,34 +32,16 @@ func (echoBackend) ConnectHost(_ context.Context, _ uint64, _ uint32, _ uint32) 
 // transport, the irqfd interrupts and guest memory with a Linux driver. Same
 // requirements as TestGuestVirtio.
 func TestGuestVsockHeartbeat(t *testing.T) {
-	kpath, ipath := os.Getenv("NITROVM_TEST_KERNEL"), os.Getenv("NITROVM_TEST_INITRD")
-	if kpath == "" || ipath == "" {
-		t.Skip("NITROVM_TEST_KERNEL and NITROVM_TEST_INITRD not set")
-	}
-	if err := CheckHost(); err != nil {
-		t.Skip(err)
-	}
-	kf, err := os.Open(kpath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kf.Close()
-	ks, _ := kf.Stat()
-	rf, err := os.Open(ipath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rf.Close()
-	rs, _ := rf.Stat()
+	g := linuxGuest(t)
 	dev, err := vsock.New(16, echoBackend{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var console bytes.Buffer
 	vm, err := Build(context.Background(), Config{
-		Kernel: kf, KernelSize: ks.Size(),
+		Kernel: g.kernel, KernelSize: g.kernelSize,
 		Cmdline:   "reboot=k panic=30 pci=off nomodules console=ttyS0 nitrovm.test=sysinfo,heartbeat",
-		Initrd:    []*io.SectionReader{io.NewSectionReader(rf, 0, rs.Size())},
+		Initrd:    []*io.SectionReader{g.initrd},
 		MemoryMiB: 256, CPUs: 2, Console: &console,
 		Devices: []virtio.Device{dev},
 	})
