@@ -95,13 +95,17 @@ type VM struct {
 	sys     *kvm.System
 	vm      *kvm.VM
 	mem     *memory.Guest
-	vcpus   []*kvm.VCPU
+	vcpus   []*vcpu
 	irqs    []*irqfdInterrupt
 	notify  []*queueNotifier
 	pio     bus
 	mmio    bus
 	console *consoleScanner
 	ran     bool
+	start   time.Time // when Build began; exit times count from it.
+	dumps   dumpState // serializes Dump.
+	// debuggers are the transports and devices whose state a dump shows.
+	debuggers []debugger
 
 	mu        sync.Mutex
 	exit      *Exit         // first stop request; guarded by mu.
@@ -123,7 +127,7 @@ func Build(ctx context.Context, cfg Config) (_ *VM, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("vmm: kernel: %w", err)
 	}
-	v := &VM{logger: logger, stopped: make(chan struct{})}
+	v := &VM{logger: logger, stopped: make(chan struct{}), start: time.Now()}
 	defer func() {
 		if err != nil {
 			v.Close()
@@ -246,6 +250,10 @@ func (v *VM) attachDevices(cfg Config) ([]x86.MMIODevice, error) {
 			}
 			v.notify = append(v.notify, n)
 		}
+		v.debuggers = append(v.debuggers, t)
+		if dd, ok := d.(debugger); ok {
+			v.debuggers = append(v.debuggers, dd)
+		}
 		slots = append(slots, x86.MMIODevice{Addr: addr, Bytes: virtio.MMIOSize, IRQ: gsi})
 	}
 	return slots, nil
@@ -340,7 +348,7 @@ func (v *VM) createVCPUs(n int, entry uint64) error {
 		if err != nil {
 			return fmt.Errorf("vmm: %w", err)
 		}
-		v.vcpus = append(v.vcpus, c)
+		v.vcpus = append(v.vcpus, newVCPU(c))
 		if err := setupVCPU(c, x86.NormalizeCPUID(supported, i, n), entry); err != nil {
 			return fmt.Errorf("vmm: vCPU %d: %w", i, err)
 		}
@@ -415,8 +423,8 @@ func (v *VM) requestStop(e Exit) {
 // Run must have returned.
 func (v *VM) Close() error {
 	var errs []error
-	for _, c := range v.vcpus {
-		errs = append(errs, c.Close())
+	for _, vc := range v.vcpus {
+		errs = append(errs, vc.c.Close())
 	}
 	v.vcpus = nil
 	for _, n := range v.notify {
