@@ -336,12 +336,25 @@ func (v *VM) loadGuest(cfg Config, k *x86.BzImage, devs []x86.MMIODevice) (uint6
 	return entry, nil
 }
 
-// createVCPUs creates n vCPUs with CPUID, XCR0, MSRs, FPU and LAPIC set; vCPU 0
-// (the bootstrap processor) also gets the 64-bit boot registers.
+// createVCPUs creates n vCPUs with CPUID, MSRs, FPU and LAPIC set; vCPU 0
+// (the bootstrap processor) also gets the 64-bit boot registers. XCR0 is
+// left at its reset value (x87 only), as Firecracker and QEMU leave it: the
+// guest kernel programs it with XSETBV.
 func (v *VM) createVCPUs(n int, entry uint64) error {
 	supported, err := v.sys.SupportedCPUID()
 	if err != nil {
 		return fmt.Errorf("vmm: %w", err)
+	}
+	// KVM emulates the TSC-deadline timer mode of the local APIC but leaves
+	// the CPUID bit to the VMM (Documentation/virt/kvm/api.rst,
+	// KVM_GET_SUPPORTED_CPUID); without it every timer reprogram is an
+	// xAPIC MMIO write to TMICT.
+	deadline, err := v.sys.CheckExtension(kvm.CapTSCDeadline)
+	if err != nil {
+		return fmt.Errorf("vmm: %w", err)
+	}
+	if deadline > 0 {
+		supported = x86.WithTSCDeadline(supported)
 	}
 	for i := range n {
 		c, err := v.vm.CreateVCPU(i)
@@ -360,11 +373,6 @@ func (v *VM) createVCPUs(n int, entry uint64) error {
 func setupVCPU(c *kvm.VCPU, cpuid []kvm.CPUIDEntry, entry uint64) error {
 	if err := c.SetCPUID(cpuid); err != nil {
 		return err
-	}
-	if xcr0 := x86.XCR0(cpuid); xcr0 != 0 {
-		if err := c.SetXCR0(xcr0); err != nil {
-			return err
-		}
 	}
 	if err := c.SetMSRs(x86.BootMSRs()); err != nil {
 		return err

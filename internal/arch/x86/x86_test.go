@@ -550,24 +550,17 @@ func TestNormalizeCPUIDNoTopoExt(t *testing.T) {
 	}
 }
 
-func TestXCR0(t *testing.T) {
-	xsave := kvm.CPUIDEntry{Function: 1, ECX: cpuidXSAVEECX}
-	leafD := kvm.CPUIDEntry{Function: 0xd, Index: 0, Flags: cpuidFlagIndex, EAX: 0x207, EBX: 0x240, ECX: 0xa88, EDX: 1}
-	leafD1 := kvm.CPUIDEntry{Function: 0xd, Index: 1, Flags: cpuidFlagIndex, EAX: 0xf}
-	tests := []struct {
-		name  string
-		cpuid []kvm.CPUIDEntry
-		want  uint64
-	}{
-		{"xsave", []kvm.CPUIDEntry{xsave, leafD1, leafD}, 1<<32 | 0x207},
-		{"no xsave", []kvm.CPUIDEntry{{Function: 1}, leafD}, 0},
-		{"no leaf 0xd", []kvm.CPUIDEntry{xsave}, 0},
-		{"empty", nil, 0},
+func TestWithTSCDeadline(t *testing.T) {
+	in := []kvm.CPUIDEntry{{Function: 0, EAX: 0xd}, {Function: 1, ECX: 0x8000_0001}, {Function: 7}}
+	out := WithTSCDeadline(in)
+	if out[1].ECX != 0x8100_0001 {
+		t.Errorf("leaf 1 ECX: got %#x, want 0x81000001", out[1].ECX)
 	}
-	for _, tt := range tests {
-		if got := XCR0(tt.cpuid); got != tt.want {
-			t.Errorf("%s: got %#x, want %#x", tt.name, got, tt.want)
-		}
+	if out[0] != in[0] || out[2] != in[2] {
+		t.Errorf("other leaves changed: got %v, want %v", out, in)
+	}
+	if in[1].ECX != 0x8000_0001 {
+		t.Errorf("input modified: leaf 1 ECX %#x", in[1].ECX)
 	}
 }
 
