@@ -302,6 +302,22 @@ func TestMPTable(t *testing.T) {
 		for o := 44; o < len(tab); {
 			typ := tab[o]
 			counts[typ]++
+			switch typ {
+			case mpIOAPIC:
+				if tab[o+1] != IOAPICID {
+					t.Errorf("%d cpus: IOAPIC ID %d, want %d", cpus, tab[o+1], IOAPICID)
+				}
+			case mpIntSrc:
+				if tab[o+6] != IOAPICID {
+					t.Errorf("%d cpus: interrupt source to IOAPIC %d, want %d", cpus, tab[o+6], IOAPICID)
+				}
+			case mpLIntSrc:
+				// LINT0 ExtINT to the BSP only, LINT1 NMI to all.
+				want := map[byte][2]byte{0: {mpIRQTypeExtINT, 0}, 1: {mpIRQTypeNMI, 0xff}}[tab[o+7]]
+				if got := [2]byte{tab[o+1], tab[o+6]}; got != want {
+					t.Errorf("%d cpus: LINT%d type/destination %v, want %v", cpus, tab[o+7], got, want)
+				}
+			}
 			if typ == mpProcessor {
 				if tab[o+1] != byte(counts[0]-1) {
 					t.Errorf("cpu %d apic id: got %d", counts[0]-1, tab[o+1])
@@ -385,7 +401,7 @@ func TestACPITables(t *testing.T) {
 			lapics = append(lapics, madt[o+3])
 		case madtIOAPIC:
 			ioapics++
-			if le.Uint32(madt[o+4:]) != IOAPICAddr || madt[o+2] != 3 {
+			if le.Uint32(madt[o+4:]) != IOAPICAddr || madt[o+2] != IOAPICID {
 				t.Errorf("MADT IOAPIC: got id %d addr %#x", madt[o+2], le.Uint32(madt[o+4:]))
 			}
 		}
