@@ -116,6 +116,7 @@ classify() {
 # without testinit's done line that is class "reset".
 bootrun() {
 	log=/tmp/ab.log
+	echo "AB-START workload=\$1 vmm=\$2 round=\$3"
 	s=\$(now)
 	if [ "\$2" = nitrovm ]; then
 		nitrovm boot --kernel /g/bzImage --initrd /g/initrd --cmdline "\$6" --cpu-count \$4 --memory 256 >\$log 2>&1 </dev/null &
@@ -142,6 +143,7 @@ bootrun() {
 }
 # vsockrun VMM ROUND: the 64 MiB + 100-connection echo with 2 vCPUs.
 vsockrun() {
+	echo "AB-START workload=vsock vmm=\$1 round=\$2"
 	log=/tmp/ab-vs.log
 	: >\$log
 	s=\$(now)
@@ -222,7 +224,18 @@ for s in $(seq 1 "$sessions"); do
 	tr -d '\r' <"$work/out.$s" | grep -a '^AB \|^ABLOG\|^ab-session' >"$work/lines.$s" || true
 	# Keep the logs of failed runs with the results.
 	tr -d '\r' <"$work/out.$s" | awk '/^ABLOG begin/ {p=1} p {print} /^ABLOG end/ {p=0} /^AB / {print}' >>"$out"
-	grep -q '^AB session done' "$work/out.$s" || { echo "ab: session $s did not finish; L1 console tail:" >&2; tail -n 30 "$work/out.$s" >&2; echo "AB-SESSION-INCOMPLETE $s" >>"$out"; }
+	if ! grep -q '^AB session done' "$work/out.$s"; then
+		echo "ab: session $s did not finish; L1 console tail:" >&2
+		tail -n 30 "$work/out.$s" >&2
+		# A run that started without a result took L1 down (an L1 kernel
+		# crash or the session timeout): count it as class l1crash.
+		last=$(tr -d '\r' <"$work/out.$s" | grep -a '^AB-START \|^AB workload=' | tail -n 1)
+		if [[ $last == AB-START* ]]; then
+			echo "AB ${last#AB-START } class=l1crash" | tee -a "$out" >&2
+			{ echo "ABLOG begin l1crash"; tail -n 60 "$work/out.$s" | tr -d '\r'; echo "ABLOG end"; } >>"$out"
+		fi
+		echo "AB-SESSION-INCOMPLETE $s" >>"$out"
+	fi
 	grep -a '^AB ' "$work/lines.$s" >&2 || true
 done
 echo "== $out" >&2
