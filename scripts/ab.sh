@@ -228,9 +228,12 @@ for s in $(seq 1 "$sessions"); do
 		echo "ab: session $s did not finish; L1 console tail:" >&2
 		tail -n 30 "$work/out.$s" >&2
 		# A run that started without a result took L1 down (an L1 kernel
-		# crash or the session timeout): count it as class l1crash.
+		# crash): count it as class l1crash. One cut off by the session
+		# timeout is not counted.
 		last=$(tr -d '\r' <"$work/out.$s" | grep -a '^AB-START \|^AB workload=' | tail -n 1)
-		if [[ $last == AB-START* ]]; then
+		if grep -q 'nested: timed out' "$work/out.$s"; then
+			echo "ab: session $s hit --session-timeout; its unfinished run is not counted" >&2
+		elif [[ $last == AB-START* ]]; then
 			echo "AB ${last#AB-START } class=l1crash" | tee -a "$out" >&2
 			{ echo "ABLOG begin l1crash"; tail -n 60 "$work/out.$s" | tr -d '\r'; echo "ABLOG end"; } >>"$out"
 		fi
