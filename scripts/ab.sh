@@ -235,7 +235,8 @@ for s in $(seq 1 "$sessions"); do
 			echo "ab: session $s hit --session-timeout; its unfinished run is not counted" >&2
 		elif [[ $last == AB-START* ]]; then
 			echo "AB ${last#AB-START } class=l1crash" | tee -a "$out" >&2
-			{ echo "ABLOG begin l1crash"; tail -n 60 "$work/out.$s" | tr -d '\r'; echo "ABLOG end"; } >>"$out"
+			# The log's own result lines are defused so abstat does not count them twice.
+			{ echo "ABLOG begin l1crash"; tail -n 60 "$work/out.$s" | tr -d '\r' | sed 's/^AB/|AB/'; echo "ABLOG end"; } >>"$out"
 		fi
 		echo "AB-SESSION-INCOMPLETE $s" >>"$out"
 	fi
