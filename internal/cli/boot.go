@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -148,7 +150,20 @@ func runBoot(cmd *cobra.Command, env Env, o bootOptions) error {
 	if err != nil {
 		return fmt.Errorf("boot: %w", err)
 	}
+	// SIGUSR1 dumps the VM's state to the log (stderr), for hangs.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	dumped := make(chan struct{})
+	go func() {
+		defer close(dumped)
+		for range usr1 {
+			vm.Dump("SIGUSR1")
+		}
+	}()
 	exit, err := vm.Run(ctx)
+	signal.Stop(usr1)
+	close(usr1)
+	<-dumped
 	if cerr := vm.Close(); err == nil && cerr != nil {
 		return fmt.Errorf("boot: %w", cerr)
 	}

@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -157,6 +159,9 @@ func (s *supervisor) run(ctx context.Context, launcher Launcher) (err error) {
 		return s.failStart(inst, err)
 	}
 
+	if d, ok := inst.(dumper); ok {
+		defer dumpOnSignal(d, s.logger)()
+	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
@@ -168,6 +173,9 @@ func (s *supervisor) run(ctx context.Context, launcher Launcher) (err error) {
 		}
 		return s.failStart(inst, newErr(KindBoot, "Waiting on enclave to boot failed: the enclave exited before sending its heartbeat (%s)", detail))
 	case <-timer.C:
+		if d, ok := inst.(dumper); ok {
+			d.Dump(fmt.Sprintf("no heartbeat within %s", timeout))
+		}
 		return s.failStart(inst, newErr(KindBoot, "Waiting on enclave to boot failed: no heartbeat within %s", timeout))
 	case <-ctx.Done():
 		return s.failStart(inst, newErr(KindBoot, "Waiting on enclave to boot failed: supervisor interrupted"))
@@ -362,4 +370,32 @@ func reply(conn net.Conn, r ctlResponse) error {
 	}
 	_, err = conn.Write(append(b, '\n'))
 	return err
+}
+
+// dumper is an Instance that can write its VM's state to the log.
+type dumper interface {
+	Dump(cause string)
+}
+
+// dumpOnSignal makes SIGUSR1 dump d's state until the returned function is
+// called.
+func dumpOnSignal(d dumper, logger *slog.Logger) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR1)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ch:
+				logger.Warn("SIGUSR1: dumping the VM state")
+				d.Dump("SIGUSR1")
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
+	}
 }

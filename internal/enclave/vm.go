@@ -115,11 +115,14 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
-	in := &vmInstance{meas: measJSON, hb: host.Heartbeat(), done: make(chan struct{}), cancel: cancel}
+	in := &vmInstance{meas: measJSON, hb: host.Heartbeat(), done: make(chan struct{}), cancel: cancel, vm: vm}
 	go func() {
 		defer close(in.done)
 		exit, runErr := vm.Run(runCtx)
 		in.setResult(exitResult(exit, runErr))
+		in.dumpMu.Lock()
+		in.vm = nil // no dumps once the VM is being released.
+		in.dumpMu.Unlock()
 		var errs []error
 		errs = append(errs, vdev.Close(), host.Close(), vm.Close(), f.Close())
 		if err := errors.Join(errs...); err != nil {
@@ -158,6 +161,19 @@ type vmInstance struct {
 
 	mu     sync.Mutex
 	result string
+
+	dumpMu sync.Mutex
+	vm     *vmm.VM // nil once Run returned; guarded by dumpMu.
+}
+
+// Dump writes the VM's state (vCPUs, devices, vsock connections) to the
+// enclave's log, for diagnosing a hang; it does nothing once the VM ended.
+func (in *vmInstance) Dump(cause string) {
+	in.dumpMu.Lock()
+	defer in.dumpMu.Unlock()
+	if in.vm != nil {
+		in.vm.Dump(cause)
+	}
 }
 
 func (in *vmInstance) setResult(s string) {

@@ -34,6 +34,11 @@ const (
 	_KVM_SET_LAPIC  = 0x4400ae8f
 	_KVM_SET_CPUID2 = 0x4008ae90
 	_KVM_SET_XCRS   = 0x4188aea7
+
+	// vCPU state readers for diagnostics.
+	_KVM_GET_MP_STATE    = 0x8004ae98
+	_KVM_GET_VCPU_EVENTS = 0x8040ae9f
+	_KVM_GET_XCRS        = 0x8188aea6
 )
 
 // _KVM_API_VERSION is the only stable KVM API version (include/uapi/linux/kvm.h).
@@ -49,6 +54,8 @@ const (
 	CapPIT2          = 33  // KVM_CAP_PIT2
 	CapIOEventFD     = 36  // KVM_CAP_IOEVENTFD
 	CapXCRS          = 56  // KVM_CAP_XCRS
+	CapVCPUEvents    = 41  // KVM_CAP_VCPU_EVENTS
+	CapTSCDeadline   = 72  // KVM_CAP_TSC_DEADLINE_TIMER
 	CapImmediateExit = 136 // KVM_CAP_IMMEDIATE_EXIT
 )
 
@@ -98,3 +105,13 @@ const maxXCRs = 16
 
 // maxMSREntries bounds one KVM_SET_MSRS call made by this package.
 const maxMSREntries = 32
+
+// Multiprocessing states in struct kvm_mp_state (include/uapi/linux/kvm.h).
+const (
+	MPStateRunnable      = 0 // KVM_MP_STATE_RUNNABLE
+	MPStateUninitialized = 1 // KVM_MP_STATE_UNINITIALIZED
+	MPStateInitReceived  = 2 // KVM_MP_STATE_INIT_RECEIVED
+	MPStateHalted        = 3 // KVM_MP_STATE_HALTED
+	MPStateSIPIReceived  = 4 // KVM_MP_STATE_SIPI_RECEIVED
+	MPStateAPResetHold   = 9 // KVM_MP_STATE_AP_RESET_HOLD
+)

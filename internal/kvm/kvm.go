@@ -397,6 +397,40 @@ func (c *VCPU) SetLAPIC(l LAPICState) error {
 	return nil
 }
 
+// XCR0 returns extended control register XCR0 (KVM_GET_XCRS).
+func (c *VCPU) XCR0() (uint64, error) {
+	var x xcrs
+	if _, e := ioctlPtr(c.fd, _KVM_GET_XCRS, &x); e != 0 {
+		return 0, fmt.Errorf("kvm: KVM_GET_XCRS: %w", e)
+	}
+	for i := range min(int(x.nrXCRs), maxXCRs) {
+		if x.xcrs[i].xcr == 0 {
+			return x.xcrs[i].value, nil
+		}
+	}
+	return 0, errors.New("kvm: KVM_GET_XCRS: no XCR0")
+}
+
+// VCPUEvents returns the pending and injected exception, interrupt, NMI and
+// SMI state (KVM_GET_VCPU_EVENTS).
+func (c *VCPU) VCPUEvents() (VCPUEvents, error) {
+	var e VCPUEvents
+	if _, err := ioctlPtr(c.fd, _KVM_GET_VCPU_EVENTS, &e); err != 0 {
+		return e, fmt.Errorf("kvm: KVM_GET_VCPU_EVENTS: %w", err)
+	}
+	return e, nil
+}
+
+// MPState returns the vCPU's multiprocessing state, one of MPState*
+// (KVM_GET_MP_STATE).
+func (c *VCPU) MPState() (uint32, error) {
+	var m mpState
+	if _, e := ioctlPtr(c.fd, _KVM_GET_MP_STATE, &m); e != 0 {
+		return 0, fmt.Errorf("kvm: KVM_GET_MP_STATE: %w", e)
+	}
+	return m.state, nil
+}
+
 // ioctlVal issues an ioctl whose argument is a plain value.
 func ioctlVal(fd int, req, arg uintptr) (uintptr, error) {
 	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, arg)

@@ -151,3 +151,37 @@ type irqLevel struct {
 type LAPICState struct {
 	Regs [1024]byte
 }
+
+// VCPUEvents is struct kvm_vcpu_events (arch/x86/include/uapi/asm/kvm.h):
+// pending or injected exception, interrupt, NMI and SMI, and a pending
+// triple fault.
+type VCPUEvents struct {
+	ExceptionInjected     uint8
+	ExceptionNr           uint8
+	ExceptionHasErrorCode uint8
+	ExceptionPending      uint8
+	ExceptionErrorCode    uint32
+	InterruptInjected     uint8
+	InterruptNr           uint8
+	InterruptSoft         uint8
+	InterruptShadow       uint8
+	NMIInjected           uint8
+	NMIPending            uint8
+	NMIMasked             uint8
+	_                     uint8
+	SIPIVector            uint32
+	Flags                 uint32
+	SMISMM                uint8
+	SMIPending            uint8
+	SMIInsideNMI          uint8
+	SMILatchedInit        uint8
+	TripleFaultPending    uint8
+	_                     [26]uint8
+	ExceptionHasPayload   uint8
+	ExceptionPayload      uint64
+}
+
+// mpState is struct kvm_mp_state (include/uapi/linux/kvm.h).
+type mpState struct {
+	state uint32
+}

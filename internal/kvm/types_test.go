@@ -28,6 +28,8 @@ func TestStructSizes(t *testing.T) {
 		{"kvm_irq_level", unsafe.Sizeof(irqLevel{}), 0x8},
 		{"kvm_lapic_state", unsafe.Sizeof(LAPICState{}), 0x400},
 		{"kvm_xcrs", unsafe.Sizeof(xcrs{}), 0x188},
+		{"kvm_vcpu_events", unsafe.Sizeof(VCPUEvents{}), 0x40},
+		{"kvm_mp_state", unsafe.Sizeof(mpState{}), 0x4},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -54,10 +56,37 @@ func TestIoctlSizes(t *testing.T) {
 		{"KVM_IOEVENTFD", _KVM_IOEVENTFD, unsafe.Sizeof(ioeventfd{})},
 		{"KVM_IRQ_LINE", _KVM_IRQ_LINE, unsafe.Sizeof(irqLevel{})},
 		{"KVM_SET_XCRS", _KVM_SET_XCRS, unsafe.Sizeof(xcrs{})},
+		{"KVM_GET_XCRS", _KVM_GET_XCRS, unsafe.Sizeof(xcrs{})},
+		{"KVM_GET_VCPU_EVENTS", _KVM_GET_VCPU_EVENTS, unsafe.Sizeof(VCPUEvents{})},
+		{"KVM_GET_MP_STATE", _KVM_GET_MP_STATE, unsafe.Sizeof(mpState{})},
 	}
 	for _, tt := range tests {
 		if got := (tt.req >> 16) & 0x3fff; got != tt.size {
 			t.Errorf("%s size field: got %#x, want %#x", tt.name, got, tt.size)
+		}
+	}
+}
+
+func TestVCPUEventsOffsets(t *testing.T) {
+	// Field offsets of struct kvm_vcpu_events on x86-64.
+	var e VCPUEvents
+	tests := []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"exception.error_code", unsafe.Offsetof(e.ExceptionErrorCode), 4},
+		{"interrupt", unsafe.Offsetof(e.InterruptInjected), 8},
+		{"nmi", unsafe.Offsetof(e.NMIInjected), 12},
+		{"sipi_vector", unsafe.Offsetof(e.SIPIVector), 16},
+		{"flags", unsafe.Offsetof(e.Flags), 20},
+		{"smi", unsafe.Offsetof(e.SMISMM), 24},
+		{"triple_fault", unsafe.Offsetof(e.TripleFaultPending), 28},
+		{"exception_has_payload", unsafe.Offsetof(e.ExceptionHasPayload), 55},
+		{"exception_payload", unsafe.Offsetof(e.ExceptionPayload), 56},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("offsetof %s: got %d, want %d", tt.name, tt.got, tt.want)
 		}
 	}
 }

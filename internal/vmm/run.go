@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,12 +31,11 @@ func (v *VM) Run(ctx context.Context) (Exit, error) {
 	}
 	v.ran = true
 	var wg sync.WaitGroup
-	tids := make([]atomic.Int32, len(v.vcpus))
-	for i, c := range v.vcpus {
+	for _, vc := range v.vcpus {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			v.runVCPU(c, &tids[i])
+			v.runVCPU(vc)
 		}()
 	}
 	select {
@@ -52,15 +50,15 @@ func (v *VM) Run(ctx context.Context) (Exit, error) {
 	}()
 	// immediate_exit covers a vCPU about to enter KVM_RUN; the signal one
 	// already inside it.
-	for _, c := range v.vcpus {
-		c.SetImmediateExit(true)
+	for _, vc := range v.vcpus {
+		vc.c.SetImmediateExit(true)
 	}
 	pid := unix.Getpid()
 	tick := time.NewTicker(kickInterval)
 	defer tick.Stop()
 	for waiting := true; waiting; {
-		for i := range tids {
-			if tid := tids[i].Load(); tid > 0 {
+		for _, vc := range v.vcpus {
+			if tid := vc.tid.Load(); tid > 0 {
 				_ = unix.Tgkill(pid, int(tid), kickSignal) // ESRCH: the thread just left.
 			}
 		}
@@ -87,11 +85,13 @@ func (v *VM) Run(ctx context.Context) (Exit, error) {
 
 // runVCPU is a vCPU thread: it enters the guest and handles exits until the
 // VM stops.
-func (v *VM) runVCPU(c *kvm.VCPU, tid *atomic.Int32) {
+func (v *VM) runVCPU(vc *vcpu) {
 	runtime.LockOSThread() // never unlocked: the thread dies with the goroutine.
-	tid.Store(int32(unix.Gettid()))
-	defer tid.Store(0)
+	vc.tid.Store(int32(unix.Gettid()))
+	defer vc.tid.Store(0)
+	c := vc.c
 	for {
+		vc.serveDump(v.start)
 		select {
 		case <-v.stopped:
 			return
@@ -104,7 +104,8 @@ func (v *VM) runVCPU(c *kvm.VCPU, tid *atomic.Int32) {
 			v.requestStop(Exit{Reason: ExitError, Detail: fmt.Sprintf("vCPU %d: KVM_RUN: %v", c.ID, err)})
 			return
 		}
-		if e, stop := v.handleExit(c); stop {
+		vc.recordExit(time.Since(v.start))
+		if e, stop := v.handleExit(vc); stop {
 			v.requestStop(e)
 			return
 		}
@@ -112,7 +113,8 @@ func (v *VM) runVCPU(c *kvm.VCPU, tid *atomic.Int32) {
 }
 
 // handleExit services one VM exit and reports whether the VM must stop.
-func (v *VM) handleExit(c *kvm.VCPU) (Exit, bool) {
+func (v *VM) handleExit(vc *vcpu) (Exit, bool) {
+	c := vc.c
 	switch r := c.ExitReason(); r {
 	case kvm.ExitIO:
 		port, size, out, data, err := c.IO()
@@ -153,6 +155,7 @@ func (v *VM) handleExit(c *kvm.VCPU) (Exit, bool) {
 	case kvm.ExitHLT:
 		return Exit{Reason: ExitReboot, Detail: fmt.Sprintf("guest halted (vCPU %d)", c.ID)}, true
 	case kvm.ExitShutdown:
+		v.dump(fmt.Sprintf("guest triple fault (KVM_EXIT_SHUTDOWN) on vCPU %d", c.ID), vc)
 		return Exit{Reason: ExitPanic, Detail: fmt.Sprintf("guest triple fault (KVM_EXIT_SHUTDOWN) on vCPU %d%s", c.ID, rip(c))}, true
 	case kvm.ExitSystemEvent:
 		typ, _ := c.SystemEvent()

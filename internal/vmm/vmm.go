@@ -95,13 +95,17 @@ type VM struct {
 	sys     *kvm.System
 	vm      *kvm.VM
 	mem     *memory.Guest
-	vcpus   []*kvm.VCPU
+	vcpus   []*vcpu
 	irqs    []*irqfdInterrupt
 	notify  []*queueNotifier
 	pio     bus
 	mmio    bus
 	console *consoleScanner
 	ran     bool
+	start   time.Time // when Build began; exit times count from it.
+	dumps   dumpState // serializes Dump.
+	// debuggers are the transports and devices whose state a dump shows.
+	debuggers []debugger
 
 	mu        sync.Mutex
 	exit      *Exit         // first stop request; guarded by mu.
@@ -123,7 +127,7 @@ func Build(ctx context.Context, cfg Config) (_ *VM, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("vmm: kernel: %w", err)
 	}
-	v := &VM{logger: logger, stopped: make(chan struct{})}
+	v := &VM{logger: logger, stopped: make(chan struct{}), start: time.Now()}
 	defer func() {
 		if err != nil {
 			v.Close()
@@ -246,6 +250,10 @@ func (v *VM) attachDevices(cfg Config) ([]x86.MMIODevice, error) {
 			}
 			v.notify = append(v.notify, n)
 		}
+		v.debuggers = append(v.debuggers, t)
+		if dd, ok := d.(debugger); ok {
+			v.debuggers = append(v.debuggers, dd)
+		}
 		slots = append(slots, x86.MMIODevice{Addr: addr, Bytes: virtio.MMIOSize, IRQ: gsi})
 	}
 	return slots, nil
@@ -328,19 +336,32 @@ func (v *VM) loadGuest(cfg Config, k *x86.BzImage, devs []x86.MMIODevice) (uint6
 	return entry, nil
 }
 
-// createVCPUs creates n vCPUs with CPUID, XCR0, MSRs, FPU and LAPIC set; vCPU 0
-// (the bootstrap processor) also gets the 64-bit boot registers.
+// createVCPUs creates n vCPUs with CPUID, MSRs, FPU and LAPIC set; vCPU 0
+// (the bootstrap processor) also gets the 64-bit boot registers. XCR0 is
+// left at its reset value (x87 only), as Firecracker and QEMU leave it: the
+// guest kernel programs it with XSETBV.
 func (v *VM) createVCPUs(n int, entry uint64) error {
 	supported, err := v.sys.SupportedCPUID()
 	if err != nil {
 		return fmt.Errorf("vmm: %w", err)
+	}
+	// KVM emulates the TSC-deadline timer mode of the local APIC but leaves
+	// the CPUID bit to the VMM (Documentation/virt/kvm/api.rst,
+	// KVM_GET_SUPPORTED_CPUID); without it every timer reprogram is an
+	// xAPIC MMIO write to TMICT.
+	deadline, err := v.sys.CheckExtension(kvm.CapTSCDeadline)
+	if err != nil {
+		return fmt.Errorf("vmm: %w", err)
+	}
+	if deadline > 0 {
+		supported = x86.WithTSCDeadline(supported)
 	}
 	for i := range n {
 		c, err := v.vm.CreateVCPU(i)
 		if err != nil {
 			return fmt.Errorf("vmm: %w", err)
 		}
-		v.vcpus = append(v.vcpus, c)
+		v.vcpus = append(v.vcpus, newVCPU(c))
 		if err := setupVCPU(c, x86.NormalizeCPUID(supported, i, n), entry); err != nil {
 			return fmt.Errorf("vmm: vCPU %d: %w", i, err)
 		}
@@ -352,11 +373,6 @@ func (v *VM) createVCPUs(n int, entry uint64) error {
 func setupVCPU(c *kvm.VCPU, cpuid []kvm.CPUIDEntry, entry uint64) error {
 	if err := c.SetCPUID(cpuid); err != nil {
 		return err
-	}
-	if xcr0 := x86.XCR0(cpuid); xcr0 != 0 {
-		if err := c.SetXCR0(xcr0); err != nil {
-			return err
-		}
 	}
 	if err := c.SetMSRs(x86.BootMSRs()); err != nil {
 		return err
@@ -415,8 +431,8 @@ func (v *VM) requestStop(e Exit) {
 // Run must have returned.
 func (v *VM) Close() error {
 	var errs []error
-	for _, c := range v.vcpus {
-		errs = append(errs, c.Close())
+	for _, vc := range v.vcpus {
+		errs = append(errs, vc.c.Close())
 	}
 	v.vcpus = nil
 	for _, n := range v.notify {

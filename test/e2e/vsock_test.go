@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,17 +63,12 @@ cat /tmp/srv-*.log; grep -o '^vsock[a-z_]*' /proc/modules`, vsockTCPEcho, vsockF
 			`nitrovm run-enclave --eif-path %s --memory 256 --cpu-count %d --debug-mode --enclave-name vs-%s --vsock-uds /run/vs-%s.sock %s &&
 { nitrovm console --enclave-name vs-%s >/tmp/vs-%s.con 2>&1 & }`, eifPath, cpus, name, name, flags, name, name))...)
 	}
-	// Enclave a carries the heavy transfers with one vCPU: with two, it
-	// triple-faulted or stalled mid-transfer in about one nested session
-	// in three (see the README's nested notes). NITROVM_E2E_VSOCK_CPUS
-	// sets its count to study that.
-	cpusA := 1
-	if v, err := strconv.Atoi(os.Getenv("NITROVM_E2E_VSOCK_CPUS")); err == nil && v > 0 {
-		cpusA = v
-	}
-	runA := run("a", cpusA, fmt.Sprintf("--forward %d=127.0.0.1:%d --publish %d:%d", vsockForwardPort, vsockTCPEcho, vsockPublishPort, vsockEchoPort))
-	runB := run("b", 1, "--af-vsock")
-	runC := run("c", 1, "")
+	// Every enclave has 2 vCPUs, as the smallest real Nitro Enclave does
+	// (docs/multi-vcpu.md).
+	const cpus = 2
+	runA := run("a", cpus, fmt.Sprintf("--forward %d=127.0.0.1:%d --publish %d:%d", vsockForwardPort, vsockTCPEcho, vsockPublishPort, vsockEchoPort))
+	runB := run("b", cpus, "--af-vsock")
+	runC := run("c", cpus, "")
 
 	uds := fmt.Sprintf("--uds /run/vs-a.sock --port %d", vsockEchoPort)
 	tcp := fmt.Sprintf("--tcp 127.0.0.1:%d", vsockPublishPort)

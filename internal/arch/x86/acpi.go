@@ -135,7 +135,7 @@ func madt(cpus int) []byte {
 		o += madtLAPICBytes
 	}
 	e := t[o : o+madtIOAPICBytes]
-	e[0], e[1], e[2] = madtIOAPIC, madtIOAPICBytes, byte(cpus) // IOAPIC ID after the CPUs'.
+	e[0], e[1], e[2] = madtIOAPIC, madtIOAPICBytes, IOAPICID
 	le.PutUint32(e[4:], IOAPICAddr)
 	le.PutUint32(e[8:], 0) // GSI base
 	sdtChecksum(t)

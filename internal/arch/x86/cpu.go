@@ -204,13 +204,13 @@ func SetLINT(l *kvm.LAPICState) {
 
 // CPUID bits (Intel SDM vol. 2A, CPUID; AMD APM vol. 3, appendix E).
 const (
-	cpuidHypervisorECX = 1 << 31 // leaf 1 ECX: running under a hypervisor.
-	cpuidXSAVEECX      = 1 << 26 // leaf 1 ECX: XSAVE/XRSTOR, XSETBV/XGETBV, XCR0.
-	cpuidHTTEDX        = 1 << 28 // leaf 1 EDX: multi-threading / multi-core.
-	cpuidTopoExtECX    = 1 << 22 // leaf 0x80000001 ECX: TopologyExtensions (leaf 0x8000001E).
-	cpuidLevelSMT      = 1       // leaf 0xB/0x1F ECX[15:8] level type: SMT.
-	cpuidLevelCore     = 2       // leaf 0xB/0x1F ECX[15:8] level type: core.
-	cpuidFlagIndex     = 1       // KVM_CPUID_FLAG_SIGNIFCANT_INDEX: entry is per subleaf.
+	cpuidHypervisorECX  = 1 << 31 // leaf 1 ECX: running under a hypervisor.
+	cpuidTSCDeadlineECX = 1 << 24 // leaf 1 ECX: local APIC TSC-deadline timer mode.
+	cpuidHTTEDX         = 1 << 28 // leaf 1 EDX: multi-threading / multi-core.
+	cpuidTopoExtECX     = 1 << 22 // leaf 0x80000001 ECX: TopologyExtensions (leaf 0x8000001E).
+	cpuidLevelSMT       = 1       // leaf 0xB/0x1F ECX[15:8] level type: SMT.
+	cpuidLevelCore      = 2       // leaf 0xB/0x1F ECX[15:8] level type: core.
+	cpuidFlagIndex      = 1       // KVM_CPUID_FLAG_SIGNIFCANT_INDEX: entry is per subleaf.
 )
 
 // NormalizeCPUID returns KVM's supported CPUID adjusted for vCPU cpu of
@@ -280,30 +280,14 @@ func extTopology(fn uint32, cpu, count int, coreBits uint32) []kvm.CPUIDEntry {
 	}
 }
 
-// XCR0 returns the XCR0 value a vCPU with CPUID entries cpuid starts with:
-// every state component leaf 0xD subleaf 0 enumerates (EDX:EAX), or 0 when
-// leaf 1 has no XSAVE, meaning XCR0 is left at its reset value.
-//
-// Architecturally XCR0 resets to 1 (x87 only) and the guest kernel sets it
-// with XSETBV, which KVM intercepts. Starting it at the value Linux
-// programs anyway keeps KVM's copy right where XSETBV is not intercepted:
-// QEMU's TCG emulation of AMD SVM runs a nested guest's XSETBV without a
-// VM exit, so KVM would load its stale XCR0 of 1 on every VM entry and the
-// guest would see CPUID 0xD.0 EBX disagree with the size of its XCR0.
-func XCR0(cpuid []kvm.CPUIDEntry) uint64 {
-	xsave := false
-	for _, e := range cpuid {
-		if e.Function == 1 {
-			xsave = e.ECX&cpuidXSAVEECX != 0
+// WithTSCDeadline returns cpuid with the TSC-deadline timer bit of leaf 1
+// set (ECX bit 24), for a KVM that has KVM_CAP_TSC_DEADLINE_TIMER.
+func WithTSCDeadline(cpuid []kvm.CPUIDEntry) []kvm.CPUIDEntry {
+	out := append([]kvm.CPUIDEntry(nil), cpuid...)
+	for i := range out {
+		if out[i].Function == 1 {
+			out[i].ECX |= cpuidTSCDeadlineECX
 		}
 	}
-	if !xsave {
-		return 0
-	}
-	for _, e := range cpuid {
-		if e.Function == 0xd && e.Index == 0 {
-			return uint64(e.EDX)<<32 | uint64(e.EAX)
-		}
-	}
-	return 0
+	return out
 }

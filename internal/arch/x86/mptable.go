@@ -30,6 +30,9 @@ const (
 	cpuSignature    = 0x600 // family 6
 )
 
+// IOAPICID is the IOAPIC's ID in the MP table and the MADT.
+const IOAPICID = 0
+
 // checksum returns the byte that makes b's bytes sum to zero.
 func checksum(b []byte) byte {
 	var s byte
@@ -41,8 +44,14 @@ func checksum(b []byte) byte {
 
 // MPTable returns the MP floating pointer followed by an MP configuration
 // table, to be placed at MPTableAddr: cpus processors (APIC IDs 0..cpus-1,
-// 0 the bootstrap processor), an ISA bus, the IOAPIC (ID cpus) with ISA IRQ i
-// wired to pin i for every pin, and the LINT0 ExtINT / LINT1 NMI entries.
+// 0 the bootstrap processor), an ISA bus, the IOAPIC with ISA IRQ i wired to
+// pin i for every pin, LINT0 ExtINT to the bootstrap processor only (the
+// PIC's output reaches one CPU, as on a PC and in Firecracker) and LINT1 NMI
+// to every CPU.
+//
+// The IOAPIC's ID is IOAPICID, the reset value of KVM's in-kernel IOAPIC ID
+// register (virt/kvm/ioapic.c), so the tables agree with the device; QEMU's
+// microvm announces 0 too.
 func MPTable(cpus int) ([]byte, error) {
 	if cpus < 1 || cpus > MaxCPUs {
 		return nil, fmt.Errorf("x86: %d CPUs, want 1..%d", cpus, MaxCPUs)
@@ -86,7 +95,7 @@ func MPTable(cpus int) ([]byte, error) {
 	bus[0] = mpBus
 	copy(bus[2:8], "ISA   ")
 	o += 8
-	ioapicID := byte(cpus)
+	ioapicID := byte(IOAPICID)
 	io := t[o : o+8]
 	io[0], io[1], io[2], io[3] = mpIOAPIC, ioapicID, ioapicVersion, 1
 	le.PutUint32(io[4:], IOAPICAddr)
@@ -97,10 +106,13 @@ func MPTable(cpus int) ([]byte, error) {
 		e[4], e[5], e[6], e[7] = 0, byte(pin), ioapicID, byte(pin)
 		o += 8
 	}
-	for lint, typ := range []byte{mpIRQTypeExtINT, mpIRQTypeNMI} {
+	for lint, l := range []struct{ typ, dest byte }{
+		{mpIRQTypeExtINT, 0}, // the bootstrap processor's LINT0.
+		{mpIRQTypeNMI, 0xff}, // every local APIC's LINT1.
+	} {
 		e := t[o : o+8]
-		e[0], e[1] = mpLIntSrc, typ
-		e[4], e[5], e[6], e[7] = 0, 0, 0xff, byte(lint) // all local APICs.
+		e[0], e[1] = mpLIntSrc, l.typ
+		e[4], e[5], e[6], e[7] = 0, 0, l.dest, byte(lint)
 		o += 8
 	}
 	le.PutUint16(t[34:], uint16(cpus+1+1+IOAPICPins+2)) // entry count

@@ -302,6 +302,22 @@ func TestMPTable(t *testing.T) {
 		for o := 44; o < len(tab); {
 			typ := tab[o]
 			counts[typ]++
+			switch typ {
+			case mpIOAPIC:
+				if tab[o+1] != IOAPICID {
+					t.Errorf("%d cpus: IOAPIC ID %d, want %d", cpus, tab[o+1], IOAPICID)
+				}
+			case mpIntSrc:
+				if tab[o+6] != IOAPICID {
+					t.Errorf("%d cpus: interrupt source to IOAPIC %d, want %d", cpus, tab[o+6], IOAPICID)
+				}
+			case mpLIntSrc:
+				// LINT0 ExtINT to the BSP only, LINT1 NMI to all.
+				want := map[byte][2]byte{0: {mpIRQTypeExtINT, 0}, 1: {mpIRQTypeNMI, 0xff}}[tab[o+7]]
+				if got := [2]byte{tab[o+1], tab[o+6]}; got != want {
+					t.Errorf("%d cpus: LINT%d type/destination %v, want %v", cpus, tab[o+7], got, want)
+				}
+			}
 			if typ == mpProcessor {
 				if tab[o+1] != byte(counts[0]-1) {
 					t.Errorf("cpu %d apic id: got %d", counts[0]-1, tab[o+1])
@@ -385,7 +401,7 @@ func TestACPITables(t *testing.T) {
 			lapics = append(lapics, madt[o+3])
 		case madtIOAPIC:
 			ioapics++
-			if le.Uint32(madt[o+4:]) != IOAPICAddr || madt[o+2] != 3 {
+			if le.Uint32(madt[o+4:]) != IOAPICAddr || madt[o+2] != IOAPICID {
 				t.Errorf("MADT IOAPIC: got id %d addr %#x", madt[o+2], le.Uint32(madt[o+4:]))
 			}
 		}
@@ -550,24 +566,17 @@ func TestNormalizeCPUIDNoTopoExt(t *testing.T) {
 	}
 }
 
-func TestXCR0(t *testing.T) {
-	xsave := kvm.CPUIDEntry{Function: 1, ECX: cpuidXSAVEECX}
-	leafD := kvm.CPUIDEntry{Function: 0xd, Index: 0, Flags: cpuidFlagIndex, EAX: 0x207, EBX: 0x240, ECX: 0xa88, EDX: 1}
-	leafD1 := kvm.CPUIDEntry{Function: 0xd, Index: 1, Flags: cpuidFlagIndex, EAX: 0xf}
-	tests := []struct {
-		name  string
-		cpuid []kvm.CPUIDEntry
-		want  uint64
-	}{
-		{"xsave", []kvm.CPUIDEntry{xsave, leafD1, leafD}, 1<<32 | 0x207},
-		{"no xsave", []kvm.CPUIDEntry{{Function: 1}, leafD}, 0},
-		{"no leaf 0xd", []kvm.CPUIDEntry{xsave}, 0},
-		{"empty", nil, 0},
+func TestWithTSCDeadline(t *testing.T) {
+	in := []kvm.CPUIDEntry{{Function: 0, EAX: 0xd}, {Function: 1, ECX: 0x8000_0001}, {Function: 7}}
+	out := WithTSCDeadline(in)
+	if out[1].ECX != 0x8100_0001 {
+		t.Errorf("leaf 1 ECX: got %#x, want 0x81000001", out[1].ECX)
 	}
-	for _, tt := range tests {
-		if got := XCR0(tt.cpuid); got != tt.want {
-			t.Errorf("%s: got %#x, want %#x", tt.name, got, tt.want)
-		}
+	if out[0] != in[0] || out[2] != in[2] {
+		t.Errorf("other leaves changed: got %v, want %v", out, in)
+	}
+	if in[1].ECX != 0x8000_0001 {
+		t.Errorf("input modified: leaf 1 ECX %#x", in[1].ECX)
 	}
 }
 

@@ -109,6 +109,8 @@ type MMIO struct {
 	queueSel    uint32
 	queues      []queueConfig
 	active      *signaler // non-nil between activation and reset.
+
+	stats transportStats // per-queue kick and interrupt counters; atomics.
 }
 
 // NewMMIO returns the virtio-mmio v2 transport (VirtIO 1.1 §4.2.2) for dev.
@@ -122,6 +124,7 @@ func NewMMIO(dev Device, mem *memory.Guest, irq devices.Interrupt, logger *slog.
 	for _, max := range dev.QueueMaxSizes() {
 		m.queues = append(m.queues, queueConfig{max: max})
 	}
+	m.stats.queues = make([]queueCounters, len(m.queues))
 	return m
 }
 
@@ -254,6 +257,7 @@ func (m *MMIO) Write(offset uint64, data []byte) {
 			m.logger.Debug("virtio-mmio: notify ignored", "queue", v, "active", m.active != nil)
 			return
 		}
+		m.stats.kick(int(v))
 		m.dev.Notify(int(v))
 	case _VIRTIO_MMIO_INTERRUPT_ACK:
 		m.intStatus.And(^v)
@@ -440,8 +444,10 @@ func (s *signaler) SignalUsed(queue int) error {
 		return fmt.Errorf("virtio: signal for queue %d of %d", queue, len(s.queues))
 	}
 	if s.queues[queue].interruptSuppressed() {
+		s.m.stats.interrupt(queue, true)
 		return nil
 	}
+	s.m.stats.interrupt(queue, false)
 	s.m.intStatus.Or(_VIRTIO_MMIO_INT_VRING)
 	if err := s.m.irq.Trigger(); err != nil {
 		return fmt.Errorf("virtio: raise used-buffer interrupt: %w", err)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -415,4 +416,41 @@ func TestConcurrentAccess(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+func TestStatsCountKicksAndInterrupts(t *testing.T) {
+	dev := newEcho(2)
+	m, d, irq, _ := setup(t, dev, devicetest.DriverOptions{})
+	for i := range 3 {
+		if _, err := d.Add(1, [][]byte{{byte(i)}}, []uint32{1}); err != nil {
+			t.Fatal(err)
+		}
+		d.Kick(1)
+		if _, err := d.WaitUsed(1, 1, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !irq.WaitCount(3, 5*time.Second) {
+		t.Fatal("got fewer than 3 interrupts")
+	}
+	st := m.Stats()
+	if len(st) != 2 {
+		t.Fatalf("got %d queues, want 2", len(st))
+	}
+	q := st[1]
+	if !q.Ready || q.Kicks != 3 || q.Interrupts != 3 || q.LastKick.IsZero() || q.LastInterrupt.IsZero() {
+		t.Errorf("queue 1: got %+v, want ready, 3 kicks, 3 interrupts, times set", q)
+	}
+	if ix := q.Indices; ix.AvailIdx != 3 || ix.NextAvail != 3 || ix.UsedIdx != 3 || ix.NextUsed != 3 {
+		t.Errorf("queue 1 indices: got %+v, want all 3", ix)
+	}
+	if q0 := st[0]; q0.Kicks != 0 || !q0.LastKick.IsZero() {
+		t.Errorf("queue 0: got %+v, want no kicks", q0)
+	}
+	text := strings.Join(m.DebugState(), "\n")
+	for _, want := range []string{"queue 1: ready=true", "avail_idx=3", "next_used=3 pending=0 kicks=3", "interrupts=3 suppressed=0", "queue 0: ready=true", "last_kick_ago=never"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("debug state lacks %q:\n%s", want, text)
+		}
+	}
 }

@@ -7,8 +7,8 @@
 //
 // Usage:
 //
-//	l1tools echo-check (--uds PATH --port P | --tcp ADDR) [--bytes N] [--conns C] [--burst]
-//	l1tools connect (--uds PATH --port P | --tcp ADDR)
+//	l1tools echo-check (--uds PATH --port P | --tcp ADDR | --cid C --port P) [--bytes N] [--conns C] [--burst]
+//	l1tools connect (--uds PATH --port P | --tcp ADDR | --cid C --port P)
 //	l1tools tcp-echo-server ADDR
 //	l1tools uds-echo-server PATH
 //	l1tools afvsock-echo-server PORT
@@ -111,6 +111,7 @@ type endpoint struct {
 	uds  string // hybrid vsock Unix socket, with port
 	port uint
 	tcp  string // TCP publish address
+	cid  uint   // AF_VSOCK context ID (a QEMU vhost-vsock guest), with port
 }
 
 // addFlags registers the endpoint flags on fs.
@@ -118,20 +119,36 @@ func (e *endpoint) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&e.uds, "uds", "", "hybrid vsock Unix socket of the enclave")
 	fs.UintVar(&e.port, "port", 0, "enclave port to CONNECT to through --uds")
 	fs.StringVar(&e.tcp, "tcp", "", "TCP address published to the enclave port")
+	fs.UintVar(&e.cid, "cid", 0, "AF_VSOCK context ID of the guest to CONNECT to port --port (vhost-vsock)")
 }
 
 // kind names the endpoint in result lines.
 func (e *endpoint) kind() string {
-	if e.uds != "" {
+	switch {
+	case e.uds != "":
 		return "uds"
+	case e.cid != 0:
+		return "afvsock"
 	}
 	return "tcp"
 }
 
 // dial connects to the enclave port. The result has CloseWrite.
 func (e *endpoint) dial() (net.Conn, error) {
-	if (e.uds == "") == (e.tcp == "") {
-		return nil, errors.New("give exactly one of --uds and --tcp")
+	given := 0
+	for _, set := range []bool{e.uds != "", e.tcp != "", e.cid != 0} {
+		if set {
+			given++
+		}
+	}
+	if given != 1 {
+		return nil, errors.New("give exactly one of --uds, --tcp and --cid")
+	}
+	if e.cid != 0 {
+		if e.cid > 0xffff_ffff || e.port > 0xffff_ffff {
+			return nil, fmt.Errorf("--cid %d --port %d: out of range", e.cid, e.port)
+		}
+		return vsock.Dial(uint32(e.cid), uint32(e.port), nil)
 	}
 	if e.tcp != "" {
 		return net.Dial("tcp", e.tcp)

@@ -169,3 +169,25 @@ func TestSinkTimeout(t *testing.T) {
 		t.Errorf("sink with no connection: got nil error, want a timeout")
 	}
 }
+
+func TestDialNeedsExactlyOneEndpoint(t *testing.T) {
+	tests := []struct {
+		name string
+		e    endpoint
+		want string
+	}{
+		{"none", endpoint{}, "give exactly one of --uds, --tcp and --cid"},
+		{"uds and cid", endpoint{uds: "/x", cid: 7, port: 1}, "give exactly one of --uds, --tcp and --cid"},
+		{"tcp and cid", endpoint{tcp: "127.0.0.1:1", cid: 7}, "give exactly one of --uds, --tcp and --cid"},
+		{"cid too big", endpoint{cid: 1 << 32, port: 1}, "--cid 4294967296 --port 1: out of range"},
+	}
+	for _, tt := range tests {
+		_, err := tt.e.dial()
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%s: got %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	if got := (&endpoint{cid: 7}).kind(); got != "afvsock" {
+		t.Errorf("kind of a --cid endpoint: got %q, want afvsock", got)
+	}
+}

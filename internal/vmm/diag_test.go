@@ -1,0 +1,92 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nitrovm/nitrovm/internal/kvm"
+)
+
+func TestExitRing(t *testing.T) {
+	var g exitRing
+	if got, n := g.last(); len(got) != 0 || n != 0 {
+		t.Fatalf("empty ring: got %v, %d", got, n)
+	}
+	for i := range exitRingSize + 5 {
+		g.add(exitRecord{reason: kvm.ExitIO, addr: uint64(i)})
+	}
+	got, n := g.last()
+	if n != exitRingSize+5 || len(got) != exitRingSize {
+		t.Fatalf("got %d records of %d, want %d of %d", len(got), n, exitRingSize, exitRingSize+5)
+	}
+	for i, r := range got {
+		if want := uint64(i + 5); r.addr != want {
+			t.Errorf("record %d: addr %d, want %d (oldest first)", i, r.addr, want)
+		}
+	}
+}
+
+func TestExitRecordString(t *testing.T) {
+	tests := []struct {
+		r    exitRecord
+		want string
+	}{
+		{exitRecord{at: 1500 * time.Millisecond, reason: kvm.ExitIO, addr: 0x3f8, size: 1, count: 1, write: true, data: 0x41},
+			"+1.500000s io out port=0x3f8 size=1 data=0x41"},
+		{exitRecord{at: time.Second, reason: kvm.ExitIO, addr: 0x3fd, size: 1, count: 4},
+			"+1.000000s io in port=0x3fd size=1 count=4"},
+		{exitRecord{reason: kvm.ExitMMIO, addr: 0xd0000050, size: 4, write: true, data: 2},
+			"+0.000000s mmio write addr=0xd0000050 size=4 data=0x2"},
+		{exitRecord{reason: kvm.ExitMMIO, addr: 0xd0000070, size: 4}, "+0.000000s mmio read addr=0xd0000070 size=4"},
+		{exitRecord{reason: kvm.ExitShutdown}, "+0.000000s shutdown"},
+		{exitRecord{reason: 99}, "+0.000000s reason_99"},
+	}
+	for _, tt := range tests {
+		if got := tt.r.String(); got != tt.want {
+			t.Errorf("got %q, want %q", got, tt.want)
+		}
+	}
+}
+
+func TestVCPUStateLines(t *testing.T) {
+	s := vcpuState{id: 1, mpState: kvm.MPStateHalted, xcr0: 7, total: 40,
+		exits: []exitRecord{{reason: kvm.ExitHLT}}}
+	s.regs.RIP = 0xffffffff81000000
+	s.sregs.CR0, s.sregs.CR3, s.sregs.CR4, s.sregs.EFER = 0x80050033, 0x1000, 0x3606f0, 0xd01
+	s.sregs.IDT = kvm.DTable{Base: 0xfffffe0000000000, Limit: 0xfff}
+	s.events.ExceptionInjected, s.events.ExceptionNr, s.events.ExceptionHasErrorCode = 1, 13, 1
+	le := binary.LittleEndian
+	le.PutUint32(s.lapic.Regs[apicID:], 1<<24)
+	le.PutUint32(s.lapic.Regs[apicISR+0x70:], 1<<(0xec-7*32)) // vector 0xec in service.
+	le.PutUint32(s.lapic.Regs[apicIRR+0x70:], 1<<31)          // vector 0xff requested.
+	le.PutUint32(s.lapic.Regs[apicLVTT:], 0x400ec)
+	le.PutUint32(s.lapic.Regs[apicTMICT:], 12345)
+	text := strings.Join(s.lines(), "\n")
+	for _, want := range []string{
+		"vcpu 1 mp_state=halted rip=0xffffffff81000000",
+		"cr0=0x80050033 cr2=0x0 cr3=0x1000 cr4=0x3606f0 cr8=0x0 efer=0xd01 apic_base=0x0 xcr0=0x7",
+		"idt=0xfffffe0000000000/0xfff",
+		"events exception(injected=1 pending=0 nr=13 has_error=1",
+		"lapic id=0x1 ",
+		"lvt_timer=0x400ec tmict=0x3039",
+		"lapic isr=[0xec] irr=[0xff] tmr=[]",
+		"vcpu 1 last 1 of 40 exits",
+		"vcpu 1   +0.000000s hlt",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("dump lacks %q:\n%s", want, text)
+		}
+	}
+	for _, l := range s.lines() {
+		if !strings.HasPrefix(l, "vcpu 1 ") {
+			t.Errorf("line %q does not start with the vCPU", l)
+		}
+	}
+	stuck := vcpuState{id: 2, noAnswer: true, total: 3, exits: []exitRecord{{reason: kvm.ExitIntr}}}
+	text = strings.Join(stuck.lines(), "\n")
+	if !strings.Contains(text, "vcpu 2 thread did not answer") || !strings.Contains(text, "intr") || strings.Contains(text, "rip=") {
+		t.Errorf("unanswered vCPU dump:\n%s", text)
+	}
+}
