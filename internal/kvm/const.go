@@ -20,6 +20,7 @@ const (
 	_KVM_IRQFD                  = 0x4020ae76
 	_KVM_CREATE_PIT2            = 0x4040ae77
 	_KVM_IOEVENTFD              = 0x4040ae79
+	_KVM_GET_STATS_FD           = 0xaece // also a vCPU ioctl.
 
 	// vCPU ioctls.
 	_KVM_RUN        = 0xae80
@@ -50,6 +51,7 @@ const (
 	CapIOEventFD     = 36  // KVM_CAP_IOEVENTFD
 	CapXCRS          = 56  // KVM_CAP_XCRS
 	CapImmediateExit = 136 // KVM_CAP_IMMEDIATE_EXIT
+	CapBinaryStatsFD = 203 // KVM_CAP_BINARY_STATS_FD
 )
 
 // Exit reasons in kvm_run.exit_reason (include/uapi/linux/kvm.h).
