@@ -102,6 +102,7 @@ type VM struct {
 	mmio    bus
 	console *consoleScanner
 	ran     bool
+	stats   *ExitStats // KVM's statistics, read when Run returns.
 
 	mu        sync.Mutex
 	exit      *Exit         // first stop request; guarded by mu.
