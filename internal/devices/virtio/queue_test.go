@@ -309,8 +309,7 @@ func FuzzQueue(f *testing.F) {
 		}
 		q.SetEventIdx(eventIdx)
 		availEventAt := uint64(usedAt + 4 + 8*uint64(size))
-		const sentinel = 0xa5a5
-		_ = mem.PutUint16(availEventAt, sentinel)
+		_ = mem.PutUint16(availEventAt, 0xa5a5)
 		var popped, signalled uint16
 		for i := 0; i <= int(size); i++ {
 			c, err := q.Pop()
@@ -318,18 +317,13 @@ func FuzzQueue(f *testing.F) {
 				if !errors.Is(err, virtio.ErrQueueBroken) {
 					t.Fatalf("got %v with nil chain, want ErrQueueBroken", err)
 				}
-				if ae, _ := mem.Uint16(availEventAt); ae != sentinel {
-					t.Fatalf("avail_event %d after a broken ring", ae)
-				}
 				return
 			}
 			if c == nil {
-				ae, _ := mem.Uint16(availEventAt)
-				switch {
-				case eventIdx && ae != popped:
+				// (Chains may alias the rings, so only what this Pop
+				// just wrote is checked.)
+				if ae, _ := mem.Uint16(availEventAt); eventIdx && ae != popped {
 					t.Fatalf("got avail_event %d after draining %d chains, want %d", ae, popped, popped)
-				case !eventIdx && ae != sentinel:
-					t.Fatalf("avail_event written (%d) without EVENT_IDX", ae)
 				}
 				return
 			}
@@ -352,8 +346,10 @@ func FuzzQueue(f *testing.F) {
 				continue // signal every other push: batches of 1 and 2.
 			}
 			got := q.NeedInterrupt()
-			want := true
+			flags, _ := mem.Uint16(availAt) // chains may have overwritten it.
+			want := flags&1 == 0
 			if eventIdx {
+				usedEvent, _ = mem.Uint16(availAt + 4 + 2*uint64(size)) // chains may have overwritten it.
 				want = popped-usedEvent-1 < popped-signalled
 			}
 			if got != want {
