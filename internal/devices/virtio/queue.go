@@ -186,6 +186,19 @@ func (q *Queue) NeedInterrupt() bool {
 // nothing written so the driver is not wedged. ErrQueueBroken comes with a
 // nil Chain and consumes nothing.
 func (q *Queue) Pop() (*Chain, error) {
+	c := new(Chain)
+	if ok, err := q.PopInto(c); !ok {
+		return nil, err
+	}
+	return c, c.err
+}
+
+// PopInto is Pop into a Chain the caller owns, reusing its memory, so that
+// a device popping and pushing one chain at a time allocates nothing. c
+// must not be in use (popped and not yet pushed). It reports false when
+// the driver made nothing available (err is then nil or ErrQueueBroken);
+// with true, err is nil or ErrMalformedChain as for Pop.
+func (q *Queue) PopInto(c *Chain) (bool, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	idx := q.availIdx()
@@ -198,20 +211,22 @@ func (q *Queue) Pop() (*Chain, error) {
 		pending = idx - q.nextAvail
 	}
 	if pending == 0 {
-		return nil, nil
+		return false, nil
 	}
 	if pending > q.size {
-		return nil, fmt.Errorf("%w: avail idx %d, last seen %d, size %d", ErrQueueBroken, idx, q.nextAvail, q.size)
+		return false, fmt.Errorf("%w: avail idx %d, last seen %d, size %d", ErrQueueBroken, idx, q.nextAvail, q.size)
 	}
 	slot := int(q.nextAvail % q.size)
 	head := binary.LittleEndian.Uint16(q.avail[ringHeader+availElemSize*slot:])
 	q.nextAvail++
-	c := &Chain{q: q, head: head}
+	segs := c.segs[:0]
+	*c = Chain{q: q, head: head, segs: segs}
 	if err := c.walk(); err != nil {
-		*c = Chain{q: q, head: head}
-		return c, fmt.Errorf("%w: head %d: %w", ErrMalformedChain, head, err)
+		*c = Chain{q: q, head: head, segs: segs[:0]}
+		c.err = fmt.Errorf("%w: head %d: %w", ErrMalformedChain, head, err)
+		return true, c.err
 	}
-	return c, nil
+	return true, nil
 }
 
 // Push puts c on the used ring with c.Written() bytes. Each chain may be
@@ -261,6 +276,7 @@ type Chain struct {
 	wseg, woff int    // write cursor.
 	written    uint32 // bytes written so far.
 	pushed     bool
+	err        error // why Pop emptied the chain, if it did.
 }
 
 // walk follows the chain starting at c.head, reading each descriptor from
