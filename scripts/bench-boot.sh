@@ -45,10 +45,11 @@ mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 stats=
 nitrovm boot --help 2>&1 | grep -q -- --stats && stats=--stats
 # exits COMM NAME: "BENCH exits-NAME exits=N io_exits=N ..." from the KVM
-# debugfs directory of the running process COMM (its VM: <pid>-<fd>).
+# debugfs directory of the running process COMM (its VM: <tid>-<fd>, named
+# after the thread that created it: any thread of a Go program).
 exits() {
 	for pid in \$(pidof \$1); do
-		for d in /sys/kernel/debug/kvm/\$pid-*; do
+		for d in \$(for t in /proc/\$pid/task/*; do ls -d /sys/kernel/debug/kvm/\${t##*/}-* 2>/dev/null; done); do
 			[ -r \$d/exits ] || continue
 			l="BENCH exits-\$2"
 			for f in exits io_exits mmio_exits halt_exits irq_window_exits irq_exits insn_emulation signal_exits; do

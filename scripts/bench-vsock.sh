@@ -7,7 +7,8 @@
 #          (run-enclave, hybrid vsock Unix socket) and through QEMU microvm
 #          with vhost-vsock (AF_VSOCK to the guest CID), same kernel, same
 #          guest program, same L1; plus each VMM's RSS excluding guest RAM
-#          (smaps, mappings of the guest RAM size left out) after the run.
+#          (smaps, mappings of the guest RAM size left out) when idle and
+#          after the run (2 x MIB each way, then 100 connections at once).
 #   nsm    attestation documents/s and DescribePCR/s from inside the
 #          nitrovm guest (/dev/nsm via hf/nsm), next to the nsm package's Go
 #          benchmarks run in the same L1 on one CPU (in-process reference).
@@ -19,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
 
-parts="vsock nsm" mib=32 runs=2 nsmn=200
+parts="vsock nsm" mib=32 runs=2 nsmn=200 conns=100
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--parts) parts=$2; shift 2 ;;
@@ -97,8 +98,9 @@ if [ $nsmn -gt 0 ]; then
 	cat /tmp/nsm.out
 fi
 if [ "$(has vsock && echo y)" = y ]; then
-	hostbench ready --uds \$uds && rss nitrovm idle
-	hostbench vsock --uds \$uds --label nitrovm --mib $mib --runs $runs || echo "BENCH error nitrovm vsock"
+	hostbench ready --uds \$uds && sleep 1 && rss nitrovm idle
+	hostbench vsock --uds \$uds --label nitrovm --mib $mib --runs $runs --conns $conns || echo "BENCH error nitrovm vsock"
+	sleep 1 # connection buffers are returned 200 ms after the last close.
 	rss nitrovm after
 fi
 hostbench stop --uds \$uds || echo "BENCH error nitrovm stop"
@@ -112,7 +114,7 @@ if [ "$(has vsock && echo y)" = y ]; then
 		-append "$cmdline bench.nsm=0" -device vhost-vsock-device,guest-cid=7 </dev/null &
 	qpid=\$!
 	hostbench ready --cid 7 --wait 180s && rss qemu-system-x86 idle
-	hostbench vsock --cid 7 --label qemu --mib $mib --runs $runs || { echo "BENCH error qemu vsock"; tail -n 30 /tmp/qemu.log; }
+	hostbench vsock --cid 7 --label qemu --mib $mib --runs $runs --conns $conns || { echo "BENCH error qemu vsock"; tail -n 30 /tmp/qemu.log; }
 	rss qemu-system-x86 after
 	hostbench stop --cid 7 || echo "BENCH error qemu stop"
 	i=0

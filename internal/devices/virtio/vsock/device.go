@@ -73,6 +73,15 @@ func (d *Device) wake() {
 	}
 }
 
+// OnIdle sets f to be called (on its own goroutine) IdleDelay after the
+// last open connection ended, e.g. to hand freed connection buffers back
+// to the operating system at once (runtime/debug.FreeOSMemory).
+func (d *Device) OnIdle(f func()) {
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	d.m.onIdle = f
+}
+
 // GuestCID returns the guest's context ID.
 func (d *Device) GuestCID() uint64 { return d.guestCID }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 )
 
 // mux is the connection table between the guest and the backend. Packets
@@ -30,7 +31,13 @@ type mux struct {
 	hdr      [HeaderSize]byte // fillRx's header scratch (the worker's, under mu).
 	resets   []Header         // resets for packets that match no connection.
 	nextPort uint32           // next host port for host-initiated connections.
+	onIdle   func()           // called IdleDelay after the last connection ended.
+	idle     *time.Timer      // pending onIdle call.
 }
+
+// IdleDelay is how long the device waits after its last connection ended
+// before calling the OnIdle hook, so that a burst of closes calls it once.
+const IdleDelay = 200 * time.Millisecond
 
 // Host ports used for host-initiated connections.
 const (
@@ -108,6 +115,13 @@ func (m *mux) terminate(c *conn, rst bool) {
 	}
 	c.dead = true
 	delete(m.conns, c.key)
+	if len(m.conns) == 0 && m.onIdle != nil && !m.closed {
+		if m.idle == nil {
+			m.idle = time.AfterFunc(IdleDelay, m.onIdle)
+		} else {
+			m.idle.Reset(IdleDelay)
+		}
+	}
 	if c.timer != nil {
 		c.timer.Stop()
 	}
@@ -463,6 +477,9 @@ func (m *mux) close() {
 	m.mu.Lock()
 	m.closed = true
 	m.resetLocked()
+	if m.idle != nil {
+		m.idle.Stop()
+	}
 	m.mu.Unlock()
 	m.cancel()
 	m.wg.Wait()
