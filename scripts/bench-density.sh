@@ -115,5 +115,5 @@ function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n;
 /^BENCH density-nitrovm-/ { n = substr($2, 17); ne[n] = kv($0, "echo_s"); nh[n] = kv($0, "heartbeats_s"); nr[n] = kv($0, "rss_kib") }
 /^BENCH density-qemu-/ { n = substr($2, 14); qe[n] = kv($0, "echo_s"); qr[n] = kv($0, "rss_kib") }
 END {
-	for (n in ne) if (n in qe) printf "density N=%d: all up (echo) nitrovm %.1f s (heartbeats %.1f s), qemu %.1f s, ratio nitrovm/qemu %.2fx; total VMM RSS nitrovm %.1f MiB, qemu %.1f MiB, ratio %.2fx\n", n, ne[n], nh[n], qe[n], ne[n] / qe[n], nr[n] / 1024, qr[n] / 1024, qr[n] ? nr[n] / qr[n] : 0
+	for (n in ne) if (n in qe) printf "density N=%d: all up (echo) nitrovm %.1f s (heartbeats %.1f s), qemu %.1f s, ratio nitrovm/qemu %.2fx, total VMM RSS nitrovm %.1f MiB, qemu %.1f MiB, RSS ratio %.2fx\n", n, ne[n], nh[n], qe[n], ne[n] / qe[n], nr[n] / 1024, qr[n] / 1024, qr[n] ? nr[n] / qr[n] : 0
 }' "$work/bench"
