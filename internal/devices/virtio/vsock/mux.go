@@ -440,7 +440,10 @@ func (m *mux) nextPacketLocked(maxPayload int) (Header, *conn, bool) {
 		}
 		return h, nil, true
 	}
-	for m.readyAt < len(m.ready) {
+	// Each connection gets one look: one whose packet does not fit
+	// (a hostile 44-byte rx buffer leaves no room for data) goes back in
+	// line, and looking again would spin forever under the lock.
+	for n := len(m.ready) - m.readyAt; n > 0 && m.readyAt < len(m.ready); n-- {
 		c := m.ready[m.readyAt]
 		m.popReady()
 		c.queued = false
