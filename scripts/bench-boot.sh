@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
-# bench-boot.sh compares boot-to-init time of nitrovm with QEMU's microvm
-# machine (-enable-kvm), both run in the same nested L1 VM on the same guest
-# kernel + guest/testinit, and prints the times and their ratio. The time is
-# from starting the VMM to testinit's final report line, in L1 (uptime).
+# bench-boot.sh compares boot-to-init of nitrovm with QEMU's microvm machine
+# (-enable-kvm), both run in the same nested L1 VM on the same guest kernel,
+# initrd (guest/testinit), vCPU count, memory and command line, and prints
+# two ratios:
+#   time   from starting the VMM to testinit's final report line, in L1
+#          (uptime), mean of ROUNDS rounds; noisy on a loaded machine.
+#   exits  VM exits until that line, from L1 KVM's own counters for the VMM's
+#          VM (debugfs /sys/kernel/debug/kvm/<pid>-<fd>/, the vCPU counters
+#          summed over vCPUs) read when the line appears, the same way for
+#          both VMMs; mean of ROUNDS rounds. Does not move with machine load.
+# nitrovm's own count (boot --stats, KVM_GET_STATS_FD, at VM end) is shown
+# beside it as a cross-check.
 # QEMU's guest gets reboot=t: its keyboard-controller reset hangs microvm
 # when nested.
-# Usage: scripts/bench-boot.sh [ROUNDS]   (default 3)
+# Usage: scripts/bench-boot.sh [ROUNDS]   (default 5)
+# NITROVM_BIN=path measures an existing static nitrovm binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
-rounds="${1:-3}"
+rounds="${1:-5}"
 
 bash scripts/deps.sh
 kernel="$(bash scripts/kernel/build-guest.sh)"
 bash scripts/kernel/l1-kernel.sh >/dev/null
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-go build -trimpath -o "$work/nitrovm" ./cmd/nitrovm
+if [[ -n ${NITROVM_BIN:-} ]]; then cp "$NITROVM_BIN" "$work/nitrovm"; else go build -trimpath -o "$work/nitrovm" ./cmd/nitrovm; fi
 go build -trimpath -o "$work/rd/init" ./guest/testinit
 (cd "$work/rd" && echo init | cpio -o -H newc --quiet >"$work/initrd.cpio")
 
@@ -32,28 +41,65 @@ done
 cat >"$work/bench.sh" <<SCRIPT
 #!/bin/sh
 now() { cut -d' ' -f1 /proc/uptime; }
-# measure NAME CMD...: prints "BENCH NAME seconds" at testinit's last line.
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+stats=
+nitrovm boot --help 2>&1 | grep -q -- --stats && stats=--stats
+# exits COMM NAME: "BENCH exits-NAME exits=N io_exits=N ..." from the KVM
+# debugfs directory of the running process COMM (its VM: <tid>-<fd>, named
+# after the thread that created it: any thread of a Go program).
+exits() {
+	for pid in \$(pidof \$1); do
+		for d in \$(for t in /proc/\$pid/task/*; do ls -d /sys/kernel/debug/kvm/\${t##*/}-* 2>/dev/null; done); do
+			[ -r \$d/exits ] || continue
+			l="BENCH exits-\$2"
+			for f in exits io_exits mmio_exits halt_exits irq_window_exits irq_exits insn_emulation signal_exits; do
+				[ -r \$d/\$f ] && l="\$l \$f=\$(cat \$d/\$f)"
+			done
+			echo "\$l"
+		done
+	done
+}
+# measure NAME COMM CMD...: prints "BENCH NAME seconds" and the exit counts
+# at testinit's last line.
 measure() {
-	name=\$1; shift
+	name=\$1 comm=\$2; shift 2
 	s=\$(now)
 	timeout 90 "\$@" </dev/null 2>&1 | while read -r l; do
-		case "\$l" in *"NITROVM-TEST done"*) [ -n "\$seen" ] || echo "BENCH \$name \$(echo "\$(now) \$s" | awk '{print \$1-\$2}')"; seen=1 ;; esac
+		case "\$l" in
+		*"NITROVM-TEST done"*) [ -n "\$seen" ] || { t=\$(now); exits \$comm \$name; echo "BENCH \$name \$(echo "\$t \$s" | awk '{print \$1-\$2}')"; }; seen=1 ;;
+		'{"reason":'*) echo "BENCHSTATS \$name \$l" ;;
+		esac
 	done
 }
 i=0
 while [ \$i -lt $rounds ]; do
-	measure nitrovm nitrovm boot --kernel /g/bzImage --initrd /g/initrd --cmdline "$cmdline" --cpu-count 2 --memory 256
-	measure qemu qemu-system-x86_64 -M microvm -enable-kvm -cpu host -m 256 -smp 2 -nodefaults -no-user-config \
+	measure nitrovm nitrovm nitrovm boot \$stats --kernel /g/bzImage --initrd /g/initrd --cmdline "$cmdline" --cpu-count 2 --memory 256
+	measure qemu qemu-system-x86_64 qemu-system-x86_64 -M microvm -enable-kvm -cpu host -m 256 -smp 2 -nodefaults -no-user-config \\
 		-display none -serial stdio -no-reboot -kernel /g/bzImage -initrd /g/initrd -append "$cmdline reboot=t"
 	i=\$((i+1))
 done
 SCRIPT
 chmod +x "$work/bench.sh"
 "$work/nitrovm" nested --nitrovm "$work/nitrovm" "${files[@]}" --file /bench.sh="$work/bench.sh" -- /bench.sh |
-	tee "$work/out" | grep '^BENCH' >&2 || true
-awk '/^BENCH/ { s[$2] += $3; n[$2]++ }
+	tr -d '\r' | tee "$work/out" | grep '^BENCH exits\|^BENCH [a-z]* [0-9]' >&2 || true
+awk '
+function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n; i++) if (index(f[i], key "=") == 1) return substr(f[i], length(key) + 2); return "" }
+/^BENCH exits-/ { v = substr($2, 7); for (k = 1; k <= nk; k++) e[v, keys[k]] += kv($0, keys[k]); ne[v]++ }
+/^BENCH (nitrovm|qemu) [0-9]/ { s[$2] += $3; n[$2]++ }
+/^BENCHSTATS nitrovm/ { if (match($0, /"exits":\{[^}]*"exits":[0-9]+/)) { t = substr($0, RSTART, RLENGTH); sub(/.*"exits":/, "", t); se += t; ns++ } }
+BEGIN { nk = split("exits io_exits mmio_exits halt_exits irq_window_exits irq_exits insn_emulation signal_exits", keys, " ") }
 END {
 	if (!n["nitrovm"] || !n["qemu"]) { print "bench-boot: missing results"; exit 1 }
 	a = s["nitrovm"] / n["nitrovm"]; b = s["qemu"] / n["qemu"]
 	printf "boot-to-init (nested, mean of %d): nitrovm %.2f s, qemu microvm %.2f s, ratio nitrovm/qemu %.2f\n", n["nitrovm"], a, b, a / b
+	if (ne["nitrovm"] && ne["qemu"]) {
+		for (k = 1; k <= nk; k++) {
+			x = e["nitrovm", keys[k]] / ne["nitrovm"]; y = e["qemu", keys[k]] / ne["qemu"]
+			line = line sprintf(" %s %.0f/%.0f", keys[k], x, y)
+		}
+		x = e["nitrovm", "exits"] / ne["nitrovm"]; y = e["qemu", "exits"] / ne["qemu"]
+		printf "exits-to-init (L1 KVM counters, mean of %d): nitrovm %.0f, qemu microvm %.0f, ratio nitrovm/qemu %.2f\n", ne["nitrovm"], x, y, x / y
+		printf "  by reason, nitrovm/qemu:%s\n", line
+	} else print "exits-to-init: no KVM debugfs counters in L1"
+	if (ns) printf "  nitrovm boot --stats (whole run, to VM end): %.0f exits, mean of %d\n", se / ns, ns
 }' "$work/out"

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +38,15 @@ type bootOptions struct {
 	memory     string
 	cpus       int
 	console    string
+	stats      bool
+}
+
+// bootStats is what "nitrovm boot --stats" prints on stderr when the VM
+// stops: why it stopped and KVM's exit accounting (null where the kernel
+// has no binary statistics).
+type bootStats struct {
+	Reason string         `json:"reason"`
+	KVM    *vmm.ExitStats `json:"kvm"`
 }
 
 // newBootCmd returns the "boot" subcommand: boot an EIF or a bzImage in the
@@ -48,6 +58,9 @@ func newBootCmd(env Env) *cobra.Command {
 		Short: "Boot an EIF in the foreground (low-level VMM front end)",
 		Long: `Boot an EIF, or a bzImage with initrds, in a KVM microVM in the foreground.
 The console goes to stdout (or --console FILE|none) until the guest reboots.
+
+With --stats, a one-line JSON object goes to stderr when the VM stops: the exit
+reason and KVM's statistics of the run (exits by reason, summed over vCPUs).
 
 Exit status: 0 the guest rebooted or shut down, 3 the guest panicked,
 4 stopped by SIGINT/SIGTERM, 1 VMM error, 2 bad usage.`,
@@ -65,6 +78,7 @@ Exit status: 0 the guest rebooted or shut down, 3 the guest panicked,
 	f.StringVar(&o.memory, "memory", "512", "guest memory in MiB (or NM, NG)")
 	f.IntVar(&o.cpus, "cpu-count", 2, "number of vCPUs")
 	f.StringVar(&o.console, "console", "stdout", "where the guest console goes: stdout, none, or a file path")
+	f.BoolVar(&o.stats, "stats", false, "print KVM's exit counts as JSON on stderr when the VM stops")
 	return c
 }
 
@@ -164,6 +178,11 @@ func runBoot(cmd *cobra.Command, env Env, o bootOptions) error {
 	signal.Stop(usr1)
 	close(usr1)
 	<-dumped
+	if o.stats {
+		if werr := json.NewEncoder(env.Stderr).Encode(bootStats{Reason: exit.Reason.String(), KVM: vm.Stats()}); werr != nil && err == nil {
+			err = fmt.Errorf("boot: write stats: %w", werr)
+		}
+	}
 	if cerr := vm.Close(); err == nil && cerr != nil {
 		return fmt.Errorf("boot: %w", cerr)
 	}

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,5 +54,47 @@ func TestBootExitStatus(t *testing.T) {
 				t.Errorf("%s %s: got %d %q %q, want %d %q %q", tt.name, args[0], code, stdout.String(), stderr.String(), tt.wantCode, tt.wantOut, tt.wantErr)
 			}
 		}
+	}
+}
+
+// TestBootStats boots a guest that resets at once with --stats and checks
+// the JSON object on stderr: the reason and KVM's exit counts.
+func TestBootStats(t *testing.T) {
+	le := binary.LittleEndian
+	code := []byte{0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe} // out 0x64, 0xfe: i8042 reset.
+	k := make([]byte, 5*512+0x200+len(code))
+	le.PutUint16(k[0x1fe:], 0xaa55)
+	k[0x201] = 0x6a
+	le.PutUint32(k[0x202:], 0x53726448)
+	le.PutUint16(k[0x206:], 0x20f)
+	le.PutUint16(k[0x236:], 1)
+	copy(k[5*512+0x200:], code)
+	path := filepath.Join(t.TempDir(), "bzImage")
+	if err := os.WriteFile(path, k, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	env := Env{Stdout: io.Discard, Stderr: &stderr, Getenv: skipHostCheck}
+	if c := Run(context.Background(), []string{"nitrovm", "boot", "--stats", "--memory", "64", "--cpu-count", "1", "--kernel", path}, env); c != 0 {
+		t.Fatalf("got exit status %d (%s), want 0", c, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	var got struct {
+		Reason string `json:"reason"`
+		KVM    *struct {
+			Exits map[string]uint64 `json:"exits"`
+		} `json:"kvm"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
+		t.Fatalf("last stderr line %q: %v", lines[len(lines)-1], err)
+	}
+	if got.Reason != "reboot" {
+		t.Errorf("got reason %q, want reboot", got.Reason)
+	}
+	if got.KVM == nil {
+		t.Skip("kernel without KVM binary stats")
+	}
+	if got.KVM.Exits["exits"] < 1 {
+		t.Errorf("got exits %v, want at least one exit (the OUT to the i8042)", got.KVM.Exits)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 
 	"github.com/nitrovm/nitrovm/eif"
@@ -113,6 +114,12 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 	if err != nil {
 		return nil, wrapErr(KindBoot, err, "build VM")
 	}
+	// The supervisor is a long-lived process per enclave: give the OS back
+	// the heap that reading and measuring the EIF left behind, and the
+	// connection buffers whenever the last vsock connection closes, now
+	// rather than at the scavenger's pace.
+	debug.FreeOSMemory()
+	vdev.OnIdle(debug.FreeOSMemory)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	in := &vmInstance{meas: measJSON, hb: host.Heartbeat(), done: make(chan struct{}), cancel: cancel, vm: vm}

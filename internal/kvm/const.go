@@ -20,6 +20,7 @@ const (
 	_KVM_IRQFD                  = 0x4020ae76
 	_KVM_CREATE_PIT2            = 0x4040ae77
 	_KVM_IOEVENTFD              = 0x4040ae79
+	_KVM_GET_STATS_FD           = 0xaece // also a vCPU ioctl.
 
 	// vCPU ioctls.
 	_KVM_RUN        = 0xae80
@@ -57,6 +58,7 @@ const (
 	CapVCPUEvents    = 41  // KVM_CAP_VCPU_EVENTS
 	CapTSCDeadline   = 72  // KVM_CAP_TSC_DEADLINE_TIMER
 	CapImmediateExit = 136 // KVM_CAP_IMMEDIATE_EXIT
+	CapBinaryStatsFD = 203 // KVM_CAP_BINARY_STATS_FD
 )
 
 // Exit reasons in kvm_run.exit_reason (include/uapi/linux/kvm.h).

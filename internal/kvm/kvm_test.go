@@ -62,6 +62,29 @@ func TestRealModeSnippet(t *testing.T) {
 	if got := c.ExitReason(); got != ExitHLT {
 		t.Fatalf("exit reason: got %d, want %d", got, ExitHLT)
 	}
+	// KVM counted the two exits (the binary stats interface, Linux 5.14+).
+	if st, err := c.Stats(); err != nil {
+		t.Logf("no vCPU stats: %v", err)
+	} else {
+		m, err := st.Read()
+		st.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// PVM's vendor module does not bump io_exits; the total and
+		// halt_exits are generic.
+		if _, ok := m["io_exits"]; !ok || m["halt_exits"] < 1 || m["exits"] < 2 {
+			t.Errorf("got %v, want exits >= 2, halt_exits >= 1 and an io_exits counter", m)
+		}
+	}
+	if st, err := vm.Stats(); err != nil {
+		t.Logf("no VM stats: %v", err)
+	} else {
+		if _, err := st.Read(); err != nil {
+			t.Error(err)
+		}
+		st.Close()
+	}
 	c.SetImmediateExit(true)
 	if err := c.Run(); err != unix.EINTR {
 		t.Fatalf("KVM_RUN with immediate_exit: got %v, want EINTR", err)

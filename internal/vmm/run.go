@@ -68,6 +68,7 @@ func (v *VM) Run(ctx context.Context) (Exit, error) {
 		case <-tick.C:
 		}
 	}
+	v.collectStats()
 	v.mu.Lock()
 	e := *v.exit
 	v.mu.Unlock()

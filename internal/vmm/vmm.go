@@ -106,6 +106,7 @@ type VM struct {
 	dumps   dumpState // serializes Dump.
 	// debuggers are the transports and devices whose state a dump shows.
 	debuggers []debugger
+	stats     *ExitStats // KVM's statistics, read when Run returns.
 
 	mu        sync.Mutex
 	exit      *Exit         // first stop request; guarded by mu.

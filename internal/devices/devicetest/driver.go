@@ -339,6 +339,24 @@ func (d *Driver) SetNoInterrupt(queue int, on bool) error {
 	return d.publishIdx(q)
 }
 
+// SetUsedEvent writes queue's used_event, the u16 after the available
+// ring (VirtIO 1.1 §2.6.6; read by the device with EVENT_IDX).
+func (d *Driver) SetUsedEvent(queue int, v uint16) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	q := d.queues[queue]
+	return d.mem.PutUint16(q.layout.Avail+4+2*uint64(q.layout.Size), v)
+}
+
+// AvailEvent reads queue's avail_event, the u16 after the used ring
+// (VirtIO 1.1 §2.6.8; written by the device with EVENT_IDX).
+func (d *Driver) AvailEvent(queue int) (uint16, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	q := d.queues[queue]
+	return d.mem.Uint16(q.layout.Used + 4 + 8*uint64(q.layout.Size))
+}
+
 // publishIdx stores the available ring's flags and idx with one aligned
 // 32-bit release store. d.mu is held.
 func (d *Driver) publishIdx(q *driverQueue) error {

@@ -78,6 +78,9 @@ const (
 	FeatureVersion1 = uint64(1) << 32
 	// FeatureRingIndirectDesc is VIRTIO_F_RING_INDIRECT_DESC (§2.6.5.3).
 	FeatureRingIndirectDesc = uint64(1) << 28
+	// FeatureRingEventIdx is VIRTIO_RING_F_EVENT_IDX (§2.6.7.2, §2.6.8.2):
+	// used_event and avail_event suppress interrupts and kicks.
+	FeatureRingEventIdx = uint64(1) << 29
 )
 
 // queueConfig is the driver's view of one queue, set through the registers.
@@ -129,9 +132,10 @@ func NewMMIO(dev Device, mem *memory.Guest, irq devices.Interrupt, logger *slog.
 }
 
 // deviceFeatures is what the transport offers: the device's bits plus
-// VERSION_1 and indirect descriptors, which Queue implements.
+// VERSION_1, indirect descriptors and event indices, which Queue
+// implements.
 func (m *MMIO) deviceFeatures() uint64 {
-	return m.dev.Features() | FeatureVersion1 | FeatureRingIndirectDesc
+	return m.dev.Features() | FeatureVersion1 | FeatureRingIndirectDesc | FeatureRingEventIdx
 }
 
 // DriverFeatures returns the features the driver accepted (valid once
@@ -393,6 +397,9 @@ func (m *MMIO) activate() error {
 		}
 		qs[i] = qc.q
 	}
+	for _, q := range qs {
+		q.SetEventIdx(m.drvFeatures&FeatureRingEventIdx != 0)
+	}
 	s := &signaler{m: m, queues: qs}
 	s.live.Store(true)
 	if err := m.dev.Activate(m.mem, qs, s); err != nil {
@@ -434,8 +441,8 @@ type signaler struct {
 	live   atomic.Bool // false after the transport was reset.
 }
 
-// SignalUsed implements Signaler.SignalUsed, honouring
-// VRING_AVAIL_F_NO_INTERRUPT (VirtIO 1.1 §2.6.7.2).
+// SignalUsed implements Signaler.SignalUsed, honouring used_event or
+// VRING_AVAIL_F_NO_INTERRUPT (VirtIO 1.1 §2.6.7.2, Queue.NeedInterrupt).
 func (s *signaler) SignalUsed(queue int) error {
 	if !s.live.Load() {
 		return nil
@@ -443,7 +450,7 @@ func (s *signaler) SignalUsed(queue int) error {
 	if queue < 0 || queue >= len(s.queues) {
 		return fmt.Errorf("virtio: signal for queue %d of %d", queue, len(s.queues))
 	}
-	if s.queues[queue].interruptSuppressed() {
+	if !s.queues[queue].NeedInterrupt() {
 		s.m.stats.interrupt(queue, true)
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nitrovm/nitrovm/internal/memory"
 )
@@ -62,9 +63,12 @@ type Queue struct {
 	avail                      []byte // available ring, aliasing guest RAM.
 	used                       []byte // used ring, aliasing guest RAM.
 
-	mu        sync.Mutex
-	nextAvail uint16 // free-running index of the next avail entry to pop.
-	nextUsed  uint16 // free-running index of the next used entry to fill.
+	mu            sync.Mutex
+	nextAvail     uint16 // free-running index of the next avail entry to pop.
+	nextUsed      uint16 // free-running index of the next used entry to fill.
+	eventIdx      bool   // VIRTIO_RING_F_EVENT_IDX negotiated.
+	signalledUsed uint16 // nextUsed when NeedInterrupt last ran.
+	fence         atomic.Uint32
 }
 
 // NewQueue returns a queue of size entries whose descriptor table, available
@@ -95,6 +99,16 @@ func NewQueue(mem *memory.Guest, size uint16, desc, avail, used uint64) (*Queue,
 	return &Queue{mem: mem, size: size, descGPA: desc, availGPA: avail, usedGPA: used, desc: d, avail: a, used: u}, nil
 }
 
+// SetEventIdx switches the queue to VIRTIO_RING_F_EVENT_IDX (VirtIO 1.1
+// §2.6.7.2, §2.6.8.2): interrupts follow the driver's used_event, and the
+// device publishes avail_event so the driver kicks only when needed. The
+// transport calls it at activation, before the device uses the queue.
+func (q *Queue) SetEventIdx(on bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.eventIdx = on
+}
+
 // Size returns the number of entries in the queue.
 func (q *Queue) Size() uint16 { return q.size }
 
@@ -116,6 +130,52 @@ func (q *Queue) interruptSuppressed() bool {
 	return v&_VRING_AVAIL_F_NO_INTERRUPT != 0
 }
 
+// usedEvent reads the driver's used_event, the u16 after the available
+// ring's entries (VirtIO 1.1 §2.6.6). Any value is acceptable: it is only
+// compared, never used as an index.
+func (q *Queue) usedEvent() uint16 {
+	off := ringHeader + availElemSize*int(q.size)
+	if v, ok := load16(q.avail, off); ok {
+		return v
+	}
+	return binary.LittleEndian.Uint16(q.avail[off:])
+}
+
+// setAvailEvent publishes avail_event, the u16 after the used ring's
+// entries (VirtIO 1.1 §2.6.8): the driver kicks once its available index
+// passes it. A full fence follows, so that a re-read of the available
+// index cannot be ordered before the store (the driver does the mirror
+// image: store avail idx, fence, read avail_event).
+func (q *Queue) setAvailEvent(v uint16) {
+	store16(q.used, ringHeader+usedElemSize*int(q.size), v)
+	q.fence.Add(1) // a locked read-modify-write: a full barrier.
+}
+
+// needEvent is vring_need_event from include/uapi/linux/virtio_ring.h:
+// whether moving an index from old to new passed event.
+func needEvent(event, new, old uint16) bool {
+	return new-event-1 < new-old
+}
+
+// NeedInterrupt reports whether the driver wants an interrupt for the used
+// buffers pushed since the last call (VirtIO 1.1 §2.6.7.2): with
+// EVENT_IDX, when the used index passed the driver's used_event since then;
+// otherwise unless the driver set VRING_AVAIL_F_NO_INTERRUPT. The device
+// calls it (through the transport's Signaler) after pushing a batch.
+func (q *Queue) NeedInterrupt() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	newIdx, old := q.nextUsed, q.signalledUsed
+	q.signalledUsed = newIdx
+	if !q.eventIdx {
+		return !q.interruptSuppressed()
+	}
+	// The used index was published by an atomic store (a full fence on
+	// the architectures Go supports for KVM), so used_event is read after
+	// it, as §2.6.7.2 requires.
+	return needEvent(q.usedEvent(), newIdx, old)
+}
+
 // Pop returns the next descriptor chain the driver made available, or
 // (nil, nil) if none.
 //
@@ -126,25 +186,47 @@ func (q *Queue) interruptSuppressed() bool {
 // nothing written so the driver is not wedged. ErrQueueBroken comes with a
 // nil Chain and consumes nothing.
 func (q *Queue) Pop() (*Chain, error) {
+	c := new(Chain)
+	if ok, err := q.PopInto(c); !ok {
+		return nil, err
+	}
+	return c, c.err
+}
+
+// PopInto is Pop into a Chain the caller owns, reusing its memory, so that
+// a device popping and pushing one chain at a time allocates nothing. c
+// must not be in use (popped and not yet pushed). It reports false when
+// the driver made nothing available (err is then nil or ErrQueueBroken);
+// with true, err is nil or ErrMalformedChain as for Pop.
+func (q *Queue) PopInto(c *Chain) (bool, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	idx := q.availIdx()
 	pending := idx - q.nextAvail
+	if pending == 0 && q.eventIdx {
+		// About to go idle: ask for a kick at the next entry, then look
+		// again in case the driver added one before seeing avail_event.
+		q.setAvailEvent(q.nextAvail)
+		idx = q.availIdx()
+		pending = idx - q.nextAvail
+	}
 	if pending == 0 {
-		return nil, nil
+		return false, nil
 	}
 	if pending > q.size {
-		return nil, fmt.Errorf("%w: avail idx %d, last seen %d, size %d", ErrQueueBroken, idx, q.nextAvail, q.size)
+		return false, fmt.Errorf("%w: avail idx %d, last seen %d, size %d", ErrQueueBroken, idx, q.nextAvail, q.size)
 	}
 	slot := int(q.nextAvail % q.size)
 	head := binary.LittleEndian.Uint16(q.avail[ringHeader+availElemSize*slot:])
 	q.nextAvail++
-	c := &Chain{q: q, head: head}
+	segs := c.segs[:0]
+	*c = Chain{q: q, head: head, segs: segs}
 	if err := c.walk(); err != nil {
-		*c = Chain{q: q, head: head}
-		return c, fmt.Errorf("%w: head %d: %w", ErrMalformedChain, head, err)
+		*c = Chain{q: q, head: head, segs: segs[:0]}
+		c.err = fmt.Errorf("%w: head %d: %w", ErrMalformedChain, head, err)
+		return true, c.err
 	}
-	return c, nil
+	return true, nil
 }
 
 // Push puts c on the used ring with c.Written() bytes. Each chain may be
@@ -194,6 +276,7 @@ type Chain struct {
 	wseg, woff int    // write cursor.
 	written    uint32 // bytes written so far.
 	pushed     bool
+	err        error // why Pop emptied the chain, if it did.
 }
 
 // walk follows the chain starting at c.head, reading each descriptor from

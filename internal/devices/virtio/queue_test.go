@@ -243,12 +243,16 @@ func TestChainTooLong(t *testing.T) {
 // FuzzQueue feeds hostile descriptor tables, rings and indirect tables to
 // Pop: it must never panic, every chain's lengths must match what Read and
 // Write see, and work per Pop is bounded. The input is compact so that the
-// fuzzer reaches interesting shapes: byte 0 picks the size, bytes 1-2 the
-// available index, then one le16 head per ring slot, then 6 bytes per
-// descriptor (addr/64 le16, len le16 with 0xffff meaning a huge length,
-// flags, next); flags bit 7 makes the address hostile (above guest RAM).
-// The rest of the input is copied raw to guest RAM at 0x1000, where
-// indirect tables may point.
+// fuzzer reaches interesting shapes: byte 0 picks the size (bits 0-2),
+// VIRTIO_RING_F_EVENT_IDX (bit 6) and used_event's distance behind the
+// available index (bits 3-5, bit 7 adds 0x8000), bytes 1-2 the available
+// index, then one le16 head per ring slot, then 6 bytes per descriptor
+// (addr/64 le16, len le16 with 0xffff meaning a huge length, flags, next);
+// flags bit 7 makes the address hostile (above guest RAM). The rest of the
+// input is copied raw to guest RAM at 0x1000, where indirect tables may
+// point. With event indices, interrupts must follow vring_need_event on
+// the guest's used_event, and a Pop that finds the ring empty must publish
+// avail_event at the next index.
 func FuzzQueue(f *testing.F) {
 	f.Add([]byte{2, 2, 0, 0, 0, 2, 0, 0, 0,
 		0x40, 0, 16, 0, fNext, 1, // 0: readable 16 bytes at 0x1000, next 1
@@ -257,15 +261,24 @@ func FuzzQueue(f *testing.F) {
 		0, 0, 0, 0, 0, 0})
 	f.Add([]byte{0, 1, 0, 0, 0, 0, 0, 0, 0, fNext, 0})
 	f.Add([]byte{1, 0xff, 0xff})
+	f.Add([]byte{0x4a, 3, 0, 0, 0, 0, 0, 0, 0, 0x40, 0, 8, 0, fWrite, 0, 0x41, 0, 8, 0, 0, 0})
+	f.Add([]byte{0xc1, 1, 0, 0, 0, 0x40, 0, 8, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const ram = 0x4000
 		if len(data) < 3 || len(data) > 0x3000 {
 			return
 		}
 		mem := devicetest.NewMemory(ram)
-		size := uint16(1) << (data[0] % 6) // up to 32.
+		size := uint16(1) << (data[0] & 7 % 6) // up to 32.
+		eventIdx := data[0]&0x40 != 0
 		const descAt, availAt, usedAt = 0x0, 0x400, 0x600
-		_ = mem.PutUint16(availAt+2, binary.LittleEndian.Uint16(data[1:]))
+		availIdx := binary.LittleEndian.Uint16(data[1:])
+		_ = mem.PutUint16(availAt+2, availIdx)
+		usedEvent := availIdx - uint16(data[0]>>3&7)
+		if data[0]&0x80 != 0 {
+			usedEvent += 0x8000
+		}
+		_ = mem.PutUint16(availAt+4+2*uint64(size), usedEvent)
 		rest := data[3:]
 		for i := 0; i < int(size) && len(rest) >= 2; i++ {
 			_ = mem.PutUint16(availAt+4+2*uint64(i), binary.LittleEndian.Uint16(rest)%64)
@@ -294,6 +307,10 @@ func FuzzQueue(f *testing.F) {
 		if err != nil {
 			t.Fatalf("NewQueue: %v", err)
 		}
+		q.SetEventIdx(eventIdx)
+		availEventAt := uint64(usedAt + 4 + 8*uint64(size))
+		_ = mem.PutUint16(availEventAt, 0xa5a5)
+		var popped, signalled uint16
 		for i := 0; i <= int(size); i++ {
 			c, err := q.Pop()
 			if err != nil && c == nil {
@@ -303,8 +320,14 @@ func FuzzQueue(f *testing.F) {
 				return
 			}
 			if c == nil {
+				// (Chains may alias the rings, so only what this Pop
+				// just wrote is checked.)
+				if ae, _ := mem.Uint16(availEventAt); eventIdx && ae != popped {
+					t.Fatalf("got avail_event %d after draining %d chains, want %d", ae, popped, popped)
+				}
 				return
 			}
+			popped++
 			if err != nil && (c.ReadableLen() != 0 || c.WritableLen() != 0) {
 				t.Fatalf("got lengths %d/%d with error, want 0/0", c.ReadableLen(), c.WritableLen())
 			}
@@ -319,6 +342,20 @@ func FuzzQueue(f *testing.F) {
 			if err := q.Push(c); err != nil {
 				t.Fatalf("push: %v", err)
 			}
+			if i%2 == 0 {
+				continue // signal every other push: batches of 1 and 2.
+			}
+			got := q.NeedInterrupt()
+			flags, _ := mem.Uint16(availAt) // chains may have overwritten it.
+			want := flags&1 == 0
+			if eventIdx {
+				usedEvent, _ = mem.Uint16(availAt + 4 + 2*uint64(size)) // chains may have overwritten it.
+				want = popped-usedEvent-1 < popped-signalled
+			}
+			if got != want {
+				t.Fatalf("used %d -> %d, used_event %d: got NeedInterrupt %v, want %v", signalled, popped, usedEvent, got, want)
+			}
+			signalled = popped
 		}
 		t.Fatalf("popped %d chains from a queue of size %d", size+1, size)
 	})

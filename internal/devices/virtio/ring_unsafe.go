@@ -62,3 +62,20 @@ func store32(b []byte, off int, v uint32) (ok bool) {
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(&b[off])), binary.NativeEndian.Uint32(buf[:]))
 	return true
 }
+
+// store16 stores the little-endian uint16 v at b[off:off+2] with a single
+// 16-bit store if that field is 2-byte aligned in host memory (such a
+// store is single-copy atomic on amd64 and arm64), else byte by byte.
+func store16(b []byte, off int, v uint16) {
+	if off < 0 || off+2 > len(b) {
+		return
+	}
+	var buf [2]byte
+	binary.LittleEndian.PutUint16(buf[:], v)
+	if uintptr(unsafe.Pointer(&b[off]))%2 != 0 {
+		copy(b[off:], buf[:])
+		return
+	}
+	// SAFETY: b[off:off+2] is in bounds and 2-byte aligned (checked above).
+	*(*uint16)(unsafe.Pointer(&b[off])) = binary.NativeEndian.Uint16(buf[:])
+}

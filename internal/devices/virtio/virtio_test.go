@@ -165,7 +165,7 @@ func TestRegisters(t *testing.T) {
 		{"version", nil, 0x004, 2},
 		{"device id", nil, 0x008, 0x7e},
 		{"vendor id", nil, 0x00c, virtio.MMIOVendorID},
-		{"features low", func() { write32(m, 0x14, 0) }, 0x010, 1<<3 | 1<<28},
+		{"features low", func() { write32(m, 0x14, 0) }, 0x010, 1<<3 | 1<<28 | 1<<29},
 		{"features high", func() { write32(m, 0x14, 1) }, 0x010, 1},
 		{"features sel 2", func() { write32(m, 0x14, 2) }, 0x010, 0},
 		{"queue num max", func() { write32(m, 0x30, 1) }, 0x034, 16},
@@ -373,7 +373,8 @@ func TestResetStopsDevice(t *testing.T) {
 
 func TestNoInterruptRespected(t *testing.T) {
 	dev := newEcho(1)
-	_, d, irq, _ := setup(t, dev, devicetest.DriverOptions{})
+	// VRING_AVAIL_F_NO_INTERRUPT is ignored once EVENT_IDX is negotiated.
+	_, d, irq, _ := setup(t, dev, devicetest.DriverOptions{RejectFeatures: virtio.FeatureRingEventIdx})
 	if err := d.SetNoInterrupt(0, true); err != nil {
 		t.Fatal(err)
 	}
@@ -452,5 +453,52 @@ func TestStatsCountKicksAndInterrupts(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("debug state lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// TestEventIdx runs the echo device with VIRTIO_RING_F_EVENT_IDX: the
+// device interrupts only when the used index passes the driver's
+// used_event, and publishes avail_event when it has drained the ring.
+func TestEventIdx(t *testing.T) {
+	dev := newEcho(1)
+	_, d, irq, _ := setup(t, dev, devicetest.DriverOptions{})
+	if d.Features()&virtio.FeatureRingEventIdx == 0 {
+		t.Fatalf("got features %#x, want EVENT_IDX offered", d.Features())
+	}
+	roundTrip := func(n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if _, err := d.Add(0, [][]byte{{byte(i)}}, []uint32{1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d.Kick(0)
+		if _, err := d.WaitUsed(0, n, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// used_event 2: no interrupt for used index 1, one when it reaches 3.
+	if err := d.SetUsedEvent(0, 2); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(1)
+	if got := irq.Count(); got != 0 {
+		t.Fatalf("got %d interrupts at used index 1 with used_event 2, want 0", got)
+	}
+	if got, err := d.AvailEvent(0); err != nil || got != 1 {
+		t.Fatalf("got avail_event %d (%v) after one chain, want 1", got, err)
+	}
+	roundTrip(2)
+	if !irq.WaitCount(1, 5*time.Second) {
+		t.Fatalf("got %d interrupts at used index 3 with used_event 2, want 1", irq.Count())
+	}
+	// A hostile used_event far behind or ahead only changes whether the
+	// driver is interrupted.
+	if err := d.SetUsedEvent(0, 0x8000); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(1)
+	if got, err := d.AvailEvent(0); err != nil || got != 4 {
+		t.Fatalf("got avail_event %d (%v) after four chains, want 4", got, err)
 	}
 }

@@ -178,18 +178,26 @@ func runStop(args []string) error {
 	return c.Close()
 }
 
-func runVsock(args []string) error {
+func runVsock(args []string) (err error) {
 	fs := flag.NewFlagSet("vsock", flag.ExitOnError)
 	mk := guestFlags(fs)
 	label := fs.String("label", "guest", "name in the BENCH lines")
 	mib := fs.Int("mib", 64, "MiB per transfer")
 	runs := fs.Int("runs", 2, "transfers per direction (best kept)")
 	wait := fs.Duration("wait", 5*time.Minute, "how long to wait for the guest")
+	conns := fs.Int("conns", 0, "then this many connections at once, 64 KiB host->guest each")
 	fs.Parse(args)
 	d, err := mk()
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if *conns > 0 {
+			if cerr := manyConns(d, *label, *conns); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+	}()
 	size := int64(*mib) << 20
 	var errs []error
 	for _, dir := range []struct {
@@ -221,6 +229,32 @@ func runVsock(args []string) error {
 				best.Seconds(), float64(size)/best.Seconds()/1e6)
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// manyConns opens n connections to the sink port at once, sends 64 KiB
+// on each and waits for all counts; prints BENCH vsock-L-conns.
+func manyConns(d dialer, label string, n int) error {
+	start := time.Now()
+	errc := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			c, err := dialRetry(d, sinkPort, 30*time.Second)
+			if err != nil {
+				errc <- err
+				return
+			}
+			defer c.Close()
+			errc <- hostToGuest(c, 64<<10)
+		}()
+	}
+	var errs []error
+	for i := 0; i < n; i++ {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	fmt.Printf("BENCH vsock-%s-conns n=%d failed=%d s=%.3f\n", label, n, len(errs), time.Since(start).Seconds())
 	return errors.Join(errs...)
 }
 

@@ -52,11 +52,13 @@ const (
 	stateClosing
 )
 
-// Host stream reads: idle connections hold a small buffer, busy ones a
-// large one.
+// Host stream I/O sizes: reads start small (an idle connection holds
+// little) and grow to a full packet on a busy stream; writes to the stream
+// are cut at one packet so that credit returns to the guest as they go.
 const (
-	readStartBytes = 4 << 10
-	readChunkBytes = MaxPacketPayloadBytes
+	readStartBytes  = 4 << 10
+	readChunkBytes  = MaxPacketPayloadBytes
+	writeChunkBytes = MaxPacketPayloadBytes
 )
 
 // conn is one connection. All fields are guarded by the mux lock.
@@ -130,13 +132,14 @@ func (c *conn) header(guestCID uint64, op uint16) Header {
 	}
 }
 
-// next builds c's next packet to the guest, copying at most len(payload)
-// data bytes into payload. It returns false if there is nothing to send.
+// nextConnPacket builds c's next packet to the guest, with at most
+// maxPayload data bytes; the caller then moves h.Len bytes from c.out
+// into the guest's buffer, under the same hold of the lock. It returns
+// false if there is nothing to send.
 //
 // Preconditions: the mux lock is held.
-func (m *mux) nextConnPacket(c *conn, payload []byte) (Header, int, bool) {
+func (m *mux) nextConnPacket(c *conn, maxPayload int) (Header, bool) {
 	var h Header
-	n := 0
 	switch {
 	case c.sendRequest:
 		c.sendRequest = false
@@ -144,8 +147,8 @@ func (m *mux) nextConnPacket(c *conn, payload []byte) (Header, int, bool) {
 	case c.sendResponse:
 		c.sendResponse = false
 		h = c.header(m.guestCID, VIRTIO_VSOCK_OP_RESPONSE)
-	case c.out.Len() > 0 && len(payload) > 0:
-		n = c.out.pop(payload)
+	case c.out.Len() > 0 && maxPayload > 0:
+		n := min(c.out.Len(), maxPayload)
 		c.txCnt += uint32(n)
 		h = c.header(m.guestCID, VIRTIO_VSOCK_OP_RW)
 		h.Len = uint32(n)
@@ -162,12 +165,12 @@ func (m *mux) nextConnPacket(c *conn, payload []byte) (Header, int, bool) {
 			m.armTimer(c, ConnShutdownTimeout, func() { m.terminate(c, true) })
 		}
 	default:
-		return Header{}, 0, false
+		return Header{}, false
 	}
 	// Every packet carries our credit.
 	c.sendCreditUpdate = false
 	c.lastFwdSent = c.fwdCnt
-	return h, n, true
+	return h, true
 }
 
 // armTimer runs f under the mux lock after d unless c ends first.
@@ -197,10 +200,11 @@ func (m *mux) startPumps(c *conn) {
 }
 
 // readLoop moves bytes from the host stream toward the guest, within the
-// guest's credit.
+// guest's credit. It reads straight into the tail of c.out (a reservation),
+// so the bytes are copied once more only, into the guest's rx buffers.
 func (m *mux) readLoop(c *conn) {
 	defer m.wg.Done()
-	buf := make([]byte, readStartBytes)
+	size := readStartBytes
 	for {
 		m.mu.Lock()
 		n := 0
@@ -214,21 +218,22 @@ func (m *mux) readLoop(c *conn) {
 			}
 			c.cond.Wait()
 		}
+		buf := c.out.reserve(min(n, size))
 		m.mu.Unlock()
 
-		k, err := c.stream.Read(buf[:min(n, len(buf))])
+		k, err := c.stream.Read(buf)
 
 		m.mu.Lock()
 		if c.dead {
 			m.mu.Unlock()
 			return
 		}
-		if k > 0 && c.peerShut&VIRTIO_VSOCK_SHUTDOWN_RCV == 0 {
-			c.out.push(buf[:k])
+		c.out.commit(k) // a no-op if the guest shut down receiving meanwhile.
+		if k > 0 {
 			m.markReady(c)
 		}
-		if k == len(buf) && len(buf) < readChunkBytes {
-			buf = make([]byte, readChunkBytes) // a busy stream: read more at once.
+		if k == len(buf) && size < readChunkBytes {
+			size = readChunkBytes // a busy stream: read more at once.
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
@@ -251,9 +256,13 @@ func (m *mux) readLoop(c *conn) {
 type closeWriter interface{ CloseWrite() error }
 
 // writeLoop moves bytes the guest sent to the host stream and returns
-// credit to the guest as the stream accepts them.
+// credit to the guest as the stream accepts them. It takes everything
+// queued at once (swapping in a spare buffer), so the bytes go from the
+// queue to the stream without another copy, in writes of at most
+// writeChunkBytes so that credit flows back while a large batch drains.
 func (m *mux) writeLoop(c *conn) {
 	defer m.wg.Done()
+	var spare []byte
 	for {
 		m.mu.Lock()
 		for !c.dead && c.in.Len() == 0 && c.peerShut&VIRTIO_VSOCK_SHUTDOWN_SEND == 0 {
@@ -276,32 +285,50 @@ func (m *mux) writeLoop(c *conn) {
 			m.mu.Unlock()
 			return
 		}
-		buf := m.chunks.Get().(*[]byte)
-		n := c.in.pop(*buf)
+		batch := c.in.swap(spare)
 		m.mu.Unlock()
 
-		_, err := c.stream.Write((*buf)[:n])
-		m.chunks.Put(buf)
+		for data := batch; len(data) > 0; {
+			n := min(len(data), writeChunkBytes)
+			_, err := c.stream.Write(data[:n])
+			data = data[n:]
 
-		m.mu.Lock()
-		if c.dead {
+			m.mu.Lock()
+			if c.dead {
+				m.mu.Unlock()
+				return
+			}
+			if err != nil {
+				m.logger.Debug("vsock: host stream write", "conn", c.key, "err", err)
+				m.terminate(c, true)
+				m.mu.Unlock()
+				return
+			}
+			c.fwdCnt += uint32(n)
+			m.maybeCreditUpdate(c)
 			m.mu.Unlock()
-			return
 		}
-		if err != nil {
-			m.logger.Debug("vsock: host stream write", "conn", c.key, "err", err)
-			m.terminate(c, true)
-			m.mu.Unlock()
-			return
-		}
-		c.fwdCnt += uint32(n)
-		// The guest can only be blocked on credit once ConnBufBytes are
-		// outstanding, so an update every quarter buffer keeps it going.
-		if c.fwdCnt-c.lastFwdSent >= ConnBufBytes/4 {
-			c.sendCreditUpdate = true
-			m.markReady(c)
-		}
-		m.mu.Unlock()
+		spare = batch[:0]
+	}
+}
+
+// maybeCreditUpdate queues a CREDIT_UPDATE when the guest's idea of our
+// free buffer space (ConnBufBytes less what it sent since the fwd_cnt we
+// last told it) has dropped below one full packet while we have freed
+// more: the rule Linux applies to its own receive side
+// (net/vmw_vsock/virtio_transport_common.c,
+// virtio_transport_stream_do_dequeue). Updates thus come only when the
+// guest would otherwise soon block, and every packet we send carries
+// fwd_cnt anyway.
+//
+// Preconditions: the mux lock is held.
+func (m *mux) maybeCreditUpdate(c *conn) {
+	if c.fwdCnt == c.lastFwdSent {
+		return
+	}
+	if believedFree := int64(ConnBufBytes) - int64(c.rxCnt-c.lastFwdSent); believedFree < MaxPacketPayloadBytes {
+		c.sendCreditUpdate = true
+		m.markReady(c)
 	}
 }
 

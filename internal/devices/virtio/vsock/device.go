@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"sync"
@@ -72,6 +71,15 @@ func (d *Device) wake() {
 	case d.kick <- struct{}{}:
 	default:
 	}
+}
+
+// OnIdle sets f to be called (on its own goroutine) IdleDelay after the
+// last open connection ended, e.g. to hand freed connection buffers back
+// to the operating system at once (runtime/debug.FreeOSMemory).
+func (d *Device) OnIdle(f func()) {
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	d.m.onIdle = f
 }
 
 // GuestCID returns the guest's context ID.
@@ -162,24 +170,38 @@ func (d *Device) ConnectGuest(ctx context.Context, port uint32, stream Stream, o
 	return d.m.connectGuest(ctx, port, stream, onConnect)
 }
 
-// run is the device's worker: it alone pops and pushes the queues.
+// run is the device's worker: it alone pops and pushes the queues. It
+// drains every available tx chain and fills every rx buffer it has data
+// for before signalling each queue once, and reuses one Chain per queue,
+// so the steady path allocates nothing.
 func (d *Device) run(queues []*virtio.Queue, signal virtio.Signaler, stop, stopped chan struct{}) {
 	defer close(stopped)
 	rx, tx := queues[rxQueue], queues[txQueue]
-	payload := make([]byte, MaxPacketPayloadBytes)
-	scratch := make([]byte, HeaderSize+MaxPacketPayloadBytes)
+	var txc, rxc virtio.Chain
+	popRx := func() (rxBuffer, error) {
+		ok, err := rx.PopInto(&rxc)
+		if !ok {
+			return nil, err
+		}
+		return &rxc, err
+	}
+	pushRx := func(rxBuffer) {
+		if err := rx.Push(&rxc); err != nil {
+			d.logger.Warn("vsock: rx push", "err", err)
+		}
+	}
 	for {
 		select {
 		case <-stop:
 			return
 		case <-d.kick:
 		}
-		if d.processTx(tx, payload) {
+		if d.processTx(tx, &txc) {
 			if err := signal.SignalUsed(txQueue); err != nil {
 				d.logger.Warn("vsock: signal tx", "err", err)
 			}
 		}
-		if d.processRx(rx, scratch) {
+		if d.m.fillRx(popRx, pushRx) > 0 {
 			if err := signal.SignalUsed(rxQueue); err != nil {
 				d.logger.Warn("vsock: signal rx", "err", err)
 			}
@@ -188,8 +210,8 @@ func (d *Device) run(queues []*virtio.Queue, signal virtio.Signaler, stop, stopp
 }
 
 // processTx handles every packet the driver queued on tx (VirtIO 1.1
-// §5.10.6.2) and reports whether any buffer was used.
-func (d *Device) processTx(tx *virtio.Queue, payload []byte) bool {
+// §5.10.6.2), popping into c, and reports whether any buffer was used.
+func (d *Device) processTx(tx *virtio.Queue, c *virtio.Chain) bool {
 	used := false
 	for i := 0; ; i++ {
 		if i == int(tx.Size()) {
@@ -198,8 +220,8 @@ func (d *Device) processTx(tx *virtio.Queue, payload []byte) bool {
 			d.wake()
 			return used
 		}
-		c, err := tx.Pop()
-		if c == nil {
+		ok, err := tx.PopInto(c)
+		if !ok {
 			if err != nil {
 				d.logger.Warn("vsock: tx queue", "err", err)
 			}
@@ -207,7 +229,7 @@ func (d *Device) processTx(tx *virtio.Queue, payload []byte) bool {
 		}
 		used = true
 		if err == nil {
-			err = d.readPacket(c, payload)
+			err = d.readPacket(c)
 		}
 		if err != nil {
 			d.logger.Debug("vsock: dropping tx packet", "err", err)
@@ -218,11 +240,12 @@ func (d *Device) processTx(tx *virtio.Queue, payload []byte) bool {
 	}
 }
 
-// readPacket reads one packet from a tx chain and hands it to the mux.
-func (d *Device) readPacket(c *virtio.Chain, payload []byte) error {
+// readPacket reads one packet from a tx chain and hands it to the mux,
+// which copies its payload straight out of the chain.
+func (d *Device) readPacket(c *virtio.Chain) error {
 	var hb [HeaderSize]byte
-	if _, err := io.ReadFull(c, hb[:]); err != nil {
-		return fmt.Errorf("read header from chain %d: %w", c.Head(), err)
+	if n, _ := c.Read(hb[:]); n < HeaderSize {
+		return fmt.Errorf("read header from chain %d: %d of %d bytes", c.Head(), n, HeaderSize)
 	}
 	h, err := DecodeHeader(hb[:])
 	if err != nil {
@@ -232,29 +255,6 @@ func (d *Device) readPacket(c *virtio.Chain, payload []byte) error {
 		d.m.malformed(h)
 		return fmt.Errorf("packet %v: payload does not fit chain of %d bytes", h, c.ReadableLen())
 	}
-	if _, err := io.ReadFull(c, payload[:h.Len]); err != nil {
-		d.m.malformed(h)
-		return fmt.Errorf("read payload of %v: %w", h, err)
-	}
-	d.m.handlePacket(h, payload[:h.Len])
+	d.m.handlePacketFrom(h, c)
 	return nil
-}
-
-// processRx fills the driver's rx buffers with pending packets (VirtIO 1.1
-// §5.10.6.3) and reports whether any buffer was used.
-func (d *Device) processRx(rx *virtio.Queue, scratch []byte) bool {
-	n := d.m.fillRx(scratch,
-		func() (rxBuffer, error) {
-			c, err := rx.Pop()
-			if c == nil {
-				return nil, err
-			}
-			return c, err
-		},
-		func(b rxBuffer) {
-			if err := rx.Push(b.(*virtio.Chain)); err != nil {
-				d.logger.Warn("vsock: rx push", "err", err)
-			}
-		})
-	return n > 0
 }

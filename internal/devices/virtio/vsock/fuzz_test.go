@@ -59,7 +59,6 @@ func FuzzPackets(f *testing.F) {
 		}
 		m := newMux(testGuestCID, fuzzBackend{}, slog.New(slog.DiscardHandler), func() {})
 		defer m.close()
-		scratch := make([]byte, HeaderSize+MaxPacketPayloadBytes)
 		pop := func() (rxBuffer, error) { return &fakeRxBuf{size: 64 + len(data)%5000}, nil }
 		for len(data) >= HeaderSize {
 			h, err := DecodeHeader(data)
@@ -87,7 +86,7 @@ func FuzzPackets(f *testing.F) {
 				m.handlePacket(h, data[:n])
 			}
 			data = data[n:]
-			m.fillRx(scratch, pop, func(rxBuffer) {})
+			m.fillRx(pop, func(rxBuffer) {})
 			m.mu.Lock()
 			if len(m.conns) > MaxConns || len(m.resets) > MaxPendingResets {
 				t.Fatalf("got %d connections and %d resets, want <= %d and <= %d", len(m.conns), len(m.resets), MaxConns, MaxPendingResets)
@@ -134,7 +133,6 @@ func FuzzStateMachine(f *testing.F) {
 		}
 		m := newMux(testGuestCID, fuzzBackend{}, slog.New(slog.DiscardHandler), func() {})
 		defer m.close()
-		scratch := make([]byte, HeaderSize+MaxPacketPayloadBytes)
 		payload := make([]byte, MaxPacketPayloadBytes+1)
 		for ; len(data) >= 8; data = data[8:] {
 			r := data[:8]
@@ -155,7 +153,7 @@ func FuzzStateMachine(f *testing.F) {
 			}
 			m.handlePacket(h, payload[:h.Len])
 			if r[3]&4 == 0 {
-				m.fillRx(scratch, func() (rxBuffer, error) { return &fakeRxBuf{size: 44 + int(r[5])*16}, nil }, func(rxBuffer) {})
+				m.fillRx(func() (rxBuffer, error) { return &fakeRxBuf{size: 44 + int(r[5])*16}, nil }, func(rxBuffer) {})
 			}
 			m.mu.Lock()
 			if len(m.conns) > MaxConns || len(m.resets) > MaxPendingResets {

@@ -96,16 +96,15 @@ func (b *fakeRxBuf) Write(p []byte) (int, error) {
 
 // testGuest is a simulated guest driver talking to a mux.
 type testGuest struct {
-	t       testing.TB
-	m       *mux
-	wake    chan struct{}
-	scratch []byte
-	rxSize  int // size of each rx buffer (Linux: 4 KiB).
-	queue   []packet
+	t      testing.TB
+	m      *mux
+	wake   chan struct{}
+	rxSize int // size of each rx buffer (Linux: 4 KiB).
+	queue  []packet
 }
 
 func newTestGuest(t testing.TB, b Backend) *testGuest {
-	g := &testGuest{t: t, wake: make(chan struct{}, 1), scratch: make([]byte, HeaderSize+MaxPacketPayloadBytes), rxSize: 4096}
+	g := &testGuest{t: t, wake: make(chan struct{}, 1), rxSize: 4096}
 	g.m = newMux(testGuestCID, b, slog.New(slog.DiscardHandler), func() {
 		select {
 		case g.wake <- struct{}{}:
@@ -130,7 +129,7 @@ func (g *testGuest) send(h Header, p []byte) {
 
 // poll moves every pending packet into g.queue.
 func (g *testGuest) poll() {
-	g.m.fillRx(g.scratch, func() (rxBuffer, error) { return &fakeRxBuf{size: g.rxSize}, nil }, func(b rxBuffer) {
+	g.m.fillRx(func() (rxBuffer, error) { return &fakeRxBuf{size: g.rxSize}, nil }, func(b rxBuffer) {
 		fb := b.(*fakeRxBuf)
 		if len(fb.data) == 0 {
 			return

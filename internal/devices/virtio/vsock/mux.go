@@ -1,10 +1,12 @@
 package vsock
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 )
 
 // mux is the connection table between the guest and the backend. Packets
@@ -20,15 +22,22 @@ type mux struct {
 	ctx    context.Context // cancelled by close; bounds Backend.ConnectHost.
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // pump and connect goroutines.
-	chunks sync.Pool      // *[]byte of readChunkBytes for writers.
 
 	mu       sync.Mutex
 	closed   bool
 	conns    map[connKey]*conn
-	ready    []*conn  // connections with a pending packet, round robin.
-	resets   []Header // resets for packets that match no connection.
-	nextPort uint32   // next host port for host-initiated connections.
+	ready    []*conn          // connections with a pending packet, round robin, from readyAt.
+	readyAt  int              // index of the first live entry of ready.
+	hdr      [HeaderSize]byte // fillRx's header scratch (the worker's, under mu).
+	resets   []Header         // resets for packets that match no connection.
+	nextPort uint32           // next host port for host-initiated connections.
+	onIdle   func()           // called IdleDelay after the last connection ended.
+	idle     *time.Timer      // pending onIdle call.
 }
+
+// IdleDelay is how long the device waits after its last connection ended
+// before calling the OnIdle hook, so that a burst of closes calls it once.
+const IdleDelay = 200 * time.Millisecond
 
 // Host ports used for host-initiated connections.
 const (
@@ -47,10 +56,6 @@ func newMux(guestCID uint64, backend Backend, logger *slog.Logger, wake func()) 
 		cancel:   cancel,
 		conns:    make(map[connKey]*conn),
 		nextPort: firstHostPort,
-	}
-	m.chunks.New = func() any {
-		b := make([]byte, readChunkBytes)
-		return &b
 	}
 	return m
 }
@@ -72,6 +77,12 @@ func (m *mux) markReady(c *conn) {
 		return
 	}
 	c.queued = true
+	if m.readyAt > 0 && len(m.ready) == cap(m.ready) {
+		// Slide the live entries to the front rather than grow.
+		n := copy(m.ready, m.ready[m.readyAt:])
+		clear(m.ready[n:])
+		m.ready, m.readyAt = m.ready[:n], 0
+	}
 	m.ready = append(m.ready, c)
 	m.wake()
 }
@@ -104,6 +115,13 @@ func (m *mux) terminate(c *conn, rst bool) {
 	}
 	c.dead = true
 	delete(m.conns, c.key)
+	if len(m.conns) == 0 && m.onIdle != nil && !m.closed {
+		if m.idle == nil {
+			m.idle = time.AfterFunc(IdleDelay, m.onIdle)
+		} else {
+			m.idle.Reset(IdleDelay)
+		}
+	}
 	if c.timer != nil {
 		c.timer.Stop()
 	}
@@ -126,9 +144,24 @@ func (m *mux) terminate(c *conn, rst bool) {
 	}
 }
 
-// handlePacket processes one packet the guest sent. payload holds h.Len
-// bytes; it is copied.
+// payloadSource is where the payload of a guest packet is read from: the
+// tx descriptor chain itself, so that data is copied once, into the
+// connection's queue.
+type payloadSource interface {
+	Read(p []byte) (int, error)
+}
+
+// handlePacket processes one packet the guest sent, whose payload is
+// payload (tests and fuzzing; the device uses handlePacketFrom).
 func (m *mux) handlePacket(h Header, payload []byte) {
+	h.Len = uint32(len(payload))
+	m.handlePacketFrom(h, bytes.NewReader(payload))
+}
+
+// handlePacketFrom processes one packet the guest sent. Its h.Len payload
+// bytes are read from src only if the packet carries data for a
+// connection; src must hold them (the device checked the chain's length).
+func (m *mux) handlePacketFrom(h Header, src payloadSource) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -187,13 +220,17 @@ func (m *mux) handlePacket(h Header, payload []byte) {
 			m.terminate(c, true)
 			return
 		}
-		if uint64(c.rxCnt-c.fwdCnt)+uint64(len(payload)) > ConnBufBytes {
+		if uint64(c.rxCnt-c.fwdCnt)+uint64(h.Len) > ConnBufBytes {
 			m.logger.Warn("vsock: guest exceeded its credit, resetting connection", "conn", c.key)
 			m.terminate(c, true)
 			return
 		}
-		c.in.push(payload)
-		c.rxCnt += uint32(len(payload))
+		if err := c.in.pushFrom(src, int(h.Len)); err != nil {
+			m.logger.Debug("vsock: reading payload", "conn", c.key, "err", err)
+			m.terminate(c, true)
+			return
+		}
+		c.rxCnt += h.Len
 	case VIRTIO_VSOCK_OP_CREDIT_UPDATE:
 	case VIRTIO_VSOCK_OP_CREDIT_REQUEST:
 		c.sendCreditUpdate = true
@@ -318,9 +355,10 @@ type rxBuffer interface {
 }
 
 // fillRx writes pending packets into guest buffers: pop returns the next
-// buffer (nil when the guest has none), done hands a buffer back.
-// It returns how many buffers were handed back.
-func (m *mux) fillRx(scratch []byte, pop func() (rxBuffer, error), done func(rxBuffer)) int {
+// buffer (nil when the guest has none), done hands a buffer back. Each
+// packet's data is copied once, from the connection's queue straight into
+// the buffer. It returns how many buffers were handed back.
+func (m *mux) fillRx(pop func() (rxBuffer, error), done func(rxBuffer)) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	used := 0
@@ -345,14 +383,17 @@ func (m *mux) fillRx(scratch []byte, pop func() (rxBuffer, error), done func(rxB
 			done(b)
 			continue
 		}
-		n := min(room, len(scratch)) - HeaderSize
-		h, k, ok := m.nextPacketLocked(scratch[HeaderSize : HeaderSize+n])
+		h, c, ok := m.nextPacketLocked(min(room-HeaderSize, MaxPacketPayloadBytes))
 		if !ok {
 			done(b)
 			break
 		}
-		h.Encode(scratch)
-		if _, err := b.Write(scratch[:HeaderSize+k]); err != nil {
+		h.Encode(m.hdr[:])
+		_, err = b.Write(m.hdr[:])
+		if err == nil && h.Len > 0 {
+			_, err = c.out.writeTo(b, int(h.Len))
+		}
+		if err != nil {
 			m.logger.Debug("vsock: writing rx buffer", "err", err)
 		}
 		done(b)
@@ -367,42 +408,55 @@ func (m *mux) pendingLocked() bool {
 	if len(m.resets) > 0 {
 		return true
 	}
-	for len(m.ready) > 0 && (m.ready[0].dead || !m.ready[0].pending()) {
-		m.ready[0].queued = false
-		m.ready = m.ready[1:]
+	for m.readyAt < len(m.ready) && (m.ready[m.readyAt].dead || !m.ready[m.readyAt].pending()) {
+		m.ready[m.readyAt].queued = false
+		m.popReady()
 	}
-	return len(m.ready) > 0
+	return m.readyAt < len(m.ready)
 }
 
-// nextPacketLocked returns the next packet for the guest, its payload
-// copied into payload.
+// popReady drops the first entry of the ready list.
+//
+// Preconditions: the mux lock is held; the list is not empty.
+func (m *mux) popReady() {
+	m.ready[m.readyAt] = nil
+	m.readyAt++
+	if m.readyAt == len(m.ready) {
+		m.ready, m.readyAt = m.ready[:0], 0
+	}
+}
+
+// nextPacketLocked returns the next packet for the guest, with at most
+// maxPayload data bytes, and the connection whose out queue holds its
+// h.Len data bytes (nil for a reset).
 //
 // Preconditions: the mux lock is held.
-func (m *mux) nextPacketLocked(payload []byte) (Header, int, bool) {
+func (m *mux) nextPacketLocked(maxPayload int) (Header, *conn, bool) {
 	if len(m.resets) > 0 {
 		h := m.resets[0]
 		m.resets = m.resets[1:]
 		if len(m.resets) == 0 {
 			m.resets = nil
 		}
-		return h, 0, true
+		return h, nil, true
 	}
-	for len(m.ready) > 0 {
-		c := m.ready[0]
-		m.ready[0] = nil
-		m.ready = m.ready[1:]
+	// Each connection gets one look: one whose packet does not fit
+	// (a hostile 44-byte rx buffer leaves no room for data) goes back in
+	// line, and looking again would spin forever under the lock.
+	for n := len(m.ready) - m.readyAt; n > 0 && m.readyAt < len(m.ready); n-- {
+		c := m.ready[m.readyAt]
+		m.popReady()
 		c.queued = false
 		if c.dead {
 			continue
 		}
-		h, n, ok := m.nextConnPacket(c, payload)
+		h, ok := m.nextConnPacket(c, maxPayload)
 		m.markReady(c) // round robin: back of the line if more is pending.
 		if ok {
-			return h, n, true
+			return h, c, true
 		}
 	}
-	m.ready = nil
-	return Header{}, 0, false
+	return Header{}, nil, false
 }
 
 // reset forgets all connections (device reset): streams are closed and
@@ -417,7 +471,7 @@ func (m *mux) resetLocked() {
 	for _, c := range m.conns {
 		m.terminate(c, false)
 	}
-	m.ready = nil
+	m.ready, m.readyAt = nil, 0
 	m.resets = nil
 }
 
@@ -426,6 +480,9 @@ func (m *mux) close() {
 	m.mu.Lock()
 	m.closed = true
 	m.resetLocked()
+	if m.idle != nil {
+		m.idle.Stop()
+	}
 	m.mu.Unlock()
 	m.cancel()
 	m.wg.Wait()

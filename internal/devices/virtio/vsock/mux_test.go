@@ -374,3 +374,34 @@ func TestHostConnectTimeout(t *testing.T) {
 		t.Errorf("got reset after %v, want after about %v", d, HostConnectTimeout)
 	}
 }
+
+// TestTinyRxBufferDoesNotSpin gives the device rx buffers with room for a
+// header only while a connection has data queued: fillRx must return (the
+// data waits for a bigger buffer) instead of retrying the connection
+// forever under the lock.
+func TestTinyRxBufferDoesNotSpin(t *testing.T) {
+	g := newTestGuest(t, newTestBackend())
+	g.m.mu.Lock()
+	c := g.m.newConn(connKey{hostCID: ParentCID, hostPort: 1, guestPort: 2}, stateEstablished)
+	c.peerBufAlloc = ConnBufBytes
+	c.out.reserve(10)
+	c.out.commit(10)
+	g.m.markReady(c)
+	g.m.mu.Unlock()
+	done := make(chan int, 1)
+	go func() {
+		done <- g.m.fillRx(func() (rxBuffer, error) { return &fakeRxBuf{size: HeaderSize}, nil }, func(rxBuffer) {})
+	}()
+	select {
+	case n := <-done:
+		if n != 1 {
+			t.Errorf("got %d buffers used, want 1 (returned empty)", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("fillRx spins on a connection whose data does not fit the rx buffer")
+	}
+	g.rxSize = 4096
+	if p := g.recv(); p.h.Op != VIRTIO_VSOCK_OP_RW || len(p.p) != 10 {
+		t.Errorf("got %v with %d bytes, want RW with 10", p.h, len(p.p))
+	}
+}

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# bench-density.sh: how many enclaves one host packs. In one nested L1
+# session, for each N (default 8 and 16) it starts N guests of 128 MiB and
+# 1 vCPU at once, first with nitrovm (run-enclave, one supervisor each),
+# then with QEMU microvm + vhost-vsock, on the same kernel and guest
+# program (test/bench/guestbench), and reports
+#
+#   up     seconds from the first start until every guest answered an echo
+#          (an empty transfer to guest port 5100 that returns the byte
+#          count); for nitrovm also until every heartbeat arrived (each
+#          run-enclave returns after its enclave's heartbeat);
+#   rss    total RSS of all VMM processes, guest RAM mappings left out.
+#
+# Prints BENCH lines and one ratio line per N.
+# Usage: scripts/bench-density.sh [N...]   NITROVM_BIN=path uses that binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
+ns=("$@")
+[[ ${#ns[@]} -gt 0 ]] || ns=(8 16)
+
+bash scripts/deps.sh >/dev/null
+kernel="$(bash scripts/kernel/build-guest.sh)"
+bash scripts/kernel/l1-kernel.sh >/dev/null
+work="$(mktemp -d "${TMPDIR:-/tmp}/nitrovm-bench-density.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+bin=${NITROVM_BIN:-$work/nitrovm}
+[[ -n ${NITROVM_BIN:-} ]] || go build -trimpath -o "$bin" ./cmd/nitrovm
+mkdir -p "$work/rd"
+go build -trimpath -o "$work/rd/init" ./test/bench/guestbench
+go build -trimpath -o "$work/hostbench" ./test/bench/hostbench
+(cd "$work/rd" && echo init | cpio -o -H newc --quiet >"$work/initrd.cpio")
+cmdline="reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on"
+"$bin" build-eif --kernel "$kernel" --cmdline "$cmdline bench.nsm=0" --ramdisk "$work/initrd.cpio" \
+	--output "$work/bench.eif" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+files=(--file /g/bench.eif="$work/bench.eif" --file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio"
+	--file /bin/hostbench="$work/hostbench"
+	--file /usr/bin/qemu-system-x86_64=/usr/bin/qemu-system-x86_64
+	--file /usr/share/qemu/bios-microvm.bin=/usr/share/qemu/bios-microvm.bin)
+for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
+	files+=(--file "$lib=$lib")
+done
+
+mem=128
+cat >"$work/l1.sh" <<SCRIPT
+#!/bin/sh
+export NITROVM_STATE_DIR=/run/nvdensity
+now() { cut -d' ' -f1 /proc/uptime; }
+since() { echo "\$(now) \$1" | awk '{printf "%.2f", \$1-\$2}'; }
+# rsssum COMM: total RSS (KiB) of the processes named COMM that map a guest
+# RAM region, without the mappings of the guest RAM's size or larger.
+rsssum() {
+	t=0
+	for p in /proc/[0-9]*; do
+		[ "\$(cat \$p/comm 2>/dev/null)" = "\$1" ] || continue
+		k=\$(awk -v g=$((mem * 1024)) '
+			/^[0-9a-f]+-[0-9a-f]+ / { skip = 0 }
+			/^Size:/ { if (\$2 >= g) { skip = 1; big = 1 } }
+			/^Rss:/ { if (!skip) t += \$2 }
+			END { print big ? t : 0 }' \$p/smaps 2>/dev/null)
+		t=\$((t + \${k:-0}))
+	done
+	echo \$t
+}
+for n in ${ns[*]}; do
+	echo "== nitrovm, \$n enclaves"
+	s=\$(now)
+	i=0
+	while [ \$i -lt \$n ]; do
+		nitrovm run-enclave --eif-path /g/bench.eif --memory $mem --cpu-count 1 --vsock-uds /run/d\$i.sock \
+			--enclave-name d\$n-\$i --heartbeat-timeout 600 >/tmp/run\$i.json 2>&1 || echo "BENCH error run-enclave \$i: \$(tail -c 300 /tmp/run\$i.json)" &
+		i=\$((i + 1))
+	done
+	wait
+	hb=\$(since \$s)
+	i=0
+	while [ \$i -lt \$n ]; do hostbench ready --uds /run/d\$i.sock --wait 300s || echo "BENCH error echo \$i" & i=\$((i + 1)); done
+	wait
+	echo "BENCH density-nitrovm-\$n heartbeats_s=\$hb echo_s=\$(since \$s) rss_kib=\$(rsssum nitrovm)"
+	i=0
+	while [ \$i -lt \$n ]; do hostbench stop --uds /run/d\$i.sock >/dev/null 2>&1 & i=\$((i + 1)); done
+	wait
+	sleep 2
+	nitrovm terminate-enclave --all >/dev/null 2>&1
+
+	echo "== qemu microvm + vhost-vsock, \$n guests"
+	s=\$(now)
+	i=0
+	while [ \$i -lt \$n ]; do
+		qemu-system-x86_64 -M microvm -enable-kvm -cpu host -m $mem -smp 1 -nodefaults -no-user-config \
+			-display none -serial file:/tmp/qemu\$i.log -no-reboot -kernel /g/bzImage -initrd /g/initrd \
+			-append "$cmdline bench.nsm=0" -device vhost-vsock-device,guest-cid=\$((100 + i)) </dev/null &
+		i=\$((i + 1))
+	done
+	# (a subshell, so that wait waits for the echoes and not for QEMU)
+	( i=0; while [ \$i -lt \$n ]; do hostbench ready --cid \$((100 + i)) --wait 300s || echo "BENCH error qemu echo \$i" & i=\$((i + 1)); done; wait )
+	echo "BENCH density-qemu-\$n echo_s=\$(since \$s) rss_kib=\$(rsssum qemu-system-x86)"
+	i=0
+	while [ \$i -lt \$n ]; do hostbench stop --cid \$((100 + i)) >/dev/null 2>&1 & i=\$((i + 1)); done
+	sleep 5
+	killall qemu-system-x86_64 2>/dev/null
+	wait
+done
+echo "== l1 done"
+SCRIPT
+chmod +x "$work/l1.sh"
+"$bin" nested --timeout 12m "${files[@]}" --file /bench.sh="$work/l1.sh" -- /bench.sh >"$work/out" 2>&1 || true
+grep -a '^BENCH' "$work/out" | tr -d '\r' | tee "$work/bench" || true
+if ! grep -q '^BENCH density' "$work/bench" || grep -q '^BENCH error' "$work/bench"; then
+	echo "--- L1 console tail:"
+	tail -n 30 "$work/out"
+fi
+awk '
+function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n; i++) if (index(f[i], key "=") == 1) return substr(f[i], length(key) + 2); return "" }
+/^BENCH density-nitrovm-/ { n = substr($2, 17); ne[n] = kv($0, "echo_s"); nh[n] = kv($0, "heartbeats_s"); nr[n] = kv($0, "rss_kib") }
+/^BENCH density-qemu-/ { n = substr($2, 14); qe[n] = kv($0, "echo_s"); qr[n] = kv($0, "rss_kib") }
+END {
+	for (n in ne) if (n in qe) printf "density N=%d: all up (echo) nitrovm %.1f s (heartbeats %.1f s), qemu %.1f s, ratio nitrovm/qemu %.2fx, total VMM RSS nitrovm %.1f MiB, qemu %.1f MiB, RSS ratio %.2fx\n", n, ne[n], nh[n], qe[n], ne[n] / qe[n], nr[n] / 1024, qr[n] / 1024, qr[n] ? nr[n] / qr[n] : 0
+}' "$work/bench"
