@@ -385,7 +385,7 @@ func (c *countingReader) Read(b []byte) (int, error) {
 }
 
 // fromCache returns the image a previous pull of the reference resolved
-// to, when the cache still has all of it.
+// to, when the cache still has all of it, intact.
 func (p *puller) fromCache() (*Source, bool) {
 	c := p.o.Cache
 	rec, ok := c.lookupRef(p.ref.String(), p.plat.String())
@@ -405,7 +405,7 @@ func (p *puller) fromCache() (*Source, bool) {
 		return nil, false
 	}
 	for _, l := range m.Layers {
-		if !c.Has(l.Digest) {
+		if c.Verify(l.Digest) != nil { // a corrupt blob is removed and pulled again
 			return nil, false
 		}
 	}
