@@ -58,4 +58,3 @@ func TestHelloExampleSize(t *testing.T) {
 		t.Errorf("cmd: got %q, want %q", got, want)
 	}
 }
-
