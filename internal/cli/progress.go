@@ -33,14 +33,15 @@ func newPullProgress(w io.Writer, quiet bool) *pullProgress {
 	return p
 }
 
-// isTerminal reports whether w is a terminal.
+// isTerminal reports whether w is a terminal with a known width (the bars
+// draw nothing on a terminal of width 0, as a pty nobody sized has).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	return err == nil && ws.Col > 0
 }
 
 // wait lets the bars draw their final state.
