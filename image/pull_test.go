@@ -603,3 +603,30 @@ func TestCachePutDiskFull(t *testing.T) {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// TestDockerHubNames checks that short names resolve as docker resolves
+// them and are recorded as docker shows them.
+func TestDockerHubNames(t *testing.T) {
+	tests := []struct{ ref, registry, repo, tag string }{
+		{"alpine", "index.docker.io", "index.docker.io/library/alpine", "alpine:latest"},
+		{"alpine:3.20", "index.docker.io", "index.docker.io/library/alpine", "alpine:3.20"},
+		{"bitnami/nginx", "index.docker.io", "index.docker.io/bitnami/nginx", "bitnami/nginx:latest"},
+		{"public.ecr.aws/docker/library/busybox:1.36", "public.ecr.aws", "public.ecr.aws/docker/library/busybox", "public.ecr.aws/docker/library/busybox:1.36"},
+		{"localhost:5000/hello", "localhost:5000", "localhost:5000/hello", "localhost:5000/hello:latest"},
+	}
+	for _, tt := range tests {
+		r, err := name.ParseReference(tt.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Context().RegistryStr(); got != tt.registry {
+			t.Errorf("%s: registry %q, want %q", tt.ref, got, tt.registry)
+		}
+		if got := r.Context().Name(); got != tt.repo {
+			t.Errorf("%s: repository %q, want %q", tt.ref, got, tt.repo)
+		}
+		if got := repoTag(tt.ref); got != tt.tag {
+			t.Errorf("%s: RepoTags entry %q, want %q", tt.ref, got, tt.tag)
+		}
+	}
+}
