@@ -96,7 +96,7 @@ if [ -n "${NITROVM_DEMO_IMAGE:-}" ]; then
 	step "loopback registry on 127.0.0.1:$port (test/registry), pushing $out/hello.tar as $repo"
 	"$out/registry" -addr "127.0.0.1:$port" -push "$out/hello.tar=$repo" -ready "$out/registry.ready" >"$out/registry.log" 2>&1 &
 	regpid=$!
-	trap 'kill "$regpid" 2>/dev/null' EXIT
+	trap 'kill "$regpid" 2>/dev/null || true' EXIT
 	for _ in $(seq 50); do
 		[ -s "$out/registry.ready" ] && break
 		kill -0 "$regpid" 2>/dev/null || break
