@@ -48,9 +48,11 @@ func (a *archive) file(name string, perm int64, uid, gid int, r io.Reader, size 
 	a.body(name, r, size)
 }
 
-// symlink writes a symbolic link; newc stores the target as the data.
-func (a *archive) symlink(name, target string, uid, gid int) {
-	a.header(&cpio.Header{Name: name, Mode: cpio.TypeSymlink | 0o777, Uid: uid, Guid: gid, Links: 1, Size: int64(len(target))})
+// symlink writes a symbolic link; newc stores the target as the data. The
+// permission bits are the tar header's, as linuxkit writes them (Linux
+// ignores them).
+func (a *archive) symlink(name, target string, perm int64, uid, gid int) {
+	a.header(&cpio.Header{Name: name, Mode: cpio.TypeSymlink | cpio.FileMode(perm), Uid: uid, Guid: gid, Links: 1, Size: int64(len(target))})
 	a.body(name, strings.NewReader(target), int64(len(target)))
 }
 

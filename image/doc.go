@@ -2,17 +2,21 @@
 // Enclave image, laid out as nitro-cli lays them out.
 //
 // The boot ramdisk (rd0) holds `dev/`, the enclave `/init` and, with AWS's
-// blobs, `nsm.ko`. The user ramdisk (rd1) holds the image's root filesystem
-// under `rootfs/` (layers flattened, whiteouts applied) plus
-// `rootfs/{dev,proc,run,sys,tmp,var}`, and the files `cmd` and `env` at its
-// root, one entry per line, which the init reads before it chroots into
-// `/rootfs` and executes the command. Both are uncompressed newc cpio
-// archives; the kernel unpacks them on top of each other into one initramfs.
+// blobs, `nsm.ko`. The user ramdisk (rd1) is laid out as nitro-cli's
+// linuxkit step writes it: `rootfs/` holding the image's root filesystem
+// (layers flattened, whiteouts applied) as `docker export` shows it to
+// linuxkit (Docker's init layer on top, linuxkit's excludes and its
+// /etc/hosts and /etc/resolv.conf), in export's walk order, with hard links
+// written as relative symlinks; then the mount points
+// `rootfs/{dev,run,sys,var,proc,tmp}` and the files `cmd` and `env`, one
+// entry per line, which the init reads before it chroots into `/rootfs` and
+// executes the command. Both are uncompressed newc cpio archives; the kernel
+// unpacks them on top of each other into one initramfs.
 //
-// The archives are reproducible: entries are sorted by name, every mtime is
-// the same fixed time, inode numbers are assigned in order, and nothing of
-// the build host (time, user, umask) reaches them. The same image gives the
-// same bytes, hence the same PCRs.
+// The archives are reproducible: the order depends only on the names, every
+// mtime is the same fixed time, inode numbers are assigned in order, and
+// nothing of the build host (time, user, umask) reaches them. The same image
+// gives the same bytes, hence the same PCRs.
 //
 // # Security
 //

@@ -63,7 +63,7 @@ const (
 	kindDir entryKind = iota + 1
 	kindFile
 	kindSymlink
-	kindHardlink // resolved to kindFile before emission
+	kindHardlink // resolved to kindFile or kindSymlink before emission
 	kindFifo
 )
 
@@ -146,6 +146,10 @@ func flatten(ctx context.Context, img v1.Image, tmpDir string, lim Limits, log *
 		for n := range op {
 			opaque[n] = true
 		}
+	}
+	if err := t.applyDockerExport(); err != nil {
+		t.close()
+		return nil, fmt.Errorf("spool: %w", err)
 	}
 	if err := t.finish(log); err != nil {
 		t.close()
@@ -263,24 +267,9 @@ func (t *tree) hidden(name string, layer int, whiteout, opaque map[string]bool) 
 	return false
 }
 
-// finish resolves hard links into copies of their targets, adds missing
-// parent directories and drops entries whose parent is not a directory.
+// finish adds missing parent directories, drops entries whose parent is
+// not a directory, and turns hard links into symlinks (see linkHardLinks).
 func (t *tree) finish(log *slog.Logger) error {
-	for name, e := range t.entries {
-		if e.kind != kindHardlink {
-			continue
-		}
-		target, ok := t.entries[e.link]
-		for ok && target.kind == kindHardlink && target != e {
-			target, ok = t.entries[target.link]
-		}
-		if !ok || target.kind != kindFile {
-			log.Debug("dropping hard link without a regular target", "name", name, "target", e.link)
-			delete(t.entries, name)
-			continue
-		}
-		e.kind, e.off, e.size, e.link = kindFile, target.off, target.size, ""
-	}
 	for _, name := range t.names() {
 		for _, a := range ancestors(name) {
 			if _, ok := t.entries[a]; !ok {
@@ -297,7 +286,106 @@ func (t *tree) finish(log *slog.Logger) error {
 			}
 		}
 	}
+	t.linkHardLinks(log)
 	return nil
+}
+
+// linkHardLinks writes hard links as linuxkit's initrd writer does, which
+// is how nitro-cli's EIFs hold them (linuxkit src/cmd/linuxkit/initrd/initrd.go,
+// typeconv: a tar hard link becomes a symlink whose target is the link's
+// target relative to the link's directory; cpio hard links would still
+// duplicate the data). docker export, which feeds linuxkit, writes the
+// first name of an inode in walk order as the file and every later name as
+// a hard link to it; so here the first name of each group in walk order
+// keeps the data and the others become relative symlinks to it. All names
+// carry the inode's mode and owner, as in docker export's headers.
+//
+// A hard link whose target is missing, not a regular file, or replaced by
+// an upper layer (the link would still see the lower layer's data, which
+// is not kept) is dropped.
+func (t *tree) linkHardLinks(log *slog.Logger) {
+	groups := make(map[*entry][]*entry) // regular file -> its hard links
+	for _, name := range t.names() {
+		e := t.entries[name]
+		if e.kind != kindHardlink {
+			continue
+		}
+		target, ok := t.entries[e.link]
+		for hops := 0; ok && target.kind == kindHardlink && hops < len(t.entries); hops++ {
+			target, ok = t.entries[target.link]
+		}
+		if !ok || target.kind != kindFile || target.layer != e.layer {
+			log.Debug("dropping hard link without a regular target in its layer", "name", name, "target", e.link)
+			delete(t.entries, name)
+			continue
+		}
+		groups[target] = append(groups[target], e)
+	}
+	for file, links := range groups {
+		first := file
+		for _, l := range links {
+			if walkLess(l.name, first.name) {
+				first = l
+			}
+		}
+		off, size := file.off, file.size
+		for _, e := range append(links, file) {
+			e.perm, e.uid, e.gid = file.perm, file.uid, file.gid
+			if e == first {
+				e.kind, e.off, e.size, e.link = kindFile, off, size, ""
+			} else {
+				e.kind, e.off, e.size, e.link = kindSymlink, 0, 0, relPath(path.Dir(e.name), first.name)
+			}
+		}
+	}
+}
+
+// relPath returns target (a cleaned name relative to the image root) as a
+// path relative to directory dir ("." for the root), as filepath.Rel would.
+func relPath(dir, target string) string {
+	if dir == "." {
+		dir = ""
+	}
+	var d, tg []string
+	if dir != "" {
+		d = strings.Split(dir, "/")
+	}
+	tg = strings.Split(target, "/")
+	i := 0
+	for i < len(d) && i < len(tg)-1 && d[i] == tg[i] {
+		i++
+	}
+	up := strings.Repeat("../", len(d)-i)
+	return up + strings.Join(tg[i:], "/")
+}
+
+// walkLess orders names as a depth-first walk that visits each directory's
+// entries in byte order (Go's filepath.WalkDir, which docker export uses):
+// bytewise, except that '/' sorts before every other byte, so that "a/b"
+// comes before "a-c".
+func walkLess(a, b string) bool {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		ca, cb := a[i], b[i]
+		if ca == cb {
+			continue
+		}
+		if ca == '/' {
+			return true
+		}
+		if cb == '/' {
+			return false
+		}
+		return ca < cb
+	}
+	return len(a) < len(b)
+}
+
+// walkNames returns the tree's names in walk order (see walkLess); every
+// directory comes before its contents.
+func (t *tree) walkNames() []string {
+	out := t.names()
+	sort.Slice(out, func(i, j int) bool { return walkLess(out[i], out[j]) })
+	return out
 }
 
 // names returns the tree's names sorted bytewise, so that every directory

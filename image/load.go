@@ -46,41 +46,68 @@ func Load(path, ref, tmpDir string) (v1.Image, error) {
 // several images and ref "" is an error, as for Load (an OCI layout may
 // still pick the one entry for linux and this machine's architecture).
 func LoadTagged(path, ref, tmpDir string) (v1.Image, string, error) {
-	img, tag, err := loadTagged(path, ref, tmpDir)
+	img, tag, _, err := loadTagged(path, ref, tmpDir)
 	if err == nil && ref != "" {
 		tag = ref
 	}
 	return img, tag, err
 }
 
-func loadTagged(path, ref, tmpDir string) (v1.Image, string, error) {
+// LoadSource is LoadTagged returning a [Source] (From "file"): RepoTags
+// holds the tag ("" gives none), and RepoDigests, for an OCI layout whose
+// chosen index entry names a repository (by its annotations or by ref),
+// that repository at the entry's digest, which is the digest a registry
+// gives the same image or index.
+func LoadSource(path, ref, tmpDir string) (*Source, error) {
+	img, tag, digest, err := loadTagged(path, ref, tmpDir)
+	if err != nil {
+		return nil, err
+	}
+	if ref != "" {
+		tag = ref
+	}
+	src := &Source{Image: img, From: "file"}
+	if tag == "" {
+		return src, nil
+	}
+	src.RepoTags = []string{repoTag(tag)}
+	if digest != (v1.Hash{}) {
+		if t, err := name.NewTag(tag); err == nil {
+			src.RepoDigests = []string{familiarName(t.Context().Name()) + "@" + digest.String()}
+		}
+	}
+	return src, nil
+}
+
+func loadTagged(path, ref, tmpDir string) (v1.Image, string, v1.Hash, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, "", fmt.Errorf("image: %w", err)
+		return nil, "", v1.Hash{}, fmt.Errorf("image: %w", err)
 	}
 	if fi.IsDir() {
 		return loadLayout(path, ref)
 	}
 	names, err := tarNames(path)
 	if err != nil {
-		return nil, "", fmt.Errorf("image: read %s: %w", path, err)
+		return nil, "", v1.Hash{}, fmt.Errorf("image: read %s: %w", path, err)
 	}
 	switch {
 	case names[dockerManifest]:
-		return loadDockerArchive(path, ref)
+		img, tag, err := loadDockerArchive(path, ref)
+		return img, tag, v1.Hash{}, err
 	case names[ociIndexFile]:
 		dir, err := os.MkdirTemp(tmpDir, "nitrovm-oci-*")
 		if err != nil {
-			return nil, "", fmt.Errorf("image: %w", err)
+			return nil, "", v1.Hash{}, fmt.Errorf("image: %w", err)
 		}
 		if err := untarLayout(path, dir); err != nil {
 			os.RemoveAll(dir)
-			return nil, "", fmt.Errorf("image: unpack OCI layout %s: %w", path, err)
+			return nil, "", v1.Hash{}, fmt.Errorf("image: unpack OCI layout %s: %w", path, err)
 		}
 		// Layer blobs are opened lazily: the directory must outlive Load.
 		return loadLayout(dir, ref)
 	}
-	return nil, "", fmt.Errorf("image: %s is neither a docker save archive (manifest.json) nor an OCI layout (index.json)", path)
+	return nil, "", v1.Hash{}, fmt.Errorf("image: %s is neither a docker save archive (manifest.json) nor an OCI layout (index.json)", path)
 }
 
 // loadDockerArchive loads the image named ref, or the only image, from a
@@ -199,23 +226,25 @@ func untarLayout(path, dir string) error {
 }
 
 // loadLayout picks one image out of an OCI layout directory.
-func loadLayout(dir, ref string) (v1.Image, string, error) {
+// The digest is that of the chosen top-level index entry.
+func loadLayout(dir, ref string) (v1.Image, string, v1.Hash, error) {
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
-		return nil, "", fmt.Errorf("image: open OCI layout %s: %w", dir, err)
+		return nil, "", v1.Hash{}, fmt.Errorf("image: open OCI layout %s: %w", dir, err)
 	}
-	return pickImage(idx, ref)
+	img, tag, d, err := pickImage(idx, ref)
+	return img, tag, d.Digest, err
 }
 
 // pickImage selects the image named ref (or the only image) from an index,
 // descending into nested indexes by platform (linux and this machine's
 // architecture), and returns it with the tag its index entry's annotations
 // give it (see annotatedTag; a nested index's entry when the outer one has
-// none).
-func pickImage(idx v1.ImageIndex, ref string) (v1.Image, string, error) {
+// none), and the chosen entry of idx.
+func pickImage(idx v1.ImageIndex, ref string) (v1.Image, string, v1.Descriptor, error) {
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return nil, "", fmt.Errorf("image: read index: %w", err)
+		return nil, "", v1.Descriptor{}, fmt.Errorf("image: read index: %w", err)
 	}
 	var cands []v1.Descriptor
 	for _, d := range im.Manifests {
@@ -231,33 +260,33 @@ func pickImage(idx v1.ImageIndex, ref string) (v1.Image, string, error) {
 			}
 		}
 		if len(plat) != 1 {
-			return nil, "", fmt.Errorf("image: %d images match %q in the OCI layout; name one with --docker-uri", len(cands), ref)
+			return nil, "", v1.Descriptor{}, fmt.Errorf("image: %d images match %q in the OCI layout; name one with --docker-uri", len(cands), ref)
 		}
 		cands = plat
 	}
 	if len(cands) == 0 {
-		return nil, "", fmt.Errorf("image: 0 images match %q in the OCI layout; name one with --docker-uri", ref)
+		return nil, "", v1.Descriptor{}, fmt.Errorf("image: 0 images match %q in the OCI layout; name one with --docker-uri", ref)
 	}
 	d := cands[0]
 	if d.MediaType.IsIndex() {
 		child, err := idx.ImageIndex(d.Digest)
 		if err != nil {
-			return nil, "", fmt.Errorf("image: open nested index %s: %w", d.Digest, err)
+			return nil, "", v1.Descriptor{}, fmt.Errorf("image: open nested index %s: %w", d.Digest, err)
 		}
-		img, tag, err := pickImage(child, "")
+		img, tag, _, err := pickImage(child, "")
 		if err != nil {
-			return nil, "", err
+			return nil, "", v1.Descriptor{}, err
 		}
 		if t := annotatedTag(d.Annotations); t != "" {
 			tag = t
 		}
-		return img, tag, nil
+		return img, tag, d, nil
 	}
 	img, err := idx.Image(d.Digest)
 	if err != nil {
-		return nil, "", fmt.Errorf("image: open image %s: %w", d.Digest, err)
+		return nil, "", v1.Descriptor{}, fmt.Errorf("image: open image %s: %w", d.Digest, err)
 	}
-	return img, annotatedTag(d.Annotations), nil
+	return img, annotatedTag(d.Annotations), d, nil
 }
 
 // refMatches reports whether an index entry's annotations name ref, either

@@ -33,9 +33,10 @@ const (
 	NSMModuleFile = "nsm.ko"
 )
 
-// mountDirs are the directories nitro-cli always creates under rootfs/, the
-// init's mount points.
-var mountDirs = [...]string{"dev", "proc", "run", "sys", "tmp", "var"}
+// mountDirs are the directories nitro-cli's customer ramdisk template adds
+// under rootfs/ after the image, in its order (yaml_generator.rs,
+// get_customer_ramfs): the init's mount points.
+var mountDirs = [...]string{"dev", "run", "sys", "var", "proc", "tmp"}
 
 // BootOptions describes the boot ramdisk (rd0).
 type BootOptions struct {
@@ -78,9 +79,11 @@ type UserOptions struct {
 	Logger *slog.Logger
 }
 
-// WriteUserRamdisk flattens img's layers and writes the user ramdisk:
-// `cmd`, `env`, `rootfs/` with the image's files, and the mount points
-// `rootfs/{dev,proc,run,sys,tmp,var}`. Entries are sorted, mtimes fixed,
+// WriteUserRamdisk flattens img's layers and writes the user ramdisk as
+// nitro-cli's linuxkit step lays it out: `rootfs/` with the image's files
+// as docker export shows them (see applyDockerExport; hard links as
+// relative symlinks), the mount points `rootfs/{dev,run,sys,var,proc,tmp}`,
+// then the files `cmd` and `env`. Entries are in walk order, mtimes fixed,
 // owners and permissions those of the image.
 func WriteUserRamdisk(ctx context.Context, w io.Writer, img v1.Image, o UserOptions) error {
 	log := o.Logger
@@ -97,16 +100,18 @@ func WriteUserRamdisk(ctx context.Context, w io.Writer, img v1.Image, o UserOpti
 	}
 	defer t.close()
 	for _, d := range mountDirs {
-		if e, ok := t.entries[d]; !ok || e.kind != kindDir {
-			t.entries[d] = &entry{name: d, kind: kindDir, perm: 0o755}
+		if e, ok := t.entries[d]; ok && e.kind != kindDir {
+			t.remove(d) // a mount point must be a directory
 		}
 	}
+	// The order is linuxkit's (moby build: the image, then the template's
+	// files): the "rootfs/" prefix directory, the image's files in docker
+	// export's walk order, then the template's files, whose parent
+	// "rootfs" linuxkit writes again. The kernel applies a repeated
+	// directory's mode and owner again, so /tmp ends up 0755 as on Nitro.
 	cw := newArchive(w, o.ModTime)
-	cmdText, envText := lines(cmd), lines(env)
-	cw.file(CmdFile, 0o644, 0, 0, strings.NewReader(cmdText), int64(len(cmdText)))
-	cw.file(EnvFile, 0o644, 0, 0, strings.NewReader(envText), int64(len(envText)))
 	cw.dir(RootfsDir, 0o755, 0, 0)
-	for _, n := range t.names() {
+	for _, n := range t.walkNames() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -118,11 +123,18 @@ func WriteUserRamdisk(ctx context.Context, w io.Writer, img v1.Image, o UserOpti
 		case kindFile:
 			cw.file(name, e.perm, e.uid, e.gid, io.NewSectionReader(t.spool, e.off, e.size), e.size)
 		case kindSymlink:
-			cw.symlink(name, e.link, e.uid, e.gid)
+			cw.symlink(name, e.link, e.perm, e.uid, e.gid)
 		case kindFifo:
 			cw.header(&cpio.Header{Name: name, Mode: cpio.TypeFifo | cpio.FileMode(e.perm), Uid: e.uid, Guid: e.gid, Links: 1})
 		}
 	}
+	cw.dir(RootfsDir, 0o755, 0, 0)
+	for _, d := range mountDirs {
+		cw.dir(RootfsDir+"/"+d, 0o755, 0, 0)
+	}
+	cmdText, envText := lines(cmd), lines(env)
+	cw.file(CmdFile, 0o644, 0, 0, strings.NewReader(cmdText), int64(len(cmdText)))
+	cw.file(EnvFile, 0o644, 0, 0, strings.NewReader(envText), int64(len(envText)))
 	if err := cw.close(); err != nil {
 		return fmt.Errorf("image: user ramdisk: %w", err)
 	}

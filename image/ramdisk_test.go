@@ -37,22 +37,27 @@ func TestUserRamdiskLayout(t *testing.T) {
 			{name: "etc/.wh.passwd"},
 			{name: "a/.wh..wh..opq"},
 			{name: "a/new", body: "new"},
-			{name: "lib", typ: tar.TypeSymlink, link: "/usr/lib"},
+			{name: "lib", typ: tar.TypeSymlink, link: "/usr/lib", mode: 0o777},
 			{name: "fifo", typ: tar.TypeFifo},
 		},
 	)
 	b := userRamdisk(t, img, UserOptions{})
 	names, m := readCpio(t, b)
+	// nitro-cli's order: the image in walk order with Docker's init layer
+	// and linuxkit's filter applied, then the template's directories and
+	// files.
 	want := []string{
-		"cmd", "env", "rootfs",
+		"rootfs",
 		"rootfs/a", "rootfs/a/new",
 		"rootfs/bin", "rootfs/bin/hello",
 		"rootfs/dev",
-		"rootfs/etc", "rootfs/etc/group",
+		"rootfs/etc", "rootfs/etc/group", "rootfs/etc/hosts", "rootfs/etc/mtab", "rootfs/etc/resolv.conf",
 		"rootfs/fifo", "rootfs/lib",
-		"rootfs/proc", "rootfs/run",
+		"rootfs/proc",
 		"rootfs/srv", "rootfs/srv/data", "rootfs/srv/hard",
-		"rootfs/sys", "rootfs/tmp", "rootfs/var",
+		"rootfs/sys", "rootfs/tmp",
+		"rootfs", "rootfs/dev", "rootfs/run", "rootfs/sys", "rootfs/var", "rootfs/proc", "rootfs/tmp",
+		"cmd", "env",
 	}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("entries:\n got %q\nwant %q", names, want)
@@ -68,12 +73,15 @@ func TestUserRamdiskLayout(t *testing.T) {
 		{"env", cpio.TypeReg | 0o644, "PATH=/bin\nGREETING=hi there\n", "", 0},
 		{"rootfs/bin/hello", cpio.TypeReg | 0o755, "v2", "", 0},
 		{"rootfs/a/new", cpio.TypeReg | 0o644, "new", "", 0},
-		{"rootfs/tmp", cpio.TypeDir | 0o1777, "", "", 0},
+		{"rootfs/tmp", cpio.TypeDir | 0o755, "", "", 0}, // the template's, written last
 		{"rootfs/run", cpio.TypeDir | 0o755, "", "", 0},
 		{"rootfs/lib", cpio.TypeSymlink | 0o777, "", "/usr/lib", 0},
 		{"rootfs/fifo", cpio.TypeFifo | 0o644, "", "", 0},
 		{"rootfs/srv/data", cpio.TypeReg | 0o644, "shared", "", 1000},
-		{"rootfs/srv/hard", cpio.TypeReg | 0o644, "shared", "", 0},
+		{"rootfs/srv/hard", cpio.TypeSymlink | 0o644, "", "data", 1000},
+		{"rootfs/etc/hosts", cpio.TypeReg | 0o755, exportReplaced[0].body, "", 0},
+		{"rootfs/etc/resolv.conf", cpio.TypeReg | 0o755, "\n# no resolv.conf configured\n", "", 0},
+		{"rootfs/etc/mtab", cpio.TypeSymlink | 0o777, "", "/proc/mounts", 0},
 	}
 	for _, c := range checks {
 		got := m[c.name]
@@ -271,16 +279,23 @@ func FuzzUserRamdisk(f *testing.F) {
 			return
 		}
 		names, m := readCpio(t, buf.Bytes())
-		if !sort.StringsAreSorted(names) {
-			t.Fatalf("entries not sorted: %q", names)
+		// The image part: "rootfs", then its entries in walk order, no
+		// duplicates; then the template's fixed tail.
+		tail := []string{"rootfs", "rootfs/dev", "rootfs/run", "rootfs/sys", "rootfs/var", "rootfs/proc", "rootfs/tmp", "cmd", "env"}
+		if len(names) < len(tail)+1 || names[0] != "rootfs" || !reflect.DeepEqual(names[len(names)-len(tail):], tail) {
+			t.Fatalf("entries do not start with rootfs and end with the template: %q", names)
+		}
+		body := names[1 : len(names)-len(tail)]
+		if !sort.SliceIsSorted(body, func(i, j int) bool { return walkLess(body[i], body[j]) }) {
+			t.Fatalf("entries not in walk order: %q", body)
 		}
 		seen := make(map[string]bool)
-		for _, n := range names {
+		for _, n := range body {
 			if seen[n] {
 				t.Fatalf("duplicate entry %q", n)
 			}
 			seen[n] = true
-			if strings.Contains("/"+n+"/", "/../") || strings.HasPrefix(n, "/") {
+			if !strings.HasPrefix(n, "rootfs/") || strings.Contains(n+"/", "/../") {
 				t.Fatalf("unsafe name %q", n)
 			}
 			for i := 0; i < len(n); i++ {

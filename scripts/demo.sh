@@ -14,7 +14,11 @@
 #       document are then zeros, as on Nitro; the console is shown)
 #   NITROVM_DEMO_CPUS, NITROVM_DEMO_MEMORY  the enclave's vCPUs (default 2)
 #       and memory in MiB (default 256)
-#   NITROVM_CACHE          cache of kernels (default ~/.cache/nitrovm)
+#   NITROVM_CACHE          cache of kernels and pulled images (default ~/.cache/nitrovm)
+#   NITROVM_DEMO_IMAGE=localhost:PORT/REPO:TAG  take the image from that
+#       loopback registry (build-enclave --docker-uri pulls it): the demo
+#       starts one there (test/registry) and pushes its image into it, or,
+#       when something already listens on PORT, pulls REPO:TAG from it
 # Outputs (demo.eif, image tar, attestation document, logs) go to bin/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,10 +85,40 @@ step "container image $TAG: demo/mkimage -> $out/hello.tar (docker save format, 
 "$out/mkimage" -binary "$out/hello" -output "$out/hello.tar" -tag "$TAG" || die "demo/mkimage"
 ls -l "$out/hello.tar" | awk '{ printf "    %s, %d bytes: /bin/hello, /etc/greeting, CMD [\"/bin/hello\"]\n", $9, $5 }'
 
-step "nitrovm build-enclave --docker-uri $TAG --image-tar $out/hello.tar --output-file $out/demo.eif --kernel $kernel --init $out/init"
-bin/nitrovm build-enclave --docker-uri "$TAG" --image-tar "$out/hello.tar" --output-file "$out/demo.eif" \
-	--kernel "$kernel" --init "$out/init" >"$out/build.json" 2>"$out/build.err" ||
-	{ indent <"$out/build.err"; die "build-enclave"; }
+if [ -n "${NITROVM_DEMO_IMAGE:-}" ]; then
+	case "$NITROVM_DEMO_IMAGE" in
+	localhost:[0-9]*/* | 127.0.0.1:[0-9]*/*) ;;
+	*) die "NITROVM_DEMO_IMAGE=$NITROVM_DEMO_IMAGE: want localhost:PORT/REPO:TAG (a loopback registry)" ;;
+	esac
+	hostport=${NITROVM_DEMO_IMAGE%%/*} repo=${NITROVM_DEMO_IMAGE#*/}
+	port=${hostport#*:}
+	go build -trimpath -o "$out/registry" ./test/registry || die "go build test/registry"
+	step "loopback registry on 127.0.0.1:$port (test/registry), pushing $out/hello.tar as $repo"
+	"$out/registry" -addr "127.0.0.1:$port" -push "$out/hello.tar=$repo" -ready "$out/registry.ready" >"$out/registry.log" 2>&1 &
+	regpid=$!
+	trap 'kill "$regpid" 2>/dev/null || true' EXIT
+	for _ in $(seq 50); do
+		[ -s "$out/registry.ready" ] && break
+		kill -0 "$regpid" 2>/dev/null || break
+		sleep 0.2
+	done
+	if [ -s "$out/registry.ready" ]; then
+		indent <"$out/registry.log"
+	else
+		indent <"$out/registry.log"
+		echo "    port $port is taken: pulling $repo from the registry already listening there"
+	fi
+	step "nitrovm build-enclave --docker-uri $NITROVM_DEMO_IMAGE --output-file $out/demo.eif --kernel $kernel --init $out/init"
+	NITROVM_CACHE="$PWD/$out/cache" bin/nitrovm build-enclave --docker-uri "$NITROVM_DEMO_IMAGE" --pull always \
+		--output-file "$out/demo.eif" --kernel "$kernel" --init "$out/init" >"$out/build.json" 2>"$out/build.err" ||
+		{ indent <"$out/build.err"; die "build-enclave"; }
+	kill "$regpid" 2>/dev/null || true
+else
+	step "nitrovm build-enclave --docker-uri $TAG --image-tar $out/hello.tar --output-file $out/demo.eif --kernel $kernel --init $out/init"
+	bin/nitrovm build-enclave --docker-uri "$TAG" --image-tar "$out/hello.tar" --output-file "$out/demo.eif" \
+		--kernel "$kernel" --init "$out/init" >"$out/build.json" 2>"$out/build.err" ||
+		{ indent <"$out/build.err"; die "build-enclave"; }
+fi
 indent <"$out/build.err"
 indent <"$out/build.json"
 PCR0=$(sed -n 's/.*"PCR0": *"\([0-9a-f]*\)".*/\1/p' "$out/build.json" | head -n 1)
@@ -137,7 +171,7 @@ result() { sed -n "s/^DEMO-RESULT $1//p" "$log" | tr -d '\r' | head -n "${2:-1}"
 boot_ms=$(result boot_ms=)
 echo_line=$(result 'echo=ok ')
 step "summary ($mode, total $(($(date +%s) - T0)) s)"
-echo "    enclave EIF:         $out/demo.eif (from container image $out/hello.tar)"
+echo "    enclave EIF:         $out/demo.eif (from container image ${NITROVM_DEMO_IMAGE:-$out/hello.tar})"
 echo "    boot to heartbeat:   $boot_ms ms$([ "$mode" = nested ] && echo ' (nested: L2 KVM guest inside a QEMU TCG L1)')"
 echo "    PCR0:                $PCR0"
 echo "    PCR1:                $(sed -n 's/.*"PCR1": *"\([0-9a-f]*\)".*/\1/p' "$out/build.json" | head -n 1)"

@@ -34,6 +34,7 @@ type buildEnclaveFlags struct {
 	cert, key                              string
 	kernel, kernelConfig, cmdline, init    string
 	blobs                                  string
+	pullFlags                              pullFlags
 }
 
 // newBuildEnclaveCmd returns the "build-enclave" subcommand: a container
@@ -44,10 +45,14 @@ func newBuildEnclaveCmd(env Env) *cobra.Command {
 		Use:   "build-enclave",
 		Short: "Build an EIF from a container image (nitro-cli build-enclave)",
 		Long: `Build an Enclave Image File from a container image, as nitro-cli build-enclave
-does, without a Docker daemon: --image-tar reads a 'docker save' archive, an
-OCI image layout directory or a tar of one (--docker-uri then picks the image
-when there are several; without it the image is named after the archive's own
-tag, else the file's name). The boot ramdisk holds nitrovm's own /init (or the
+does, without a Docker daemon. --docker-uri REF pulls REF from its registry
+(Docker Hub short names as docker resolves them; credentials from Docker's
+config.json), unless a local Docker or Podman has it (--pull); layers are
+cached by digest under $NITROVM_CACHE/images ('nitrovm images prune' empties
+it). --image-tar reads a 'docker save' archive, an OCI image layout directory
+or a tar of one (--docker-uri then picks the image when there are several;
+without it the image is named after the archive's own tag, else the file's
+name). The boot ramdisk holds nitrovm's own /init (or the
 init of --blobs); the kernel is --kernel, the blobs' bzImage, or the guest
 kernel built by scripts/kernel/build-guest.sh in the cache. The output is
 reproducible: the same inputs give the same bytes (SOURCE_DATE_EPOCH sets the
@@ -58,7 +63,7 @@ timestamps) unless the EIF is signed.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.dockerURI, "docker-uri", "", "image reference: selects the image inside --image-tar; alone it must name a local docker save tar or OCI layout")
+	fl.StringVar(&f.dockerURI, "docker-uri", "", "image reference to pull (or a local docker save tar or OCI layout); with --image-tar, selects the image inside it")
 	fl.StringVar(&f.dockerDir, "docker-dir", "", "Dockerfile directory (not supported: needs a Docker daemon)")
 	fl.StringVar(&f.imageTar, "image-tar", "", "docker save archive, OCI layout directory, or OCI layout tar")
 	fl.StringVar(&f.output, "output-file", "", "where to write the EIF")
@@ -72,6 +77,7 @@ timestamps) unless the EIF is signed.`,
 	fl.StringVar(&f.cmdline, "cmdline", "", "kernel command line (default: --blobs' cmdline or AWS's enclave cmdline)")
 	fl.StringVar(&f.init, "init", "", "enclave /init executable (default: the one built into nitrovm, or --blobs' init)")
 	fl.StringVar(&f.blobs, "blobs", "", "AWS blobs directory (bzImage, bzImage.config, cmdline, init, nsm.ko); default $NITRO_CLI_BLOBS")
+	addPullFlags(fl, &f.pullFlags)
 	return cmd
 }
 
@@ -90,15 +96,8 @@ func runBuildEnclave(ctx context.Context, env Env, f buildEnclaveFlags) error {
 	if f.dockerDir != "" {
 		return nitroErr(eDockerImageBuild, errors.New("--docker-dir needs a Docker daemon to build the image, which nitrovm does not use; build the image elsewhere, export it with 'docker save', and pass --image-tar"))
 	}
-	src := f.imageTar
-	if src == "" {
-		if f.dockerURI == "" {
-			return nitroErr(eMissingArgument, errors.New("give --image-tar FILE (docker save or OCI layout) or --docker-uri"))
-		}
-		if _, err := os.Stat(f.dockerURI); err != nil {
-			return nitroErr(eDockerImagePull, fmt.Errorf("cannot pull %q: nitrovm reads images without a Docker daemon or registry; run 'docker save %s -o image.tar' and pass --image-tar image.tar", f.dockerURI, f.dockerURI))
-		}
-		src, f.dockerURI = f.dockerURI, ""
+	if f.imageTar == "" && f.dockerURI == "" {
+		return nitroErr(eMissingArgument, errors.New("give --docker-uri REF (an image to pull) or --image-tar FILE (docker save or OCI layout)"))
 	}
 	if (f.cert == "") != (f.key == "") {
 		return nitroErr(eConflictingArgument, errors.New("--signing-certificate and --private-key go together"))
@@ -107,31 +106,22 @@ func runBuildEnclave(ctx context.Context, env Env, f buildEnclaveFlags) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(env.Stderr, "Start building the Enclave Image...")
-
 	tmp, err := os.MkdirTemp("", "nitrovm-build-*")
 	if err != nil {
 		return nitroErr(eFileOperation, fmt.Errorf("create temporary directory: %w", err))
 	}
 	defer os.RemoveAll(tmp)
-	img, tag, err := image.LoadTagged(src, f.dockerURI, tmp)
+	src, err := resolveImageSource(ctx, env, f, tmp)
 	if err != nil {
-		return nitroErr(eDockerImagePull, err)
+		return err
 	}
-	// The image's reference, as nitro-cli has it from --docker-uri: else
-	// the archive's own tag, else the file's base name.
-	ref := f.dockerURI
-	if ref == "" {
-		ref = tag
-	}
-	if ref == "" {
-		ref = strings.TrimSuffix(filepath.Base(src), filepath.Ext(src))
-	}
+	fmt.Fprintln(env.Stderr, "Start building the Enclave Image...")
+
 	epoch, err := sourceDateEpoch(env)
 	if err != nil {
 		return nitroErr(eInvalidArgument, err)
 	}
-	rd, err := image.Build(ctx, img,
+	rd, err := image.Build(ctx, src.Image,
 		image.BootOptions{Init: in.init, NSMModule: in.nsm, ModTime: epoch},
 		image.UserOptions{ModTime: epoch, TempDir: tmp, Logger: log})
 	if err != nil {
@@ -139,7 +129,7 @@ func runBuildEnclave(ctx context.Context, env Env, f buildEnclaveFlags) error {
 	}
 	defer rd.Close()
 
-	opts, closeAll, err := enclaveBuildOptions(env, f, in, img, ref, epoch, rd)
+	opts, closeAll, err := enclaveBuildOptions(env, f, in, src, epoch, rd)
 	defer closeAll()
 	if err != nil {
 		return err
@@ -267,10 +257,12 @@ func sourceDateEpoch(env Env) (time.Time, error) {
 }
 
 // enclaveDockerInfo is what nitrovm records as DockerInfo (nitro-cli puts
-// `docker inspect` output there): the fields of it an image file has.
+// `docker inspect` output there): the fields of it an image file or a
+// registry has.
 type enclaveDockerInfo struct {
 	ID           string    `json:"Id"`
 	RepoTags     []string  `json:"RepoTags"`
+	RepoDigests  []string  `json:"RepoDigests"`
 	Created      string    `json:"Created,omitempty"`
 	Architecture string    `json:"Architecture"`
 	Os           string    `json:"Os"`
@@ -279,7 +271,8 @@ type enclaveDockerInfo struct {
 
 // enclaveBuildOptions assembles eif.BuildOptions; the returned func closes
 // the opened files.
-func enclaveBuildOptions(env Env, f buildEnclaveFlags, in *enclaveInputs, img v1.Image, ref string, epoch time.Time, rd *image.Ramdisks) (eif.BuildOptions, func(), error) {
+func enclaveBuildOptions(env Env, f buildEnclaveFlags, in *enclaveInputs, src *imageSource, epoch time.Time, rd *image.Ramdisks) (eif.BuildOptions, func(), error) {
+	img, ref := src.Image, src.ref
 	var files []*os.File
 	closeAll := func() {
 		for _, fh := range files {
@@ -351,7 +344,14 @@ func enclaveBuildOptions(env Env, f buildEnclaveFlags, in *enclaveInputs, img v1
 	if opts.Version == "" {
 		opts.Version = digest.Hex
 	}
-	di := enclaveDockerInfo{ID: digest.String(), RepoTags: []string{ref}, Architecture: cf.Architecture, Os: cf.OS, Config: cf.Config}
+	tags, digests := src.RepoTags, src.RepoDigests
+	if len(tags) == 0 {
+		tags = []string{ref}
+	}
+	if digests == nil {
+		digests = []string{} // docker inspect shows [] for an image never pulled
+	}
+	di := enclaveDockerInfo{ID: digest.String(), RepoTags: tags, RepoDigests: digests, Architecture: cf.Architecture, Os: cf.OS, Config: cf.Config}
 	if !cf.Created.IsZero() {
 		di.Created = cf.Created.UTC().Format(time.RFC3339Nano)
 	}

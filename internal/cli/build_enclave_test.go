@@ -194,7 +194,7 @@ func TestBuildEnclaveErrors(t *testing.T) {
 		{"no output", nil, append([]string{"--image-tar", f.img}, base...), eMissingArgument},
 		{"no image", nil, append([]string{"--output-file", out}, base...), eMissingArgument},
 		{"docker dir", nil, append([]string{"--docker-dir", f.dir, "--output-file", out}, base...), eDockerImageBuild},
-		{"registry pull", nil, append([]string{"--docker-uri", "hello:latest", "--output-file", out}, base...), eDockerImagePull},
+		{"pull without HOME or NITROVM_CACHE", nil, append([]string{"--docker-uri", "hello:latest", "--output-file", out}, base...), eDockerImagePull},
 		{"bad image", nil, append([]string{"--image-tar", junk, "--output-file", out}, base...), eDockerImagePull},
 		{"cert without key", nil, append([]string{"--image-tar", f.img, "--output-file", out, "--signing-certificate", badKey}, base...), eConflictingArgument},
 		{"bad cert", nil, append([]string{"--image-tar", f.img, "--output-file", out, "--signing-certificate", badKey, "--private-key", badKey}, base...), eEIFBuilding},

@@ -94,6 +94,7 @@ func newRootCmd(env Env, name string) *cobra.Command {
 		newTerminateEnclaveCmd(env),
 		newConsoleCmd(env),
 		newBuildEnclaveCmd(env),
+		newImagesCmd(env),
 		newSuperviseCmd(env),
 		newNestedCmd(env),
 		newVersionCmd(env),
