@@ -1,0 +1,190 @@
+package kms
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// StateFile is the file in a KMS state directory holding every key and
+// alias, JSON, mode 0600, replaced atomically on each change.
+const StateFile = "keys.json"
+
+// stateVersion is the version of StateFile's format.
+const stateVersion = 1
+
+// DefaultDir returns the per-user KMS state directory, beside the CA's:
+// $NITROVM_STATE_DIR/kms if set, else $XDG_STATE_HOME/nitrovm/kms, else
+// $HOME/.local/state/nitrovm/kms.
+func DefaultDir(getenv func(string) string) (string, error) {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	switch {
+	case getenv("NITROVM_STATE_DIR") != "":
+		return filepath.Join(getenv("NITROVM_STATE_DIR"), "kms"), nil
+	case getenv("XDG_STATE_HOME") != "":
+		return filepath.Join(getenv("XDG_STATE_HOME"), "nitrovm", "kms"), nil
+	case getenv("HOME") != "":
+		return filepath.Join(getenv("HOME"), ".local", "state", "nitrovm", "kms"), nil
+	}
+	return "", errors.New("kms: no state directory: set NITROVM_STATE_DIR, XDG_STATE_HOME or HOME")
+}
+
+// state is StateFile's content.
+type state struct {
+	Version int
+	Keys    []keyRecord
+	Aliases []aliasRecord
+}
+
+// aliasRecord is a persisted alias.
+type aliasRecord struct {
+	Name    string // "alias/..."
+	KeyID   string
+	Created time.Time
+}
+
+// store holds keys and aliases in memory and, when dir is set, persists
+// every change before it is acknowledged.
+type store struct {
+	dir     string
+	mu      sync.RWMutex
+	keys    map[string]*key
+	aliases map[string]aliasRecord
+}
+
+// openStore loads dir's state, creating dir (0700) if needed; dir "" keeps
+// everything in memory.
+func openStore(dir string) (*store, error) {
+	s := &store{dir: dir, keys: map[string]*key{}, aliases: map[string]aliasRecord{}}
+	if dir == "" {
+		return s, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("kms: state directory: %w", err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, StateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kms: %w", err)
+	}
+	var st state
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("kms: %s: %w", filepath.Join(dir, StateFile), err)
+	}
+	if st.Version != stateVersion {
+		return nil, fmt.Errorf("kms: %s: version %d, want %d", filepath.Join(dir, StateFile), st.Version, stateVersion)
+	}
+	for _, r := range st.Keys {
+		k := &key{keyRecord: r}
+		if err := k.load(); err != nil {
+			return nil, fmt.Errorf("kms: %s: %w", filepath.Join(dir, StateFile), err)
+		}
+		s.keys[r.KeyID] = k
+	}
+	for _, a := range st.Aliases {
+		s.aliases[a.Name] = a
+	}
+	return s, nil
+}
+
+// commit persists the state; callers hold mu for writing. On failure the
+// caller must undo its in-memory change.
+func (s *store) commit() error {
+	if s.dir == "" {
+		return nil
+	}
+	st := state{Version: stateVersion}
+	for _, k := range s.keys {
+		st.Keys = append(st.Keys, k.keyRecord)
+	}
+	sort.Slice(st.Keys, func(i, j int) bool { return st.Keys[i].KeyID < st.Keys[j].KeyID })
+	for _, a := range s.aliases {
+		st.Aliases = append(st.Aliases, a)
+	}
+	sort.Slice(st.Aliases, func(i, j int) bool { return st.Aliases[i].Name < st.Aliases[j].Name })
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(s.dir, StateFile, data)
+}
+
+// writeAtomic replaces dir/name with data: a 0600 temporary file, fsync,
+// rename, fsync of the directory, so that a crash leaves the old or the new
+// content and never loses an acknowledged change.
+func writeAtomic(dir, name string, data []byte) error {
+	f, err := os.CreateTemp(dir, "."+name+".tmp*")
+	if err != nil {
+		return fmt.Errorf("kms: write %s: %w", name, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("kms: write %s: %w", name, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("kms: write %s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("kms: write %s: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("kms: write %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return fmt.Errorf("kms: write %s: %w", name, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("kms: write %s: %w", name, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("kms: write %s: sync directory: %w", name, err)
+	}
+	return nil
+}
+
+// resolve finds the key an identifier names: key ID, key ARN, alias name
+// or alias ARN. Callers hold mu.
+func (s *store) resolve(id string) (*key, error) {
+	if id == "" {
+		return nil, errorf(ErrValidation, "KeyId is required")
+	}
+	name := id
+	if strings.HasPrefix(id, "arn:") {
+		// arn:aws:kms:REGION:ACCOUNT:key/ID or ...:alias/NAME
+		parts := strings.SplitN(id, ":", 6)
+		if len(parts) != 6 {
+			return nil, errorf(ErrNotFound, "Invalid arn %s", id)
+		}
+		name = parts[5]
+	}
+	if strings.HasPrefix(name, "alias/") {
+		a, ok := s.aliases[name]
+		if !ok {
+			return nil, errorf(ErrNotFound, "Alias %s is not found.", id)
+		}
+		name = a.KeyID
+	}
+	name = strings.TrimPrefix(name, "key/")
+	k, ok := s.keys[name]
+	if !ok {
+		return nil, errorf(ErrNotFound, "Key '%s' does not exist", id)
+	}
+	return k, nil
+}
