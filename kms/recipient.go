@@ -94,5 +94,3 @@ func (s *Service) now() time.Time {
 	}
 	return time.Now()
 }
-
-
