@@ -7,6 +7,7 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -129,3 +130,5 @@ func wantAPIError(t testing.TB, err error, code, msg string) {
 }
 
 var ctx = context.Background()
+
+func randReader() io.Reader { return rand.Reader }
