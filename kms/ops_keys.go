@@ -67,12 +67,12 @@ func (s *Service) CreateKey(req *CreateKeyRequest) (*KeyMetadataResponse, error)
 	if err := k.load(); err != nil {
 		return nil, errorf(ErrInternal, "%v", err)
 	}
-	s.store.mu.Lock()
-	defer s.store.mu.Unlock()
-	s.store.keys[id] = k
-	if err := s.store.commit(); err != nil {
-		delete(s.store.keys, id)
-		return nil, errorf(ErrInternal, "persist key: %v", err)
+	err = s.store.update(func() (func(), error) {
+		s.store.keys[id] = k
+		return func() { delete(s.store.keys, id) }, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return &KeyMetadataResponse{KeyMetadata: k.metadata(s.account)}, nil
 }
@@ -111,6 +111,7 @@ func listWindow(n int, req *ListRequest) (start, end int, next string, err error
 
 // ListKeys implements TrentService.ListKeys.
 func (s *Service) ListKeys(req *ListRequest) (*ListKeysResponse, error) {
+	s.store.refresh()
 	s.store.mu.RLock()
 	var all []KeyListEntry
 	for _, k := range s.store.keys {
@@ -137,19 +138,19 @@ func (s *Service) CreateAlias(req *CreateAliasRequest) (*struct{}, error) {
 	if strings.HasPrefix(req.TargetKeyId, "alias/") || strings.Contains(req.TargetKeyId, ":alias/") {
 		return nil, errorf(ErrValidation, "TargetKeyId must be a key ID or key ARN, not an alias")
 	}
-	s.store.mu.Lock()
-	defer s.store.mu.Unlock()
-	k, err := s.lookupLocked(req.TargetKeyId)
+	err := s.store.update(func() (func(), error) {
+		k, err := s.lookupLocked(req.TargetKeyId)
+		if err != nil {
+			return nil, err
+		}
+		if _, exists := s.store.aliases[name]; exists {
+			return nil, errorf(ErrAlreadyExists, "An alias with the name %s already exists", s.aliasArn(name))
+		}
+		s.store.aliases[name] = aliasRecord{Name: name, KeyID: k.KeyID, Created: s.now().UTC()}
+		return func() { delete(s.store.aliases, name) }, nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	if _, exists := s.store.aliases[name]; exists {
-		return nil, errorf(ErrAlreadyExists, "An alias with the name %s already exists", s.aliasArn(name))
-	}
-	s.store.aliases[name] = aliasRecord{Name: name, KeyID: k.KeyID, Created: s.now().UTC()}
-	if err := s.store.commit(); err != nil {
-		delete(s.store.aliases, name)
-		return nil, errorf(ErrInternal, "persist alias: %v", err)
 	}
 	return &struct{}{}, nil
 }
@@ -159,22 +160,23 @@ type DeleteAliasRequest struct{ AliasName string }
 
 // DeleteAlias implements TrentService.DeleteAlias.
 func (s *Service) DeleteAlias(req *DeleteAliasRequest) (*struct{}, error) {
-	s.store.mu.Lock()
-	defer s.store.mu.Unlock()
-	a, ok := s.store.aliases[req.AliasName]
-	if !ok {
-		return nil, errorf(ErrNotFound, "Alias %s is not found.", req.AliasName)
-	}
-	delete(s.store.aliases, req.AliasName)
-	if err := s.store.commit(); err != nil {
-		s.store.aliases[req.AliasName] = a
-		return nil, errorf(ErrInternal, "persist alias: %v", err)
+	err := s.store.update(func() (func(), error) {
+		a, ok := s.store.aliases[req.AliasName]
+		if !ok {
+			return nil, errorf(ErrNotFound, "Alias %s is not found.", req.AliasName)
+		}
+		delete(s.store.aliases, req.AliasName)
+		return func() { s.store.aliases[req.AliasName] = a }, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return &struct{}{}, nil
 }
 
 // ListAliases implements TrentService.ListAliases.
 func (s *Service) ListAliases(req *ListRequest) (*ListAliasesResponse, error) {
+	s.store.refresh()
 	s.store.mu.RLock()
 	target := ""
 	if req.KeyId != "" {
@@ -216,24 +218,18 @@ func checkPolicyName(name string) error {
 // action against the key policy, and persists the result; f returns an
 // undo function for when persisting fails.
 func (s *Service) mutate(id, action string, f func(k *key) (undo func(), err error)) (*key, error) {
-	s.store.mu.Lock()
-	defer s.store.mu.Unlock()
-	k, err := s.lookupLocked(id)
-	if err != nil {
-		return nil, err
-	}
-	if ok, why := k.policy.Allows(RequestContext{Action: "kms:" + action, Resource: k.Arn}); !ok {
-		return nil, errorf(ErrAccessDenied, "User: %s is not authorized to perform: kms:%s on resource: %s because %s", s.caller(), action, k.Arn, why)
-	}
-	undo, err := f(k)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.store.commit(); err != nil {
-		undo()
-		return nil, errorf(ErrInternal, "persist key: %v", err)
-	}
-	return k, nil
+	var k *key
+	err := s.store.update(func() (func(), error) {
+		var err error
+		if k, err = s.lookupLocked(id); err != nil {
+			return nil, err
+		}
+		if ok, why := k.policy.Allows(RequestContext{Action: "kms:" + action, Resource: k.Arn}); !ok {
+			return nil, errorf(ErrAccessDenied, "User: %s is not authorized to perform: kms:%s on resource: %s because %s", s.caller(), action, k.Arn, why)
+		}
+		return f(k)
+	})
+	return k, err
 }
 
 // PutKeyPolicy implements TrentService.PutKeyPolicy.
@@ -261,6 +257,7 @@ func (s *Service) GetKeyPolicy(req *KeyPolicyRequest) (*GetKeyPolicyResponse, er
 	if err := checkPolicyName(req.PolicyName); err != nil {
 		return nil, err
 	}
+	s.store.refresh()
 	s.store.mu.RLock()
 	defer s.store.mu.RUnlock()
 	k, err := s.lookupLocked(req.KeyId)

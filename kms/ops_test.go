@@ -256,12 +256,46 @@ func TestPersistence(t *testing.T) {
 		t.Fatalf("state file: %v, mode %v, want 0600", err, fi.Mode().Perm())
 	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Fatalf("got %d files in the state directory, want only %s", len(entries), StateFile)
+	for _, e := range entries {
+		if e.Name() != StateFile && e.Name() != lockFile {
+			t.Errorf("state directory holds %s, want only %s and %s", e.Name(), StateFile, lockFile)
+		}
 	}
 	k2 := newTestKMS(t, dir)
 	dec, err := k2.client.Decrypt(ctx, &awskms.DecryptInput{KeyId: aws.String("alias/p"), CiphertextBlob: enc.CiphertextBlob})
 	if err != nil || string(dec.Plaintext) != "persisted" {
 		t.Fatalf("Decrypt after reopening: %v", err)
 	}
+}
+
+// TestSharedStateDir runs two services on one state directory, as
+// "kms serve" and a "run-enclave --kms" supervisor do: each sees the other's
+// keys and neither overwrites the other's changes.
+func TestSharedStateDir(t *testing.T) {
+	dir := t.TempDir()
+	a, b := newTestKMS(t, dir), newTestKMS(t, dir)
+	id := createKey(t, a, nil)
+	enc, err := a.client.Encrypt(ctx, &awskms.EncryptInput{KeyId: aws.String(id), Plaintext: []byte("shared")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dec, err := b.client.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil || string(dec.Plaintext) != "shared" {
+		t.Fatalf("second service decrypting the first's ciphertext: %v", err)
+	}
+	if _, err := b.client.CreateAlias(ctx, &awskms.CreateAliasInput{AliasName: aws.String("alias/b"), TargetKeyId: aws.String(id)}); err != nil {
+		t.Fatal(err)
+	}
+	id2 := createKey(t, a, nil)
+	if _, err := a.client.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String("alias/b")}); err != nil {
+		t.Fatalf("first service lost the second's alias: %v", err)
+	}
+	if _, err := b.client.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String(id2)}); err != nil {
+		t.Fatalf("second service does not see the first's new key: %v", err)
+	}
+	// A policy change by one is enforced by the other.
+	if _, err := a.client.PutKeyPolicy(ctx, &awskms.PutKeyPolicyInput{KeyId: aws.String(id), Policy: aws.String(`{"Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:Decrypt","Resource":"*"}]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.client.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+	wantAPIError(t, err, ErrAccessDenied, "explicit deny")
 }

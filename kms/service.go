@@ -200,6 +200,7 @@ func (s *Service) usable(k *key) error {
 
 // lookup resolves id under the read lock, hiding keys past deletion.
 func (s *Service) lookup(id string) (*key, error) {
+	s.store.refresh()
 	s.store.mu.RLock()
 	defer s.store.mu.RUnlock()
 	return s.lookupLocked(id)
@@ -239,7 +240,10 @@ func (s *Service) aliasArn(name string) string {
 
 // useKey resolves id and authorizes a; the returned key's material is
 // immutable and may be used after the lock is released.
+// Changes another process made to the state directory (keys, aliases,
+// policies, states) are picked up first.
 func (s *Service) useKey(id string, a access) (*key, error) {
+	s.store.refresh()
 	s.store.mu.RLock()
 	defer s.store.mu.RUnlock()
 	k, err := s.lookupLocked(id)

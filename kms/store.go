@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // StateFile is the file in a KMS state directory holding every key and
@@ -59,7 +61,17 @@ type store struct {
 	mu      sync.RWMutex
 	keys    map[string]*key
 	aliases map[string]aliasRecord
+	stamp   fileStamp // StateFile as last read or written
 }
+
+// fileStamp identifies one version of StateFile.
+type fileStamp struct {
+	size    int64
+	modTime time.Time
+}
+
+// lockFile serialises writers of StateFile across processes.
+const lockFile = "lock"
 
 // openStore loads dir's state, creating dir (0700) if needed; dir "" keeps
 // everything in memory.
@@ -71,35 +83,130 @@ func openStore(dir string) (*store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("kms: state directory: %w", err)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, StateFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("kms: %w", err)
-	}
-	var st state
-	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("kms: %s: %w", filepath.Join(dir, StateFile), err)
-	}
-	if st.Version != stateVersion {
-		return nil, fmt.Errorf("kms: %s: version %d, want %d", filepath.Join(dir, StateFile), st.Version, stateVersion)
-	}
-	for _, r := range st.Keys {
-		k := &key{keyRecord: r}
-		if err := k.load(); err != nil {
-			return nil, fmt.Errorf("kms: %s: %w", filepath.Join(dir, StateFile), err)
-		}
-		s.keys[r.KeyID] = k
-	}
-	for _, a := range st.Aliases {
-		s.aliases[a.Name] = a
+	if err := s.load(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
-// commit persists the state; callers hold mu for writing. On failure the
-// caller must undo its in-memory change.
+// statState returns StateFile's stamp (zero if it does not exist).
+func (s *store) statState() (fileStamp, error) {
+	fi, err := os.Stat(filepath.Join(s.dir, StateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fileStamp{}, nil
+	}
+	if err != nil {
+		return fileStamp{}, fmt.Errorf("kms: %w", err)
+	}
+	return fileStamp{fi.Size(), fi.ModTime()}, nil
+}
+
+// load replaces the in-memory state with StateFile's; callers hold mu for
+// writing (or own s exclusively).
+func (s *store) load() error {
+	path := filepath.Join(s.dir, StateFile)
+	stamp, err := s.statState()
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("kms: %w", err)
+	}
+	var st state
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("kms: %s: %w", path, err)
+	}
+	if st.Version != stateVersion {
+		return fmt.Errorf("kms: %s: version %d, want %d", path, st.Version, stateVersion)
+	}
+	keys := map[string]*key{}
+	for _, r := range st.Keys {
+		k := &key{keyRecord: r}
+		if err := k.load(); err != nil {
+			return fmt.Errorf("kms: %s: %w", path, err)
+		}
+		keys[r.KeyID] = k
+	}
+	aliases := map[string]aliasRecord{}
+	for _, a := range st.Aliases {
+		aliases[a.Name] = a
+	}
+	s.keys, s.aliases, s.stamp = keys, aliases, stamp
+	return nil
+}
+
+// refreshLocked reloads StateFile if another process changed it since this
+// one last read or wrote it; callers hold mu for writing. It reports
+// whether anything was reloaded.
+func (s *store) refreshLocked() (bool, error) {
+	if s.dir == "" {
+		return false, nil
+	}
+	stamp, err := s.statState()
+	if err != nil || stamp == s.stamp {
+		return false, err
+	}
+	return true, s.load()
+}
+
+// refresh reloads StateFile if another process changed it: one stat per
+// call, the lock and a reload only on a change. A failed reload keeps the
+// state as it was.
+func (s *store) refresh() {
+	if s.dir == "" {
+		return
+	}
+	stamp, err := s.statState()
+	s.mu.RLock()
+	same := err != nil || stamp == s.stamp
+	s.mu.RUnlock()
+	if same {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refreshLocked()
+}
+
+// update runs f, which changes the in-memory state and returns how to undo
+// the change, then persists the state. Across processes sharing the state
+// directory it holds a lock file and first reloads changes made by others,
+// so that no process overwrites another's acknowledged change.
+func (s *store) update(f func() (undo func(), err error)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dir == "" {
+		_, err := f()
+		return err
+	}
+	lk, err := os.OpenFile(filepath.Join(s.dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return errorf(ErrInternal, "lock state: %v", err)
+	}
+	defer lk.Close()
+	if err := unix.Flock(int(lk.Fd()), unix.LOCK_EX); err != nil {
+		return errorf(ErrInternal, "lock state: %v", err)
+	}
+	defer unix.Flock(int(lk.Fd()), unix.LOCK_UN)
+	if _, err := s.refreshLocked(); err != nil {
+		return errorf(ErrInternal, "reload state: %v", err)
+	}
+	undo, err := f()
+	if err != nil {
+		return err
+	}
+	if err := s.commit(); err != nil {
+		undo()
+		return errorf(ErrInternal, "persist state: %v", err)
+	}
+	return nil
+}
+
+// commit writes the state; callers hold mu for writing and the lock file.
 func (s *store) commit() error {
 	if s.dir == "" {
 		return nil
@@ -117,7 +224,11 @@ func (s *store) commit() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(s.dir, StateFile, data)
+	if err := writeAtomic(s.dir, StateFile, data); err != nil {
+		return err
+	}
+	s.stamp, err = s.statState()
+	return err
 }
 
 // writeAtomic replaces dir/name with data: a 0600 temporary file, fsync,
