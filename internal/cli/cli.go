@@ -96,6 +96,7 @@ func newRootCmd(env Env, name string) *cobra.Command {
 		newBuildEnclaveCmd(env),
 		newSuperviseCmd(env),
 		newNestedCmd(env),
+		newKMSCmd(env),
 		newVersionCmd(env),
 	)
 	return root
