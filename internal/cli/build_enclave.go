@@ -19,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/nitrovm/nitrovm/ca"
 	"github.com/nitrovm/nitrovm/eif"
 	"github.com/nitrovm/nitrovm/image"
 )
@@ -34,6 +35,7 @@ type buildEnclaveFlags struct {
 	cert, key                              string
 	kernel, kernelConfig, cmdline, init    string
 	blobs                                  string
+	trustLocalCA                           bool
 }
 
 // newBuildEnclaveCmd returns the "build-enclave" subcommand: a container
@@ -72,6 +74,7 @@ timestamps) unless the EIF is signed.`,
 	fl.StringVar(&f.cmdline, "cmdline", "", "kernel command line (default: --blobs' cmdline or AWS's enclave cmdline)")
 	fl.StringVar(&f.init, "init", "", "enclave /init executable (default: the one built into nitrovm, or --blobs' init)")
 	fl.StringVar(&f.blobs, "blobs", "", "AWS blobs directory (bzImage, bzImage.config, cmdline, init, nsm.ko); default $NITRO_CLI_BLOBS")
+	fl.BoolVar(&f.trustLocalCA, "trust-local-ca", false, "append nitrovm's local CA root to the image's CA bundles (for TLS to 'kms serve'); changes PCR0 and PCR2")
 	return cmd
 }
 
@@ -117,6 +120,11 @@ func runBuildEnclave(ctx context.Context, env Env, f buildEnclaveFlags) error {
 	img, tag, err := image.LoadTagged(src, f.dockerURI, tmp)
 	if err != nil {
 		return nitroErr(eDockerImagePull, err)
+	}
+	if f.trustLocalCA {
+		if img, err = trustLocalCA(env, img); err != nil {
+			return err
+		}
 	}
 	// The image's reference, as nitro-cli has it from --docker-uri: else
 	// the archive's own tag, else the file's base name.
@@ -453,4 +461,26 @@ func writeEnclaveEIF(path string, opts eif.BuildOptions) (*eif.Measurements, err
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	return m, nil
+}
+
+// trustLocalCA appends the local CA's root to img's CA bundles
+// (build-enclave --trust-local-ca).
+func trustLocalCA(env Env, img v1.Image) (v1.Image, error) {
+	dir, err := ca.DefaultDir(env.getenv)
+	if err != nil {
+		return nil, err
+	}
+	c, err := ca.LoadOrCreate(dir, ca.Options{NoRenew: true})
+	if err != nil {
+		return nil, err
+	}
+	epoch, err := sourceDateEpoch(env)
+	if err != nil {
+		return nil, nitroErr(eInvalidArgument, err)
+	}
+	out, err := image.TrustCA(img, c.RootPEM(), epoch)
+	if err != nil {
+		return nil, nitroErr(eDockerImagePull, err)
+	}
+	return out, nil
 }
