@@ -21,12 +21,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"time"
 )
 
@@ -221,6 +223,44 @@ func (c *CA) IssueLeaf(moduleID string) (*Leaf, error) {
 		return nil, fmt.Errorf("ca: leaf certificate for %s: %w", moduleID, err)
 	}
 	return &Leaf{Key: rfc6979Signer{key}, Certificate: cert, CABundle: c.Bundle()}, nil
+}
+
+// ServerValidity is how long a TLS server certificate from IssueServer is
+// valid (capped by the instance intermediate's expiry).
+const ServerValidity = 7 * 24 * time.Hour
+
+// IssueServer issues a TLS server certificate for dnsNames (and ipAddrs)
+// under the instance intermediate, with a fresh P-384 key, for local
+// services such as the KMS at kms.<region>.amazonaws.com. The returned
+// chain runs leaf, instance, regional; clients trust the root.
+func (c *CA) IssueServer(dnsNames []string, ipAddrs []net.IP) (tls.Certificate, error) {
+	if len(dnsNames) == 0 {
+		return tls.Certificate{}, errors.New("ca: issue server certificate: no DNS name")
+	}
+	key, err := newKey(c.opts.rand())
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ca: server key: %w", err)
+	}
+	now := c.opts.now()
+	tmpl := &x509.Certificate{
+		Subject:               name(dnsNames[0]),
+		DNSNames:              dnsNames,
+		IPAddresses:           ipAddrs,
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              minTime(now.Add(ServerValidity), c.Instance.NotAfter),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	cert, err := c.sign(tmpl, &key.PublicKey, c.Instance, c.instanceKey)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ca: server certificate for %s: %w", dnsNames[0], err)
+	}
+	return tls.Certificate{
+		Certificate: [][]byte{cert.Raw, c.Instance.Raw, c.Regional.Raw},
+		PrivateKey:  key,
+		Leaf:        cert,
+	}, nil
 }
 
 // Bundle returns the CA certificates in DER, root first and the leaves'

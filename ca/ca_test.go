@@ -278,3 +278,27 @@ func TestSeededRand(t *testing.T) {
 		t.Error("same seed: got different roots, want identical")
 	}
 }
+
+func TestIssueServer(t *testing.T) {
+	c, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := c.IssueServer([]string{"kms.us-east-1.amazonaws.com"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(c.Root)
+	inter := x509.NewCertPool()
+	for _, der := range cert.Certificate[1:] {
+		ic, _ := x509.ParseCertificate(der)
+		inter.AddCert(ic)
+	}
+	if _, err := cert.Leaf.Verify(x509.VerifyOptions{DNSName: "kms.us-east-1.amazonaws.com", Roots: roots, Intermediates: inter}); err != nil {
+		t.Fatalf("server certificate does not verify for TLS: %v", err)
+	}
+	if _, err := c.IssueServer(nil, nil); err == nil {
+		t.Fatal("IssueServer accepted no DNS name")
+	}
+}

@@ -19,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/nitrovm/nitrovm/ca"
 	"github.com/nitrovm/nitrovm/eif"
 	"github.com/nitrovm/nitrovm/image"
 )
@@ -35,6 +36,7 @@ type buildEnclaveFlags struct {
 	kernel, kernelConfig, cmdline, init    string
 	blobs                                  string
 	pullFlags                              pullFlags
+	trustLocalCA                           bool
 }
 
 // newBuildEnclaveCmd returns the "build-enclave" subcommand: a container
@@ -78,6 +80,7 @@ timestamps) unless the EIF is signed.`,
 	fl.StringVar(&f.init, "init", "", "enclave /init executable (default: the one built into nitrovm, or --blobs' init)")
 	fl.StringVar(&f.blobs, "blobs", "", "AWS blobs directory (bzImage, bzImage.config, cmdline, init, nsm.ko); default $NITRO_CLI_BLOBS")
 	addPullFlags(fl, &f.pullFlags)
+	fl.BoolVar(&f.trustLocalCA, "trust-local-ca", false, "append nitrovm's local CA root to the image's CA bundles (for TLS to 'kms serve'); changes PCR0 and PCR2")
 	return cmd
 }
 
@@ -114,6 +117,11 @@ func runBuildEnclave(ctx context.Context, env Env, f buildEnclaveFlags) error {
 	src, err := resolveImageSource(ctx, env, f, tmp)
 	if err != nil {
 		return err
+	}
+	if f.trustLocalCA {
+		if src.Image, err = trustLocalCA(env, src.Image); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintln(env.Stderr, "Start building the Enclave Image...")
 
@@ -453,4 +461,26 @@ func writeEnclaveEIF(path string, opts eif.BuildOptions) (*eif.Measurements, err
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	return m, nil
+}
+
+// trustLocalCA appends the local CA's root to img's CA bundles
+// (build-enclave --trust-local-ca).
+func trustLocalCA(env Env, img v1.Image) (v1.Image, error) {
+	dir, err := ca.DefaultDir(env.getenv)
+	if err != nil {
+		return nil, err
+	}
+	c, err := ca.LoadOrCreate(dir, ca.Options{NoRenew: true})
+	if err != nil {
+		return nil, err
+	}
+	epoch, err := sourceDateEpoch(env)
+	if err != nil {
+		return nil, nitroErr(eInvalidArgument, err)
+	}
+	out, err := image.TrustCA(img, c.RootPEM(), epoch)
+	if err != nil {
+		return nil, nitroErr(eDockerImagePull, err)
+	}
+	return out, nil
 }

@@ -97,6 +97,7 @@ func newRootCmd(env Env, name string) *cobra.Command {
 		newImagesCmd(env),
 		newSuperviseCmd(env),
 		newNestedCmd(env),
+		newKMSCmd(env),
 		newVersionCmd(env),
 	)
 	return root

@@ -30,6 +30,8 @@ type runFlags struct {
 	vsockUDS, parentRole, parentID, heartbeat string
 	forwards, publishes                       []string
 	afVsock                                   bool
+	kms                                       bool
+	kmsEndpoint                               string
 }
 
 // runConfig is nitro-cli's --config JSON (RunEnclavesArgs).
@@ -76,6 +78,8 @@ or /tmp/nitrovm-UID.`,
 	fl.StringVar(&f.config, "config", "", "JSON file with the run-enclave arguments (nitro-cli format)")
 	fl.StringVar(&f.vsockUDS, "vsock-uds", "", "hybrid vsock Unix socket (default <state dir>/<enclave id>/vsock.sock)")
 	fl.StringArrayVar(&f.forwards, "forward", nil, "forward guest connections to parent port P to HOST:PORT (P=HOST:PORT, repeatable)")
+	fl.BoolVar(&f.kms, "kms", false, "start a local KMS for this enclave (key store shared with 'kms serve') and forward enclave vsock port 8000 to its TLS listener")
+	fl.StringVar(&f.kmsEndpoint, "kms-endpoint", "", "forward enclave vsock port 8000 to a running 'kms serve --tls-listen' at HOST:PORT instead")
 	fl.StringArrayVar(&f.publishes, "publish", nil, "publish enclave port on a host TCP port (HOSTPORT:ENCLAVEPORT, repeatable)")
 	fl.BoolVar(&f.afVsock, "af-vsock", false, "bridge guest connections to the parent to the host's AF_VSOCK")
 	fl.StringVar(&f.parentRole, "parent-role", "", "parent IAM role ARN (PCR3)")
@@ -198,6 +202,19 @@ func runOptions(cmd *cobra.Command, f *runFlags, args []string) (enclave.RunOpti
 	for _, s := range f.forwards {
 		if _, err := vsockhost.ParseForward(s); err != nil {
 			return o, false, nitroErr(eInvalidArgument, fmt.Errorf("Invalid argument provided. The parameter `forward` is not valid (`%s`): %w", s, err))
+		}
+		o.Forwards = append(o.Forwards, s)
+	}
+	switch {
+	case f.kms && f.kmsEndpoint != "":
+		return o, false, nitroErr(eInvalidArgument, fmt.Errorf("Invalid argument provided. Give --kms or --kms-endpoint, not both"))
+	case f.kms:
+		o.KMS = true
+	case f.kmsEndpoint != "":
+		ep := strings.TrimPrefix(f.kmsEndpoint, "https://")
+		s := fmt.Sprintf("%d=%s", enclave.KMSVsockPort, ep)
+		if _, err := vsockhost.ParseForward(s); err != nil {
+			return o, false, nitroErr(eInvalidArgument, fmt.Errorf("Invalid argument provided. The parameter `kms-endpoint` is not HOST:PORT (`%s`): %w", f.kmsEndpoint, err))
 		}
 		o.Forwards = append(o.Forwards, s)
 	}

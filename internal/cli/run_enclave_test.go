@@ -239,6 +239,8 @@ func TestLifecycleErrors(t *testing.T) {
 		{"arm eif", []string{"run-enclave", "--eif-path", arm, "--memory", "64", "--cpu-count", "1"}, 35, "built for aarch64"},
 		{"kernel panic", []string{"run-enclave", "--eif-path", panics, "--memory", "64", "--cpu-count", "1"}, 36, "[ E36 ] Waiting on enclave to boot failed"},
 		{"bad forward", []string{"run-enclave", "--eif-path", good, "--memory", "64", "--cpu-count", "1", "--forward", "nope"}, 3, "`forward`"},
+		{"bad kms endpoint", []string{"run-enclave", "--eif-path", good, "--memory", "64", "--cpu-count", "1", "--kms-endpoint", "nope"}, 3, "`kms-endpoint` is not HOST:PORT"},
+		{"kms twice", []string{"run-enclave", "--eif-path", good, "--memory", "64", "--cpu-count", "1", "--kms", "--kms-endpoint", "127.0.0.1:1"}, 3, "Give --kms or --kms-endpoint, not both"},
 		{"bad publish", []string{"run-enclave", "--eif-path", good, "--memory", "64", "--cpu-count", "1", "--publish", "nope"}, 3, "`publish`"},
 		{"bad heartbeat", []string{"run-enclave", "--eif-path", good, "--memory", "64", "--cpu-count", "1", "--heartbeat-timeout", "soon"}, 3, "`heartbeat-timeout`"},
 		{"stray argument", []string{"run-enclave", "--eif-path", good, "--memory", "64", "--cpu-count", "1", "extra"}, 2, "unexpected arguments"},

@@ -26,6 +26,7 @@ type Spec struct {
 	Publishes        []string // --publish specifications, unparsed
 	AFVsock          bool     // bridge to the host's AF_VSOCK
 	HeartbeatTimeout time.Duration
+	KMS              bool // serve a local KMS on vsock port KMSVsockPort
 
 	ParentID      string // parent instance ID (PCR4)
 	ParentRoleARN string // parent IAM role ARN (PCR3)

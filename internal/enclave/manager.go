@@ -277,8 +277,8 @@ func (m *Manager) reserve(o RunOptions, mem uint64, img Image) (*Record, string,
 		ID: id, Name: name, Slot: slot, CID: cid, CPUIDs: cpus, MemoryMiB: mem, Debug: o.Debug,
 		EIFPath: o.EIFPath, ParentID: o.ParentID, ParentRoleARN: o.ParentRoleARN,
 		VsockUDS: uds, Forwards: o.Forwards, Publishes: o.Publishes, AFVsock: o.AFVsock,
-		HeartbeatTimeout: o.HeartbeatTimeout,
-		State:            StateStarting, OwnerPID: pid, OwnerStart: start, Created: now(),
+		HeartbeatTimeout: o.HeartbeatTimeout, KMS: o.KMS,
+		State: StateStarting, OwnerPID: pid, OwnerStart: start, Created: now(),
 	}
 	if img.HasMetadata {
 		rec.ImageName, rec.ImageVersion = &img.ImageName, &img.ImageVersion

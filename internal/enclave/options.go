@@ -58,7 +58,14 @@ type RunOptions struct {
 	Publishes        []string
 	AFVsock          bool
 	HeartbeatTimeout time.Duration // 0 means DefaultHeartbeatTimeout
+	// KMS starts a local KMS in the supervisor, reachable from the
+	// enclave on vsock port KMSVsockPort (TLS).
+	KMS bool
 }
+
+// KMSVsockPort is the parent vsock port an enclave reaches KMS on:
+// vsock-proxy's and kmstool-enclave-cli's default --proxy-port.
+const KMSVsockPort = 8000
 
 // ParseMemory parses a memory size as nitro-cli does: a number of MiB with
 // an optional unit M, G or T (either case).

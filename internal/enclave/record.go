@@ -38,6 +38,7 @@ type Record struct {
 	Publishes        []string      // --publish specifications
 	AFVsock          bool          // bridge to the host's AF_VSOCK
 	HeartbeatTimeout time.Duration // how long to wait for the heartbeat
+	KMS              bool          // run a local KMS forwarded to vsock port KMSVsockPort
 
 	State      State     // lifecycle state
 	OwnerPID   int       // process that made the reservation

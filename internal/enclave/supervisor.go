@@ -142,7 +142,7 @@ func (s *supervisor) run(ctx context.Context, launcher Launcher) (err error) {
 		ID: rec.ID, EIFPath: rec.EIFPath, MemoryMiB: rec.MemoryMiB, CPUIDs: rec.CPUIDs,
 		CID: rec.CID, Debug: rec.Debug, Console: console,
 		VsockUDS: rec.VsockUDS, Forwards: rec.Forwards, Publishes: rec.Publishes,
-		AFVsock: rec.AFVsock, HeartbeatTimeout: timeout,
+		AFVsock: rec.AFVsock, HeartbeatTimeout: timeout, KMS: rec.KMS,
 		ParentID: rec.ParentID, ParentRoleARN: rec.ParentRoleARN,
 		Logger: s.logger,
 	})

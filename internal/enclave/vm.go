@@ -6,15 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"sync"
 
+	"github.com/nitrovm/nitrovm/ca"
 	"github.com/nitrovm/nitrovm/eif"
 	"github.com/nitrovm/nitrovm/internal/devices/virtio"
 	nsmdev "github.com/nitrovm/nitrovm/internal/devices/virtio/nsm"
 	"github.com/nitrovm/nitrovm/internal/devices/virtio/vsock"
 	"github.com/nitrovm/nitrovm/internal/vmm"
 	"github.com/nitrovm/nitrovm/internal/vsockhost"
+	"github.com/nitrovm/nitrovm/kms"
 	"github.com/nitrovm/nitrovm/nsm"
 )
 
@@ -25,6 +28,37 @@ import (
 type VMLauncher struct {
 	// CAStateDir is the CA's directory; "" means the nsm package default.
 	CAStateDir string
+	// KMSStateDir is the key store of Spec.KMS's local KMS; "" means
+	// kms.DefaultDir.
+	KMSStateDir string
+}
+
+// startKMS starts the enclave's local KMS on a loopback TLS port and
+// returns the vsockhost forward to it.
+func (l VMLauncher) startKMS(ctx context.Context, logger *slog.Logger) (*kms.Local, vsockhost.Forward, error) {
+	cfg := kms.LocalConfig{Dir: l.KMSStateDir, CADir: l.CAStateDir, TLSAddr: "127.0.0.1:0", Logger: logger}
+	var err error
+	if cfg.Dir == "" {
+		if cfg.Dir, err = kms.DefaultDir(os.Getenv); err != nil {
+			return nil, vsockhost.Forward{}, err
+		}
+	}
+	if cfg.CADir == "" {
+		if cfg.CADir, err = ca.DefaultDir(os.Getenv); err != nil {
+			return nil, vsockhost.Forward{}, err
+		}
+	}
+	local, err := kms.StartLocal(cfg)
+	if err != nil {
+		return nil, vsockhost.Forward{}, err
+	}
+	go func() {
+		if err := local.Serve(ctx); err != nil {
+			logger.Error("kms stopped", "error", err)
+		}
+	}()
+	logger.Info("kms started", "endpoint", local.Endpoints.TLSEndpoint, "vsock_port", KMSVsockPort, "state_dir", cfg.Dir)
+	return local, vsockhost.Forward{Port: KMSVsockPort, Addr: local.TLSAddr()}, nil
 }
 
 // Launch implements Launcher.Launch.
@@ -77,6 +111,16 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 			return nil, wrapErr(KindInvalidArgument, err, "Invalid argument provided. The parameter `publish` is not valid (`%s`)", s)
 		}
 		opts.Publishes = append(opts.Publishes, p)
+	}
+	var kmsLocal *kms.Local
+	if spec.KMS {
+		local, fw, err := l.startKMS(ctx, logger.With("part", "kms"))
+		if err != nil {
+			return nil, fmt.Errorf("start KMS: %w", err)
+		}
+		kmsLocal = local
+		cleanup = append(cleanup, func() { local.Close() })
+		opts.Forwards = append(opts.Forwards, fw)
 	}
 	host, err := vsockhost.New(opts, logger.With("part", "vsockhost"))
 	if err != nil {
@@ -132,6 +176,9 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 		in.dumpMu.Unlock()
 		var errs []error
 		errs = append(errs, vdev.Close(), host.Close(), vm.Close(), f.Close())
+		if kmsLocal != nil {
+			errs = append(errs, kmsLocal.Close())
+		}
 		if err := errors.Join(errs...); err != nil {
 			logger.Warn("release VM resources", "err", err)
 		}
