@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -113,22 +114,22 @@ func (f *fixture) auth() remote.Option {
 
 func (f *fixture) push(t *testing.T, ref string, img v1.Image) {
 	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img, f.auth()); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
-	}
+	f.write(t, ref, func(r name.Reference) error { return remote.Write(r, img, f.auth()) })
 }
 
 func (f *fixture) pushIndex(t *testing.T, ref string, idx v1.ImageIndex) {
+	t.Helper()
+	f.write(t, ref, func(r name.Reference) error { return remote.WriteIndex(r, idx, f.auth()) })
+}
+
+// write parses ref and pushes to it with put.
+func (f *fixture) write(t *testing.T, ref string, put func(name.Reference) error) {
 	t.Helper()
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.WriteIndex(r, idx, f.auth()); err != nil {
+	if err := put(r); err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
 }
@@ -186,10 +187,10 @@ func TestPullTokenAuth(t *testing.T) {
 	}
 	sameImage(t, src.Image, img)
 	d, _ := img.Digest()
-	if got, want := src.RepoDigests, []string{f.ref("app/hello") + "@" + d.String()}; !equal(got, want) {
+	if got, want := src.RepoDigests, []string{f.ref("app/hello") + "@" + d.String()}; !slices.Equal(got, want) {
 		t.Errorf("RepoDigests: got %q, want %q", got, want)
 	}
-	if got, want := src.RepoTags, []string{ref}; !equal(got, want) {
+	if got, want := src.RepoTags, []string{ref}; !slices.Equal(got, want) {
 		t.Errorf("RepoTags: got %q, want %q", got, want)
 	}
 	if src.From != "registry" {
@@ -216,18 +217,6 @@ func TestPullTokenAuth(t *testing.T) {
 	wantKind(t, err, KindUnauthorized, ref)
 }
 
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // TestPullMultiArch picks linux/amd64 from an index, --platform another
 // one, and refuses a platform the index lacks.
 func TestPullMultiArch(t *testing.T) {
@@ -242,7 +231,7 @@ func TestPullMultiArch(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameImage(t, src.Image, amd)
-	if got, want := src.RepoDigests, []string{f.ref("multi") + "@" + id.String()}; !equal(got, want) {
+	if got, want := src.RepoDigests, []string{f.ref("multi") + "@" + id.String()}; !slices.Equal(got, want) {
 		t.Errorf("RepoDigests: got %q, want the index digest %q", got, want)
 	}
 	src, err = f.resolve(ref, func(o *PullOptions) { o.Platform = "linux/arm64" })
@@ -388,7 +377,7 @@ func TestPullPolicyAndCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := layerDigest(t, img)
-	if want := []string{d.String() + " cached=false"}; !equal(pulled, want) {
+	if want := []string{d.String() + " cached=false"}; !slices.Equal(pulled, want) {
 		t.Errorf("progress: got %q, want %q", pulled, want)
 	}
 	// Every registry request now fails (with a status go-containerregistry

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -72,7 +73,7 @@ func TestNSMCheck(t *testing.T) {
 	if d.MaxPCRs != 32 || d.ModuleID == "" || d.Digest != response.DigestSHA384 || d.VersionMajor != 1 {
 		t.Errorf("DescribeNSM: got %+v", d)
 	}
-	if want := []uint16{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}; !equalU16(d.LockedPCRs, want) {
+	if want := []uint16{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}; !slices.Equal(d.LockedPCRs, want) {
 		t.Errorf("locked_pcrs: got %v, want %v", d.LockedPCRs, want)
 	}
 	if r := send(t, m, &request.Attestation{}); r.Attestation == nil || len(r.Attestation.Document) == 0 {
@@ -136,18 +137,6 @@ func TestNSMCheck(t *testing.T) {
 		}
 		prev = r.Random
 	}
-}
-
-func equalU16(a, b []uint16) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestWireBytes pins responses byte for byte to serde_cbor's encoding of

@@ -221,13 +221,9 @@ func resolveEnclaveInputs(env Env, f buildEnclaveFlags) (*enclaveInputs, error) 
 // cachedGuestKernel returns the newest guest kernel built by
 // scripts/kernel/build-guest.sh: ${NITROVM_CACHE:-$HOME/.cache/nitrovm}/kernel/guest-*/bzImage.
 func cachedGuestKernel(env Env) (string, error) {
-	cache := env.getenv("NITROVM_CACHE")
-	if cache == "" {
-		home := env.getenv("HOME")
-		if home == "" {
-			return "", errors.New("no kernel: pass --kernel or --blobs, or set NITROVM_CACHE")
-		}
-		cache = filepath.Join(home, ".cache", "nitrovm")
+	cache, err := cacheDir(env, "no kernel: pass --kernel or --blobs")
+	if err != nil {
+		return "", err
 	}
 	matches, _ := filepath.Glob(filepath.Join(cache, "kernel", "guest-*", "bzImage"))
 	if len(matches) == 0 {

@@ -27,15 +27,24 @@ func addPullFlags(fl *pflag.FlagSet, f *pullFlags) {
 	fl.BoolVar(&f.quiet, "quiet", false, "no download progress")
 }
 
+// cacheDir is ${NITROVM_CACHE:-$HOME/.cache/nitrovm}; what names what
+// needs it (e.g. "no image cache directory") in the error when neither is set.
+func cacheDir(env Env, what string) (string, error) {
+	if cache := env.getenv("NITROVM_CACHE"); cache != "" {
+		return cache, nil
+	}
+	home := env.getenv("HOME")
+	if home == "" {
+		return "", errors.New(what + ": set NITROVM_CACHE or HOME")
+	}
+	return filepath.Join(home, ".cache", "nitrovm"), nil
+}
+
 // imageCacheDir is ${NITROVM_CACHE:-$HOME/.cache/nitrovm}/images.
 func imageCacheDir(env Env) (string, error) {
-	cache := env.getenv("NITROVM_CACHE")
-	if cache == "" {
-		home := env.getenv("HOME")
-		if home == "" {
-			return "", errors.New("no image cache directory: set NITROVM_CACHE or HOME")
-		}
-		cache = filepath.Join(home, ".cache", "nitrovm")
+	cache, err := cacheDir(env, "no image cache directory")
+	if err != nil {
+		return "", err
 	}
 	return filepath.Join(cache, "images"), nil
 }

@@ -1,7 +1,6 @@
 package vsock
 
 import (
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -11,20 +10,7 @@ import (
 // more credit shows up with credit 0 and its data queued.
 func TestSnapshotShowsCreditStall(t *testing.T) {
 	const window = 10000
-	b := newTestBackend()
-	b.handle(9, func(c net.Conn) {
-		c.Write(make([]byte, 5*window))
-		<-time.After(time.Second)
-		c.Close()
-	})
-	g := newTestGuest(t, b)
-	c := &gconn{g: g, hostCID: ParentCID, hostPort: 9, port: 77, bufAlloc: window}
-	g.send(c.hdr(VIRTIO_VSOCK_OP_REQUEST), nil)
-	c.track(g.expectOp(VIRTIO_VSOCK_OP_RESPONSE).h)
-	for len(c.rx) < window {
-		c.handle(g.recv())
-	}
-	g.expectNone(50 * time.Millisecond)
+	g, _ := fillGuestWindow(t, window, time.Second)
 	conns, _, _ := g.m.snapshot()
 	if len(conns) != 1 {
 		t.Fatalf("got %d connections, want 1", len(conns))

@@ -117,19 +117,7 @@ func TestGuestConnectEcho(t *testing.T) {
 // credit and resumes on a credit update.
 func TestFlowControlTowardGuest(t *testing.T) {
 	const window = 10000
-	b := newTestBackend()
-	b.handle(9, func(c net.Conn) {
-		c.Write(make([]byte, 5*window))
-		c.Close()
-	})
-	g := newTestGuest(t, b)
-	c := &gconn{g: g, hostCID: ParentCID, hostPort: 9, port: 77, bufAlloc: window}
-	g.send(c.hdr(VIRTIO_VSOCK_OP_REQUEST), nil)
-	c.track(g.expectOp(VIRTIO_VSOCK_OP_RESPONSE).h)
-	for len(c.rx) < window {
-		c.handle(g.recv())
-	}
-	g.expectNone(50 * time.Millisecond)
+	g, c := fillGuestWindow(t, window, 0)
 	if len(c.rx) != window {
 		t.Fatalf("got %d bytes, want exactly the %d-byte window", len(c.rx), window)
 	}
@@ -149,6 +137,29 @@ func TestFlowControlTowardGuest(t *testing.T) {
 	if total != 5*window {
 		t.Errorf("got %d bytes, want %d", total, 5*window)
 	}
+}
+
+// fillGuestWindow connects a guest port 77 with a window-byte receive
+// buffer to a host service on port 9 that writes 5 windows, then closes
+// after hold, and returns once the guest holds exactly one window and the
+// device has gone quiet.
+func fillGuestWindow(t *testing.T, window int, hold time.Duration) (*testGuest, *gconn) {
+	t.Helper()
+	b := newTestBackend()
+	b.handle(9, func(c net.Conn) {
+		c.Write(make([]byte, 5*window))
+		<-time.After(hold)
+		c.Close()
+	})
+	g := newTestGuest(t, b)
+	c := &gconn{g: g, hostCID: ParentCID, hostPort: 9, port: 77, bufAlloc: uint32(window)}
+	g.send(c.hdr(VIRTIO_VSOCK_OP_REQUEST), nil)
+	c.track(g.expectOp(VIRTIO_VSOCK_OP_RESPONSE).h)
+	for len(c.rx) < window {
+		c.handle(g.recv())
+	}
+	g.expectNone(50 * time.Millisecond)
+	return g, c
 }
 
 // TestSlowHostBoundsBuffering checks a host peer that never reads makes
