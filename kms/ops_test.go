@@ -194,7 +194,16 @@ func TestAsymmetricKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kpub, err := k.client.GetPublicKey(ctx, &awskms.GetPublicKeyInput{KeyId: aws.String(eid)})
+	if !bytes.Equal(ss.SharedSecret, peerSecret(t, k, eid, peer)) {
+		t.Fatal("DeriveSharedSecret: secret differs from the peer's ECDH")
+	}
+}
+
+// peerSecret is the ECDH secret peer computes with the public key of KMS
+// key id.
+func peerSecret(t *testing.T, k *testKMS, id string, peer *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	kpub, err := k.client.GetPublicKey(ctx, &awskms.GetPublicKeyInput{KeyId: aws.String(id)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,9 +211,7 @@ func TestAsymmetricKeys(t *testing.T) {
 	kp, _ := p.(*ecdsa.PublicKey).ECDH()
 	pe, _ := peer.ECDH()
 	want, _ := pe.ECDH(kp)
-	if !bytes.Equal(ss.SharedSecret, want) {
-		t.Fatal("DeriveSharedSecret: secret differs from the peer's ECDH")
-	}
+	return want
 }
 
 // TestPoliciesAndAliases covers GetKeyPolicy, PutKeyPolicy and DeleteAlias.

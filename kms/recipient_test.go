@@ -423,14 +423,7 @@ func TestRecipientDeriveSharedSecret(t *testing.T) {
 	if err != nil || ss.SharedSecret != nil || len(secret) != 32 {
 		t.Fatalf("DeriveSharedSecret with Recipient: %v, SharedSecret %x, %d-byte secret", err, ss.SharedSecret, len(secret))
 	}
-	kpub, err := k.client.GetPublicKey(ctx, &awskms.GetPublicKeyInput{KeyId: aws.String(eid)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _ := x509.ParsePKIXPublicKey(kpub.PublicKey)
-	kp, _ := p.(*ecdsa.PublicKey).ECDH()
-	pe, _ := peer.ECDH()
-	if want, _ := pe.ECDH(kp); !bytes.Equal(secret, want) {
+	if !bytes.Equal(secret, peerSecret(t, k, eid, peer)) {
 		t.Fatal("DeriveSharedSecret: the recipient's secret differs from the peer's ECDH")
 	}
 
