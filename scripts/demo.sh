@@ -36,13 +36,20 @@ die() {
 indent() { sed 's/^/    /'; }
 
 out=bin/demo
-rm -rf "$out"
+# A fresh start, except for the demo CA (bin/demo/state/ca): its root is in
+# the image's CA bundle (--trust-local-ca below), so keeping it keeps PCR0
+# and PCR2 the same from run to run; rm -rf bin/demo makes a new CA.
+if [ -d "$out" ]; then
+	find "$out" -mindepth 1 -maxdepth 1 ! -name state -exec rm -rf {} +
+	[ ! -d "$out/state" ] || find "$out/state" -mindepth 1 -maxdepth 1 ! -name ca -exec rm -rf {} +
+fi
 mkdir -p "$out"
 NONCE=nitrovm-demo-nonce # demo/hello's default NONCE
 TAG=nitrovm-demo/hello:latest
 NONCE_HEX=$(printf %s "$NONCE" | od -An -tx1 | tr -d ' \n')
-# The demo's own CA (and KMS key store): build-enclave --trust-local-ca puts
-# its root in the image, the enclave's NSM and KMS use the same CA.
+# The demo's own CA (and, natively, its KMS key store and enclave state):
+# build-enclave --trust-local-ca puts its root in the image, the enclave's
+# NSM and KMS use the same CA.
 STATE="$PWD/$out/state"
 
 # Where to boot: nitrovm's VMM needs a /dev/kvm that runs unmodified Linux
