@@ -147,6 +147,13 @@ func TestTaggedAccepted(t *testing.T) {
 
 // TestTampering checks that each kind of tampering fails with its own error.
 func TestTampering(t *testing.T) {
+	t.Run("no cache", func(t *testing.T) { testTampering(t, nil) })
+	// A cache warm with f's chain (and a document with other's leaf under
+	// other's root) must change no verdict.
+	t.Run("warm cache", func(t *testing.T) { testTampering(t, &ChainCache{}) })
+}
+
+func testTampering(t *testing.T, cache *ChainCache) {
 	f := newFixture(t, "a")
 	other := newFixture(t, "b")
 	flip := func(b []byte, i int) []byte {
@@ -173,8 +180,19 @@ func TestTampering(t *testing.T) {
 		{"bad PCR index", f.raw, VerifyOptions{Roots: f.pool, CurrentTime: testNow, PCRs: map[int][]byte{40: nil}}, ErrPCR, "PCR40 does not exist"},
 		{"leaf from other CA", swapCert(t, f, other), VerifyOptions{Roots: f.pool, CurrentTime: testNow}, ErrChain, "unknown authority"},
 	}
+	if cache != nil {
+		for _, warm := range []struct {
+			doc  []byte
+			pool *x509.CertPool
+		}{{f.raw, f.pool}, {swapCert(t, f, other), other.pool}} {
+			if _, err := Verify(warm.doc, VerifyOptions{Roots: warm.pool, CurrentTime: testNow, Chains: cache}); err != nil {
+				t.Fatalf("warming the cache: %v", err)
+			}
+		}
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.Chains = cache
 			_, err := Verify(tt.doc, tt.opts)
 			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) {
 				t.Errorf("got %v, want %v containing %q", err, tt.want, tt.msg)
@@ -328,9 +346,15 @@ func TestIndependentVerifier(t *testing.T) {
 }
 
 // BenchmarkVerify measures full verifications per second.
-func BenchmarkVerify(b *testing.B) {
+func BenchmarkVerify(b *testing.B) { benchVerify(b, nil) }
+
+// BenchmarkVerifyChainCache measures verifications of documents whose chain
+// is cached (one ES384 check each).
+func BenchmarkVerifyChainCache(b *testing.B) { benchVerify(b, &ChainCache{}) }
+
+func benchVerify(b *testing.B, cache *ChainCache) {
 	f := newFixture(b, "bench")
-	opts := VerifyOptions{Roots: f.pool, CurrentTime: testNow}
+	opts := VerifyOptions{Roots: f.pool, CurrentTime: testNow, Chains: cache}
 	for b.Loop() {
 		if _, err := Verify(f.raw, opts); err != nil {
 			b.Fatal(err)

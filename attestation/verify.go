@@ -164,6 +164,9 @@ type VerifyOptions struct {
 	PCRs map[int][]byte
 	// Nonce, if non-nil, must equal the document's nonce.
 	Nonce []byte
+	// Chains, if non-nil, remembers verified certificate chains across
+	// calls (see ChainCache).
+	Chains *ChainCache
 }
 
 // Result is a verified document and the chain that vouched for it.
@@ -185,32 +188,15 @@ func Verify(doc []byte, opts VerifyOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := x509.ParseCertificate(d.Certificate)
-	if err != nil {
-		return nil, fmt.Errorf("%w: leaf certificate: %v", ErrChain, err)
-	}
-	inter := x509.NewCertPool()
-	for i, der := range d.CABundle {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, fmt.Errorf("%w: cabundle[%d]: %v", ErrChain, i, err)
-		}
-		inter.AddCert(c)
-	}
 	now := opts.CurrentTime
 	if now.IsZero() {
 		now = time.Now()
 	}
-	chains, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         opts.Roots,
-		Intermediates: inter,
-		CurrentTime:   now,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	})
+	chain, err := verifyChain(d, opts.Roots, now, opts.Chains)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrChain, err)
+		return nil, err
 	}
-	pub, ok := leaf.PublicKey.(*ecdsa.PublicKey)
+	pub, ok := chain[0].PublicKey.(*ecdsa.PublicKey)
 	if !ok || pub.Curve != elliptic.P384() {
 		return nil, fmt.Errorf("%w: leaf key is not ECDSA P-384", ErrSignature)
 	}
@@ -242,5 +228,37 @@ func Verify(doc []byte, opts VerifyOptions) (*Result, error) {
 			return nil, fmt.Errorf("%w: PCR%d does not exist", ErrPCR, i)
 		}
 	}
-	return &Result{Document: d, Chain: chains[0]}, nil
+	return &Result{Document: d, Chain: chain}, nil
+}
+
+// verifyChain verifies d's leaf -> cabundle chain to roots at now, or finds
+// it in cache, and returns it from the leaf to the root.
+func verifyChain(d *Document, roots *x509.CertPool, now time.Time, cache *ChainCache) ([]*x509.Certificate, error) {
+	key := chainKey(d)
+	if chain := cache.lookup(key, roots, now); chain != nil {
+		return chain, nil
+	}
+	leaf, err := x509.ParseCertificate(d.Certificate)
+	if err != nil {
+		return nil, fmt.Errorf("%w: leaf certificate: %v", ErrChain, err)
+	}
+	inter := x509.NewCertPool()
+	for i, der := range d.CABundle {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("%w: cabundle[%d]: %v", ErrChain, i, err)
+		}
+		inter.AddCert(c)
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: inter,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrChain, err)
+	}
+	cache.store(key, roots, chains[0])
+	return chains[0], nil
 }

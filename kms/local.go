@@ -47,17 +47,19 @@ type Endpoints struct {
 	VerifySigV4   bool
 }
 
-// StartLocal opens the key store, loads the local CA, issues the TLS
-// certificate for kms.<region>.amazonaws.com (and localhost, 127.0.0.1)
-// and opens the listeners. Serve the returned Local to answer requests.
-func StartLocal(cfg LocalConfig) (*Local, error) {
-	region := cfg.Region
-	if region == "" {
-		region = DefaultRegion
-	}
+// OpenLocal opens the key store of cfg.Dir as a Service trusting the local
+// CA's root and cfg.ExtraRoots for attestation documents, without listening
+// ("kms call"); the listen fields of cfg are ignored.
+func OpenLocal(cfg LocalConfig) (*Service, error) {
+	svc, _, err := openLocal(cfg)
+	return svc, err
+}
+
+// openLocal is OpenLocal, also returning the local CA.
+func openLocal(cfg LocalConfig) (*Service, *ca.CA, error) {
 	c, err := ca.LoadOrCreate(cfg.CADir, ca.Options{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(c.Root)
@@ -73,16 +75,36 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 			}
 			cert, err := x509.ParseCertificate(b.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("kms: attestation root %d: %w", i+1, err)
+				return nil, nil, fmt.Errorf("kms: attestation root %d: %w", i+1, err)
 			}
 			roots.AddCert(cert)
 			n++
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("kms: attestation root %d: no PEM certificate", i+1)
+			return nil, nil, fmt.Errorf("kms: attestation root %d: no PEM certificate", i+1)
 		}
 	}
-	svc, err := New(Options{Dir: cfg.Dir, Region: region, Roots: roots})
+	svc, err := New(Options{Dir: cfg.Dir, Region: cfg.region(), Roots: roots})
+	if err != nil {
+		return nil, nil, err
+	}
+	return svc, c, nil
+}
+
+// region is cfg.Region or DefaultRegion.
+func (cfg LocalConfig) region() string {
+	if cfg.Region == "" {
+		return DefaultRegion
+	}
+	return cfg.Region
+}
+
+// StartLocal opens the key store, loads the local CA, issues the TLS
+// certificate for kms.<region>.amazonaws.com (and localhost, 127.0.0.1)
+// and opens the listeners. Serve the returned Local to answer requests.
+func StartLocal(cfg LocalConfig) (*Local, error) {
+	region := cfg.region()
+	svc, c, err := openLocal(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -214,6 +214,53 @@ func dataKeySize(spec string, n int) (int, error) {
 	return n, nil
 }
 
+// sealedSecret is a new secret (a data key or a key pair's private key)
+// encrypted under a symmetric KMS key, and the copy its caller gets: the
+// plaintext, the CiphertextForRecipient, or neither.
+type sealedSecret struct {
+	key          *key
+	blob         []byte
+	plaintext    []byte
+	forRecipient []byte
+}
+
+// newSealedSecret is what GenerateDataKey and GenerateDataKeyPair share:
+// verify the Recipient (only when plain, the operations WithoutPlaintext take
+// none), check the policy and that keyID is a symmetric key, make the secret
+// with gen, encrypt it under the key and hand it out as plain asks.
+func (s *Service) newSealedSecret(keyID string, r *RecipientInfo, ectx map[string]string, action string, plain bool, gen func() ([]byte, error)) (*sealedSecret, error) {
+	var rcp *recipient
+	var err error
+	if plain {
+		if rcp, err = s.verifyRecipient(r); err != nil {
+			return nil, err
+		}
+	}
+	k, err := s.useKey(keyID, access{action: action, ctx: ectx, recipient: rcp})
+	if err != nil {
+		return nil, err
+	}
+	if k.KeySpec != SpecSymmetricDefault {
+		return nil, errorf(ErrInvalidKeyUsage, "%s is not a symmetric encryption key; %s needs one", k.Arn, action)
+	}
+	secret, err := gen()
+	if err != nil {
+		return nil, errorf(ErrInternal, "%v", err)
+	}
+	blob, _, err := s.encryptWith(k, AlgSymmetric, secret, ectx)
+	if err != nil {
+		return nil, err
+	}
+	out := &sealedSecret{key: k, blob: blob}
+	switch {
+	case rcp != nil:
+		out.forRecipient, err = rcp.seal(s.rand, secret)
+	case plain:
+		out.plaintext = secret
+	}
+	return out, err
+}
+
 // generateDataKey is GenerateDataKey's body; plain says whether the plaintext
 // is returned.
 func (s *Service) generateDataKey(req *GenerateDataKeyRequest, action string, plain bool) (*GenerateDataKeyResponse, error) {
@@ -221,35 +268,15 @@ func (s *Service) generateDataKey(req *GenerateDataKeyRequest, action string, pl
 	if err != nil {
 		return nil, err
 	}
-	var rcp *recipient
-	if plain {
-		if rcp, err = s.verifyRecipient(req.Recipient); err != nil {
-			return nil, err
-		}
-	}
-	k, err := s.useKey(req.KeyId, access{action: action, ctx: req.EncryptionContext, recipient: rcp})
+	sec, err := s.newSealedSecret(req.KeyId, req.Recipient, req.EncryptionContext, action, plain, func() ([]byte, error) {
+		dk := make([]byte, n)
+		_, err := io.ReadFull(s.rand, dk)
+		return dk, err
+	})
 	if err != nil {
 		return nil, err
 	}
-	if k.KeySpec != SpecSymmetricDefault {
-		return nil, errorf(ErrInvalidKeyUsage, "%s is not a symmetric encryption key; %s needs one", k.Arn, action)
-	}
-	dk := make([]byte, n)
-	if _, err := io.ReadFull(s.rand, dk); err != nil {
-		return nil, errorf(ErrInternal, "%v", err)
-	}
-	blob, _, err := s.encryptWith(k, AlgSymmetric, dk, req.EncryptionContext)
-	if err != nil {
-		return nil, err
-	}
-	out := &GenerateDataKeyResponse{CiphertextBlob: blob, KeyId: k.Arn}
-	switch {
-	case rcp != nil:
-		out.CiphertextForRecipient, err = rcp.seal(s.rand, dk)
-	case plain:
-		out.Plaintext = dk
-	}
-	return out, err
+	return &GenerateDataKeyResponse{CiphertextBlob: sec.blob, KeyId: sec.key.Arn, Plaintext: sec.plaintext, CiphertextForRecipient: sec.forRecipient}, nil
 }
 
 // GenerateDataKey implements TrentService.GenerateDataKey, with Recipient.
@@ -273,44 +300,24 @@ func (s *Service) generateDataKeyPair(req *GenerateDataKeyPairRequest, action st
 	default:
 		return nil, errorf(ErrValidation, "KeyPairSpec %q is not supported (RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521)", req.KeyPairSpec)
 	}
-	var rcp *recipient
-	var err error
-	if plain {
-		if rcp, err = s.verifyRecipient(req.Recipient); err != nil {
+	var pubDER []byte
+	sec, err := s.newSealedSecret(req.KeyId, req.Recipient, req.EncryptionContext, action, plain, func() ([]byte, error) {
+		priv, err := newPrivateKey(s.rand, req.KeyPairSpec)
+		if err != nil {
 			return nil, err
 		}
-	}
-	k, err := s.useKey(req.KeyId, access{action: action, ctx: req.EncryptionContext, recipient: rcp})
+		if pubDER, err = x509.MarshalPKIXPublicKey(priv.Public()); err != nil {
+			return nil, err
+		}
+		return x509.MarshalPKCS8PrivateKey(priv)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if k.KeySpec != SpecSymmetricDefault {
-		return nil, errorf(ErrInvalidKeyUsage, "%s is not a symmetric encryption key; %s needs one", k.Arn, action)
-	}
-	priv, err := newPrivateKey(s.rand, req.KeyPairSpec)
-	if err != nil {
-		return nil, errorf(ErrInternal, "%v", err)
-	}
-	privDER, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return nil, errorf(ErrInternal, "%v", err)
-	}
-	pubDER, err := x509.MarshalPKIXPublicKey(priv.Public())
-	if err != nil {
-		return nil, errorf(ErrInternal, "%v", err)
-	}
-	blob, _, err := s.encryptWith(k, AlgSymmetric, privDER, req.EncryptionContext)
-	if err != nil {
-		return nil, err
-	}
-	out := &GenerateDataKeyPairResponse{PrivateKeyCiphertextBlob: blob, PublicKey: pubDER, KeyId: k.Arn, KeyPairSpec: req.KeyPairSpec}
-	switch {
-	case rcp != nil:
-		out.CiphertextForRecipient, err = rcp.seal(s.rand, privDER)
-	case plain:
-		out.PrivateKeyPlaintext = privDER
-	}
-	return out, err
+	return &GenerateDataKeyPairResponse{
+		PrivateKeyCiphertextBlob: sec.blob, PublicKey: pubDER, KeyId: sec.key.Arn, KeyPairSpec: req.KeyPairSpec,
+		PrivateKeyPlaintext: sec.plaintext, CiphertextForRecipient: sec.forRecipient,
+	}, nil
 }
 
 // GenerateDataKeyPair implements TrentService.GenerateDataKeyPair, with

@@ -194,7 +194,16 @@ func TestAsymmetricKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kpub, err := k.client.GetPublicKey(ctx, &awskms.GetPublicKeyInput{KeyId: aws.String(eid)})
+	if !bytes.Equal(ss.SharedSecret, peerSecret(t, k, eid, peer)) {
+		t.Fatal("DeriveSharedSecret: secret differs from the peer's ECDH")
+	}
+}
+
+// peerSecret is the ECDH secret peer computes with the public key of KMS
+// key id.
+func peerSecret(t *testing.T, k *testKMS, id string, peer *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	kpub, err := k.client.GetPublicKey(ctx, &awskms.GetPublicKeyInput{KeyId: aws.String(id)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,9 +211,36 @@ func TestAsymmetricKeys(t *testing.T) {
 	kp, _ := p.(*ecdsa.PublicKey).ECDH()
 	pe, _ := peer.ECDH()
 	want, _ := pe.ECDH(kp)
-	if !bytes.Equal(ss.SharedSecret, want) {
-		t.Fatal("DeriveSharedSecret: secret differs from the peer's ECDH")
+	return want
+}
+
+// TestPoliciesAndAliases covers GetKeyPolicy, PutKeyPolicy and DeleteAlias.
+func TestPoliciesAndAliases(t *testing.T) {
+	k := newTestKMS(t, "")
+	pol := `{"Version":"2012-10-17","Statement":[{"Sid":"all","Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:*","Resource":"*"}]}`
+	id := createKey(t, k, &awskms.CreateKeyInput{Policy: aws.String(pol)})
+	got, err := k.client.GetKeyPolicy(ctx, &awskms.GetKeyPolicyInput{KeyId: aws.String(id)})
+	if err != nil || *got.Policy != pol || *got.PolicyName != "default" {
+		t.Fatalf("GetKeyPolicy: got %v, %v, want the policy given to CreateKey", got, err)
 	}
+	noGet := `{"Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Effect":"Deny","Action":"kms:GetKeyPolicy","Resource":"*"}]}`
+	if _, err := k.client.PutKeyPolicy(ctx, &awskms.PutKeyPolicyInput{KeyId: aws.String(id), Policy: aws.String(noGet)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = k.client.GetKeyPolicy(ctx, &awskms.GetKeyPolicyInput{KeyId: aws.String(id)})
+	wantAPIError(t, err, ErrAccessDenied, "kms:GetKeyPolicy")
+	_, err = k.client.GetKeyPolicy(ctx, &awskms.GetKeyPolicyInput{KeyId: aws.String(id), PolicyName: aws.String("other")})
+	wantAPIError(t, err, ErrNotFound, "")
+	if _, err := k.client.CreateAlias(ctx, &awskms.CreateAliasInput{AliasName: aws.String("alias/gone"), TargetKeyId: aws.String(id)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.client.DeleteAlias(ctx, &awskms.DeleteAliasInput{AliasName: aws.String("alias/gone")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = k.client.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String("alias/gone")})
+	wantAPIError(t, err, ErrNotFound, "alias/gone")
+	_, err = k.client.DeleteAlias(ctx, &awskms.DeleteAliasInput{AliasName: aws.String("alias/gone")})
+	wantAPIError(t, err, ErrNotFound, "alias/gone")
 }
 
 func TestKeyStates(t *testing.T) {

@@ -45,7 +45,7 @@ func (s *Service) verifyRecipient(r *RecipientInfo) (*recipient, error) {
 	if s.roots == nil {
 		return nil, errorf(ErrAccessDenied, "Recipient: this KMS trusts no attestation root")
 	}
-	res, err := attestation.Verify(r.AttestationDocument, attestation.VerifyOptions{Roots: s.roots, CurrentTime: s.now()})
+	res, err := attestation.Verify(r.AttestationDocument, attestation.VerifyOptions{Roots: s.roots, CurrentTime: s.now(), Chains: &s.chains})
 	if err != nil {
 		return nil, errorf(ErrAccessDenied, "Recipient: attestation document rejected: %v", err)
 	}

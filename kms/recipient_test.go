@@ -2,6 +2,10 @@ package kms
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -15,7 +19,6 @@ import (
 	"strings"
 	"testing"
 
-	"crypto/x509"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -248,6 +251,28 @@ func TestErrors(t *testing.T) {
 			_, err := k.client.CreateCustomKeyStore(ctx, &awskms.CreateCustomKeyStoreInput{CustomKeyStoreName: aws.String("x")})
 			return err
 		}, ErrUnsupportedOperation, "custom key stores"},
+		{"key in a custom key store refused", func() error {
+			_, err := k.client.CreateKey(ctx, &awskms.CreateKeyInput{CustomKeyStoreId: aws.String("cks-1234567890abcdef0"), Origin: types.OriginTypeAwsCloudhsm})
+			return err
+		}, ErrUnsupportedOperation, "custom key stores (CloudHSM, external) are not implemented"},
+		{"imported key material refused", func() error {
+			_, err := k.client.CreateKey(ctx, &awskms.CreateKeyInput{Origin: types.OriginTypeExternal})
+			return err
+		}, ErrUnsupportedOperation, "Origin EXTERNAL is not implemented"},
+		{"GenerateRandom in a custom key store refused", func() error {
+			_, err := k.client.GenerateRandom(ctx, &awskms.GenerateRandomInput{NumberOfBytes: aws.Int32(8), CustomKeyStoreId: aws.String("cks-1234567890abcdef0")})
+			return err
+		}, ErrUnsupportedOperation, "custom key stores"},
+		{"disabled key, Decrypt", func() error {
+			id := createKey(t, k, nil)
+			enc, err := k.client.Encrypt(ctx, &awskms.EncryptInput{KeyId: aws.String(id), Plaintext: []byte("x")})
+			if err != nil {
+				return err
+			}
+			k.client.DisableKey(ctx, &awskms.DisableKeyInput{KeyId: aws.String(id)})
+			_, err = k.client.Decrypt(ctx, &awskms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, Recipient: recipientInfo(enclave.document(t))})
+			return err
+		}, ErrDisabled, "is disabled"},
 		{"malformed policy", func() error {
 			_, err := k.client.PutKeyPolicy(ctx, &awskms.PutKeyPolicyInput{KeyId: aws.String(id), Policy: aws.String(`{"Statement":[{"Effect":"Allow","Action":"kms:*","Condition":{"NumericEquals":{"kms:EncryptionContext:a":"1"}}}]}`)})
 			return err
@@ -374,5 +399,43 @@ func TestEnvelopeOpenSSL(t *testing.T) {
 	}
 	if !bytes.Equal(out, secret) {
 		t.Fatalf("openssl decrypted %q, want %q", out, secret)
+	}
+}
+
+// TestRecipientDeriveSharedSecret covers the fifth Recipient operation and
+// the refusal of a Recipient by the WithoutPlaintext operations.
+func TestRecipientDeriveSharedSecret(t *testing.T) {
+	k := newTestKMS(t, "")
+	enclave := newTestEnclave(t, k.caDir, "app image", false)
+	pol := strings.Replace(pcr0Policy(enclave.pcr0), `"kms:PutKeyPolicy"`, `"kms:PutKeyPolicy","kms:GenerateDataKeyWithoutPlaintext"`, 1)
+	eid := createKey(t, k, &awskms.CreateKeyInput{KeySpec: types.KeySpecEccNistP256, KeyUsage: types.KeyUsageTypeKeyAgreement, Policy: aws.String(pol)})
+	peer, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	peerDER, _ := x509.MarshalPKIXPublicKey(&peer.PublicKey)
+	in := &awskms.DeriveSharedSecretInput{KeyId: aws.String(eid), KeyAgreementAlgorithm: types.KeyAgreementAlgorithmSpecEcdh, PublicKey: peerDER}
+	_, err := k.client.DeriveSharedSecret(ctx, in)
+	wantAPIError(t, err, ErrAccessDenied, "no statement in the key policy allows it")
+	in.Recipient = recipientInfo(enclave.document(t))
+	ss, err := k.client.DeriveSharedSecret(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := OpenEnvelope(ss.CiphertextForRecipient, enclave.priv)
+	if err != nil || ss.SharedSecret != nil || len(secret) != 32 {
+		t.Fatalf("DeriveSharedSecret with Recipient: %v, SharedSecret %x, %d-byte secret", err, ss.SharedSecret, len(secret))
+	}
+	if !bytes.Equal(secret, peerSecret(t, k, eid, peer)) {
+		t.Fatal("DeriveSharedSecret: the recipient's secret differs from the peer's ECDH")
+	}
+
+	// The WithoutPlaintext operations take no Recipient (their SDK inputs
+	// have none: send the member on the wire).
+	sym := createKey(t, k, nil)
+	doc := base64.StdEncoding.EncodeToString(enclave.document(t))
+	rcp := `"Recipient":{"AttestationDocument":"` + doc + `","KeyEncryptionAlgorithm":"RSAES_OAEP_SHA_256"}`
+	for _, op := range []string{"GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPairWithoutPlaintext"} {
+		status, m := rawCall(t, k.srv.URL, op, `{"KeyId":"`+sym+`","KeySpec":"AES_256","KeyPairSpec":"ECC_NIST_P256",`+rcp+`}`)
+		if status != 400 || m["__type"] != ErrValidation || !strings.Contains(fmt.Sprint(m["message"]), "takes no Recipient") {
+			t.Errorf("%s with Recipient: got %d %v, want 400 %s", op, status, m, ErrValidation)
+		}
 	}
 }

@@ -27,6 +27,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/nitrovm/nitrovm/attestation"
 )
 
 // DefaultAccount is the AWS account ID in the ARNs of a Service whose
@@ -55,8 +57,11 @@ type Service struct {
 	region, account string
 	store           *store
 	roots           *x509.CertPool
-	rand            io.Reader
-	clock           func() time.Time
+	// chains remembers the verified chains of Recipient documents: an
+	// enclave's documents share one, so each costs one ES384 check.
+	chains attestation.ChainCache
+	rand   io.Reader
+	clock  func() time.Time
 }
 
 // New opens (or creates) the key store in opts.Dir and returns a Service.

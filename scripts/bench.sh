@@ -5,6 +5,8 @@
 #
 #   eif    scripts/bench-eif.sh     describe-eif of a 1 GiB EIF vs sha384sum
 #   nsm    scripts/bench-nsm.sh     NSM requests/s on one CPU (Go benchmarks)
+#   kms    scripts/bench-kms.sh     KMS Decrypt/s on one CPU, plain and with
+#                                   Recipient, vs nsmithuk/local-kms (plain)
 #   boot   scripts/bench-boot.sh    boot-to-init time and VM exits, nitrovm vs
 #                                   QEMU microvm (nested)
 #   vsock  scripts/bench-vsock.sh   vsock MB/s and VMM RSS, nitrovm vs QEMU
@@ -13,7 +15,7 @@
 #   density scripts/bench-density.sh 8 and 16 enclaves of 128 MiB at once vs
 #                                   as many QEMU microvm guests (nested)
 #
-# Usage: scripts/bench.sh [NAME...]     (default: all five, in that order)
+# Usage: scripts/bench.sh [NAME...]     (default: all six, in that order)
 #        scripts/bench.sh --summary LOGDIR [NAME...]   (table of an earlier run)
 # A benchmark that fails is reported in the table; the others still run.
 set -uo pipefail
@@ -26,7 +28,7 @@ if [[ ${1:-} == --summary ]]; then
 	shift 2
 fi
 names=("$@")
-[[ ${#names[@]} -gt 0 ]] || names=(eif nsm boot vsock density)
+[[ ${#names[@]} -gt 0 ]] || names=(eif nsm kms boot vsock density)
 declare -A status secs
 if [[ $summary_only == 0 ]]; then
 	logs="$(mktemp -d "${TMPDIR:-/tmp}/nitrovm-bench.XXXXXX")"
@@ -40,10 +42,11 @@ for n in "${names[@]}"; do
 	case $n in
 	eif) cmd=(bash scripts/bench-eif.sh) ;;
 	nsm) cmd=(bash scripts/bench-nsm.sh --host-only) ;; # the guest part runs with vsock
+	kms) cmd=(bash scripts/bench-kms.sh) ;;
 	boot) cmd=(bash scripts/bench-boot.sh) ;;
 	vsock) cmd=(bash scripts/bench-vsock.sh) ;;
 	density) cmd=(bash scripts/bench-density.sh) ;;
-	*) echo "bench: unknown benchmark $n (eif nsm boot vsock density)" >&2; exit 2 ;;
+	*) echo "bench: unknown benchmark $n (eif nsm kms boot vsock density)" >&2; exit 2 ;;
 	esac
 	echo "=== $n: ${cmd[*]}"
 	t0=$(date +%s)
@@ -70,6 +73,9 @@ for n in "${names[@]}"; do
 	nsm)
 		row "NSM attestation docs/s (1 CPU)" "$(val nsm 'nsm in-process' 'attestation ')" "report"
 		row "NSM DescribePCR/s (1 CPU)" "$(val nsm 'nsm in-process' 'DescribePCR ')" "report" ;;
+	kms)
+		row "KMS Decrypt nitrovm / local-kms" "$(val kms '^kms ratio' 'ratio nitrovm-plain\/local-kms ')" ">= 1.0x"
+		row "  with Recipient / local-kms plain" "$(val kms '^kms ratio' 'ratio nitrovm-recipient\/local-kms ')" ">= 1.0x" ;;
 	boot)
 		row "exits-to-init nitrovm / qemu microvm" "$(val boot '^exits-to-init' 'ratio nitrovm\/qemu ' x)" "<= 0.7x"
 		row "boot-to-init nitrovm / qemu microvm" "$(val boot 'boot-to-init' 'ratio nitrovm\/qemu ' x)" "<= 0.7x" ;;

@@ -14,9 +14,17 @@
 #
 # It starts the parent program (receives the attestation document on the
 # hybrid vsock socket <uds>_5000, then echoes through CONNECT 5005), starts
-# the enclave with run-enclave and times it to the heartbeat, verifies the
+# the enclave with run-enclave --kms and times it to the heartbeat, verifies the
 # document against the local CA root with the expected PCR0 and nonce, shows
-# describe-enclaves and terminates the enclave. Lines starting with
+# describe-enclaves and terminates the enclave.
+#
+# KMS step: the parent creates a key whose policy allows Decrypt only to
+# documents with the EIF's PCR0 (zeros in debug mode) and encrypts a secret
+# under it (nitrovm kms call); the enclave gets the secret back with Decrypt
+# and a Recipient through run-enclave --kms and reports its SHA-256; the
+# same request with a document of the other mode (debug-mode, or not) for
+# the same EIF and key is then denied. The EIF must trust the local CA
+# (build-enclave --trust-local-ca with the same NITROVM_STATE_DIR). Lines starting with
 # "DEMO-RESULT " are the results demo.sh summarises. Exits non-zero on any
 # failure; every step has a time limit.
 set -eu
@@ -74,20 +82,39 @@ fail() {
 trap cleanup EXIT
 trap 'fail interrupted' INT TERM
 
+# 0. The KMS key and the secret, encrypted by the parent.
+zeros=000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000
+KMS_PCR0=$PCR0 DENY_MODE=--debug-mode
+if [ "${DEMO_DEBUG:-0}" = 1 ]; then KMS_PCR0=$zeros DENY_MODE=; fi
+SECRET="the demo secret, only for PCR0 ${KMS_PCR0%"${KMS_PCR0#????????????????}"}"
+SECRET_SHA=$(printf %s "$SECRET" | sha256sum | cut -d' ' -f1)
+step "kms: the parent creates a key whose policy allows kms:Decrypt only with kms:RecipientAttestation:ImageSha384 = ${KMS_PCR0%"${KMS_PCR0#????????????????}"}..., and encrypts a secret (sha256 $SECRET_SHA)"
+policy='{\"Version\":\"2012-10-17\",\"Statement\":[{\"Sid\":\"parent\",\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"*\"},\"Action\":[\"kms:Encrypt\",\"kms:DescribeKey\",\"kms:GetKeyPolicy\",\"kms:PutKeyPolicy\"],\"Resource\":\"*\"},{\"Sid\":\"enclave\",\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"*\"},\"Action\":\"kms:Decrypt\",\"Resource\":\"*\",\"Condition\":{\"StringEqualsIgnoreCase\":{\"kms:RecipientAttestation:ImageSha384\":\"'$KMS_PCR0'\"}}}]}'
+timeout 60 "$NITROVM" kms call CreateKey "{\"Description\":\"nitrovm demo\",\"Policy\":\"$policy\"}" >"$W/kms-key.json" 2>"$W/kms.err" ||
+	{ indent "$W/kms.err"; fail "kms call CreateKey"; }
+KEY_ARN=$(sed -n 's/.*"Arn": *"\([^"]*\)".*/\1/p' "$W/kms-key.json" | head -n 1)
+[ -n "$KEY_ARN" ] || fail "no key ARN in the CreateKey output"
+timeout 60 "$NITROVM" kms call Encrypt "{\"KeyId\":\"$KEY_ARN\",\"Plaintext\":\"$(printf %s "$SECRET" | base64 | tr -d '\n')\"}" >"$W/kms-encrypt.json" 2>"$W/kms.err" ||
+	{ indent "$W/kms.err"; fail "kms call Encrypt"; }
+sed -n 's/.*"CiphertextBlob": *"\([^"]*\)".*/\1/p' "$W/kms-encrypt.json" >"$W/secret.ct"
+[ -s "$W/secret.ct" ] || fail "no CiphertextBlob in the Encrypt output"
+echo "    key $KEY_ARN, ciphertext $(wc -c <"$W/secret.ct") base64 bytes"
+
 # 1. The parent listens first: the enclave app sends its document as soon
 # as it runs (it retries for a minute, but there is no need to race).
 step "parent: listening for the attestation document on ${UDS}_5000"
 "$PARENT" -uds "$UDS" -out "$W/attestation.cbor" -timeout 240s \
-	-message "hello over vsock from the parent" >"$W/parent.log" 2>&1 &
+	-message "hello over vsock from the parent" -kms-ciphertext "$W/secret.ct" -kms-public-key "$W/recipient.der" \
+	>"$W/parent.log" 2>&1 &
 PARENT_PID=$!
 
 # 2. Start the enclave; run-enclave returns once init's heartbeat arrived.
 debug_flag=
 [ "${DEMO_DEBUG:-0}" = 1 ] && debug_flag=--debug-mode
-step "run-enclave --eif-path $EIF --memory $MEM --cpu-count $CPUS${debug_flag:+ $debug_flag} --vsock-uds $UDS (returns at the heartbeat, vsock port 9000)"
+step "run-enclave --eif-path $EIF --memory $MEM --cpu-count $CPUS${debug_flag:+ $debug_flag} --vsock-uds $UDS --kms (returns at the heartbeat, vsock port 9000)"
 t0=$(now_ms)
 if ! timeout 300 "$NITROVM" run-enclave --eif-path "$EIF" --memory "$MEM" --cpu-count "$CPUS" \
-	--enclave-name demo --vsock-uds "$UDS" --heartbeat-timeout 240 $debug_flag \
+	--enclave-name demo --vsock-uds "$UDS" --heartbeat-timeout 240 --kms $debug_flag \
 	>"$W/run.json" 2>"$W/run.err"; then
 	indent "$W/run.err"
 	fail "run-enclave"
@@ -114,6 +141,23 @@ indent "$W/parent.log"
 # The parent exits 0 only when the echo came back intact.
 grep -q '^parent: echo' "$W/parent.log" || fail "no echo answer in the parent's output"
 echo "DEMO-RESULT echo=ok $(sed -n 's/^parent: echo[^:]*: //p' "$W/parent.log" | head -n 1)"
+grep -q "^parent: enclave KMS Decrypt 1 with Recipient: secret sha256 $SECRET_SHA\$" "$W/parent.log" ||
+	fail "the enclave did not get the secret back through KMS Decrypt with Recipient"
+echo "DEMO-RESULT kms=ok sha256=$SECRET_SHA"
+
+# The same Decrypt, with a document of the same EIF in the other mode.
+other=debug-mode
+[ -z "$DENY_MODE" ] && other=non-debug
+step "kms: the same Decrypt with a $other document of this EIF (attestation issue ${DENY_MODE:+$DENY_MODE }--public-key <the enclave's Recipient key>): must be denied"
+timeout 60 "$NITROVM" attestation issue --eif-path "$EIF" $DENY_MODE --public-key "$W/recipient.der" \
+	--out "$W/other.cbor" >/dev/null 2>"$W/kms.err" || { indent "$W/kms.err"; fail "attestation issue"; }
+if timeout 60 "$NITROVM" kms call Decrypt "{\"CiphertextBlob\":\"$(cat "$W/secret.ct")\",\"Recipient\":{\"AttestationDocument\":\"$(base64 <"$W/other.cbor" | tr -d '\n')\",\"KeyEncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\"}}" \
+	>"$W/kms-denied.json" 2>"$W/kms-denied.err"; then
+	fail "KMS answered a $other document"
+fi
+indent "$W/kms-denied.err"
+grep -q 'AccessDeniedException' "$W/kms-denied.err" || fail "not AccessDeniedException"
+echo "DEMO-RESULT kms_denied=$other"
 
 if [ "${DEMO_DEBUG:-0}" = 1 ]; then
 	step "enclave console (debug mode)"

@@ -3,8 +3,9 @@
 # image made by the project itself, boot it (natively on KVM, nested where
 # the host's KVM cannot boot Linux), and show the boot time to the heartbeat,
 # the measurements, a signed attestation document verified against the local
-# root, and an echo over vsock. Finishes by itself; exits non-zero if a step
-# fails.
+# root, an echo over vsock, and a secret the enclave gets from the local KMS
+# (Decrypt with Recipient, key policy on PCR0) while a debug-mode document is
+# denied. Finishes by itself; exits non-zero if a step fails.
 #
 # Environment:
 #   NITROVM_DEMO_MODE=auto|native|nested  where the enclave runs (default auto:
@@ -35,11 +36,21 @@ die() {
 indent() { sed 's/^/    /'; }
 
 out=bin/demo
-rm -rf "$out"
+# A fresh start, except for the demo CA (bin/demo/state/ca): its root is in
+# the image's CA bundle (--trust-local-ca below), so keeping it keeps PCR0
+# and PCR2 the same from run to run; rm -rf bin/demo makes a new CA.
+if [ -d "$out" ]; then
+	find "$out" -mindepth 1 -maxdepth 1 ! -name state -exec rm -rf {} +
+	[ ! -d "$out/state" ] || find "$out/state" -mindepth 1 -maxdepth 1 ! -name ca -exec rm -rf {} +
+fi
 mkdir -p "$out"
 NONCE=nitrovm-demo-nonce # demo/hello's default NONCE
 TAG=nitrovm-demo/hello:latest
 NONCE_HEX=$(printf %s "$NONCE" | od -An -tx1 | tr -d ' \n')
+# The demo's own CA (and, natively, its KMS key store and enclave state):
+# build-enclave --trust-local-ca puts its root in the image, the enclave's
+# NSM and KMS use the same CA.
+STATE="$PWD/$out/state"
 
 # Where to boot: nitrovm's VMM needs a /dev/kvm that runs unmodified Linux
 # guests (as internal/vmm.CheckHost decides). PVM-backed KVM (kvm_pvm) and a
@@ -108,15 +119,15 @@ if [ -n "${NITROVM_DEMO_IMAGE:-}" ]; then
 		indent <"$out/registry.log"
 		echo "    port $port is taken: pulling $repo from the registry already listening there"
 	fi
-	step "nitrovm build-enclave --docker-uri $NITROVM_DEMO_IMAGE --output-file $out/demo.eif --kernel $kernel --init $out/init"
-	NITROVM_CACHE="$PWD/$out/cache" bin/nitrovm build-enclave --docker-uri "$NITROVM_DEMO_IMAGE" --pull always \
+	step "nitrovm build-enclave --docker-uri $NITROVM_DEMO_IMAGE --output-file $out/demo.eif --kernel $kernel --init $out/init --trust-local-ca (the demo CA's root joins the image's CA bundle: TLS to the local KMS)"
+	NITROVM_STATE_DIR="$STATE" NITROVM_CACHE="$PWD/$out/cache" bin/nitrovm build-enclave --docker-uri "$NITROVM_DEMO_IMAGE" --pull always --trust-local-ca \
 		--output-file "$out/demo.eif" --kernel "$kernel" --init "$out/init" >"$out/build.json" 2>"$out/build.err" ||
 		{ indent <"$out/build.err"; die "build-enclave"; }
 	kill "$regpid" 2>/dev/null || true
 else
-	step "nitrovm build-enclave --docker-uri $TAG --image-tar $out/hello.tar --output-file $out/demo.eif --kernel $kernel --init $out/init"
-	bin/nitrovm build-enclave --docker-uri "$TAG" --image-tar "$out/hello.tar" --output-file "$out/demo.eif" \
-		--kernel "$kernel" --init "$out/init" >"$out/build.json" 2>"$out/build.err" ||
+	step "nitrovm build-enclave --docker-uri $TAG --image-tar $out/hello.tar --output-file $out/demo.eif --kernel $kernel --init $out/init --trust-local-ca (the demo CA's root joins the image's CA bundle: TLS to the local KMS)"
+	NITROVM_STATE_DIR="$STATE" bin/nitrovm build-enclave --docker-uri "$TAG" --image-tar "$out/hello.tar" --output-file "$out/demo.eif" \
+		--kernel "$kernel" --init "$out/init" --trust-local-ca >"$out/build.json" 2>"$out/build.err" ||
 		{ indent <"$out/build.err"; die "build-enclave"; }
 fi
 indent <"$out/build.err"
@@ -141,7 +152,7 @@ show() {
 set +e
 if [ "$mode" = native ]; then
 	step "booting the enclave natively on /dev/kvm (scripts/demo-enclave.sh)"
-	NITROVM="$PWD/bin/nitrovm" PARENT="$PWD/$out/parent" DEMO_WORK="$PWD/$out/run" \
+	NITROVM="$PWD/bin/nitrovm" PARENT="$PWD/$out/parent" DEMO_WORK="$PWD/$out/run" NITROVM_STATE_DIR="$STATE" \
 		DEMO_DEBUG="$debug" DEMO_CPUS="$cpus" DEMO_MEMORY="$memory" \
 		timeout 600 sh scripts/demo-enclave.sh "$PWD/$out/demo.eif" "$PCR0" "$NONCE_HEX" 2>&1 |
 		tee "$log" | show
@@ -153,7 +164,8 @@ else
 		--file /demo/demo-enclave.sh=scripts/demo-enclave.sh \
 		--file /demo/demo.eif="$out/demo.eif" \
 		--file /demo/parent="$out/parent" \
-		-- sh -c "DEMO_DEBUG=$debug DEMO_CPUS=$cpus DEMO_MEMORY=$memory DEMO_WORK=/demo/run PARENT=/demo/parent \
+		--file /demo/state/ca/ca.pem="$STATE/ca/ca.pem" \
+		-- sh -c "DEMO_DEBUG=$debug DEMO_CPUS=$cpus DEMO_MEMORY=$memory DEMO_WORK=/demo/run PARENT=/demo/parent NITROVM_STATE_DIR=/demo/state \
 		exec sh /demo/demo-enclave.sh /demo/demo.eif $PCR0 $NONCE_HEX" 2>&1 |
 		tee "$log" | show
 	rc=${PIPESTATUS[0]}
@@ -184,4 +196,6 @@ fi
 echo "    certificate chain:"
 result chain= 8 | sed 's/^/      /'
 echo "    echo over vsock:     ok ($echo_line)"
+echo "    KMS with Recipient:  the enclave decrypted the secret, sha256 $(result 'kms=ok sha256=') (policy: ImageSha384 = PCR0)"
+echo "    KMS, other document: the same Decrypt with a $(result kms_denied=) document: AccessDeniedException"
 echo "    enclave terminated:  $(result terminated=)"

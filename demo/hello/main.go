@@ -4,10 +4,16 @@
 // port 5000, length-prefixed), then serves an echo on vsock port 5005 until
 // the enclave is terminated.
 //
+// When the parent answers the document with a KMS request (package wire),
+// it first decrypts the parent's ciphertexts with AWS KMS's Decrypt and a
+// Recipient (aws-sdk-go-v2, over vsock port 8000: `run-enclave --kms`) and
+// reports each secret's SHA-256 or the error.
+//
 // Environment: NONCE (the nonce as text; default "nitrovm-demo-nonce").
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -26,6 +32,8 @@ const (
 	parentCID = 3
 	// sendAttempts, 200 ms apart, bound the wait for the parent's listener.
 	sendAttempts = 300
+	// kmsRequestWait bounds the wait for the parent's KMS request.
+	kmsRequestWait = 60 * time.Second
 )
 
 func main() {
@@ -40,7 +48,7 @@ func run() error {
 	if nonce == "" {
 		nonce = "nitrovm-demo-nonce"
 	}
-	doc, err := attest([]byte(nonce))
+	doc, err := attest([]byte(nonce), []byte("hello from the nitrovm demo enclave"), nil)
 	if err != nil {
 		return err
 	}
@@ -52,14 +60,14 @@ func run() error {
 	return echo()
 }
 
-// attest gets an attestation document with nonce and a fixed user_data.
-func attest(nonce []byte) ([]byte, error) {
+// attest gets an attestation document with nonce, user_data and public_key.
+func attest(nonce, userData, publicKey []byte) ([]byte, error) {
 	sess, err := nsm.OpenDefaultSession()
 	if err != nil {
 		return nil, fmt.Errorf("open /dev/nsm: %w", err)
 	}
 	defer sess.Close()
-	res, err := sess.Send(&request.Attestation{Nonce: nonce, UserData: []byte("hello from the nitrovm demo enclave")})
+	res, err := sess.Send(&request.Attestation{Nonce: nonce, UserData: userData, PublicKey: publicKey})
 	if err != nil {
 		return nil, fmt.Errorf("attestation request: %w", err)
 	}
@@ -73,7 +81,7 @@ func attest(nonce []byte) ([]byte, error) {
 }
 
 // sendDoc delivers the document to the parent, retrying while the parent's
-// listener is not up yet.
+// listener is not up yet, then runs the KMS step if the parent asks for it.
 func sendDoc(doc []byte) error {
 	var conn net.Conn
 	var err error
@@ -91,7 +99,25 @@ func sendDoc(doc []byte) error {
 		return err
 	}
 	fmt.Printf("hello: sent the attestation document to the parent\n")
-	return nil
+	conn.SetReadDeadline(time.Now().Add(kmsRequestWait))
+	b, err := wire.ReadFrame(conn)
+	if err != nil {
+		return nil // no KMS step: the parent closed the connection.
+	}
+	var req wire.KMSRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		return fmt.Errorf("KMS request: %w", err)
+	}
+	conn.SetReadDeadline(time.Time{})
+	rep, err := kmsStep(req)
+	if err != nil {
+		return err
+	}
+	b, err = json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	return wire.WriteFrame(conn, b)
 }
 
 // echo serves the echo port forever.

@@ -3,6 +3,13 @@
 // to a file for `nitrovm attestation verify`, then talks to the enclave's
 // echo service on port 5005 and checks the answer, printing progress lines.
 //
+// With -kms-ciphertext FILE (repeatable), the parent answers the document
+// with a KMS request: the enclave decrypts each ciphertext with KMS Decrypt
+// and a Recipient, through `run-enclave --kms`, and reports the secrets'
+// SHA-256 or the errors, which the parent prints; -kms-public-key FILE saves
+// the enclave's Recipient key (DER) so that a script can repeat the request
+// with another attestation document.
+//
 // Two transports: -uds PATH uses nitrovm's hybrid vsock Unix sockets
 // (Firecracker's convention: the enclave's connections to parent port P
 // arrive on PATH_P; the parent reaches enclave port P by connecting to PATH
@@ -13,6 +20,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -40,7 +48,21 @@ type config struct {
 	launch  []string      // command starting the enclave (nitrovm run-enclave ...), or nil
 	verify  bool          // check the document with launch[0]'s attestation verify
 	nonce   string        // the nonce the enclave puts in the document
+	kms     kmsConfig
 }
+
+// kmsConfig is the KMS step's part of the command line.
+type kmsConfig struct {
+	ciphertexts []string // files holding base64 CiphertextBlobs
+	region      string
+	publicKey   string // where to save the enclave's Recipient key, or ""
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
 	var c config
@@ -50,6 +72,9 @@ func main() {
 	flag.StringVar(&c.message, "message", "hello, enclave", "line to send to the echo service")
 	flag.BoolVar(&c.verify, "verify", false, "with a launch command: verify the document with its 'attestation verify' against its 'ca export' root")
 	flag.StringVar(&c.nonce, "nonce", "nitrovm-demo-nonce", "nonce the enclave uses (demo/hello's NONCE), checked by -verify")
+	flag.Var((*stringList)(&c.kms.ciphertexts), "kms-ciphertext", "file with a base64 KMS CiphertextBlob for the enclave to Decrypt with Recipient (repeatable)")
+	flag.StringVar(&c.kms.region, "kms-region", "us-east-1", "region of the enclave's KMS endpoint")
+	flag.StringVar(&c.kms.publicKey, "kms-public-key", "", "save the enclave's Recipient public key (DER) to FILE")
 	flag.DurationVar(&c.timeout, "timeout", 3*time.Minute, "give up after this long")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: parent (-uds PATH | -cid N) [flags] [-- nitrovm run-enclave ARGS...]\n"+
@@ -87,7 +112,11 @@ func run(ctx context.Context, c config, w io.Writer) error {
 		}
 		defer terminate(c, id, w)
 	}
-	doc, err := receive(ctx, l)
+	req, err := c.kms.request()
+	if err != nil {
+		return err
+	}
+	doc, rep, err := receive(ctx, l, req)
 	if err != nil {
 		return err
 	}
@@ -95,6 +124,11 @@ func run(ctx context.Context, c config, w io.Writer) error {
 		return fmt.Errorf("write attestation document: %w", err)
 	}
 	fmt.Fprintf(w, "parent: received the attestation document (%d bytes), saved to %s\n", len(doc), c.out)
+	if rep != nil {
+		if err := c.kms.show(rep, len(req.Ciphertexts), w); err != nil {
+			return err
+		}
+	}
 	if c.verify && len(c.launch) > 0 {
 		if err := verify(ctx, c, w); err != nil {
 			return err
@@ -181,22 +215,82 @@ func listen(c config) (net.Listener, string, error) {
 	return l, fmt.Sprintf("vsock port %d", wire.AttestationPort), nil
 }
 
-// receive accepts one connection and reads one frame, within ctx.
-func receive(ctx context.Context, l net.Listener) ([]byte, error) {
+// request reads the ciphertext files; nil means no KMS step.
+func (k kmsConfig) request() (*wire.KMSRequest, error) {
+	if len(k.ciphertexts) == 0 {
+		return nil, nil
+	}
+	req := &wire.KMSRequest{Region: k.region}
+	for _, f := range k.ciphertexts {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("-kms-ciphertext: %w", err)
+		}
+		ct, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(ct) == 0 {
+			return nil, fmt.Errorf("-kms-ciphertext %s: not a base64 CiphertextBlob", f)
+		}
+		req.Ciphertexts = append(req.Ciphertexts, ct)
+	}
+	return req, nil
+}
+
+// show prints the enclave's KMS results and saves its public key.
+func (k kmsConfig) show(rep *wire.KMSReport, n int, w io.Writer) error {
+	if len(rep.Results) != n {
+		return fmt.Errorf("KMS step: the enclave reported %d results for %d ciphertexts", len(rep.Results), n)
+	}
+	for i, r := range rep.Results {
+		if r.Error != "" {
+			fmt.Fprintf(w, "parent: enclave KMS Decrypt %d with Recipient: denied or failed: %s\n", i+1, r.Error)
+		} else {
+			fmt.Fprintf(w, "parent: enclave KMS Decrypt %d with Recipient: secret sha256 %s\n", i+1, r.SHA256)
+		}
+	}
+	if k.publicKey != "" {
+		if err := os.WriteFile(k.publicKey, rep.PublicKey, 0o644); err != nil {
+			return fmt.Errorf("-kms-public-key: %w", err)
+		}
+	}
+	return nil
+}
+
+// receive accepts one connection and reads the attestation document, within
+// ctx. With a KMS request it sends the request on the same connection and
+// returns the enclave's report; without, it closes the connection.
+func receive(ctx context.Context, l net.Listener, req *wire.KMSRequest) ([]byte, *wire.KMSReport, error) {
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	conn, err := l.Accept()
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("no attestation document: %w", ctx.Err())
+			return nil, nil, fmt.Errorf("no attestation document: %w", ctx.Err())
 		}
-		return nil, fmt.Errorf("accept: %w", err)
+		return nil, nil, fmt.Errorf("accept: %w", err)
 	}
 	defer conn.Close()
 	if d, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(d)
 	}
-	return wire.ReadFrame(conn)
+	doc, err := wire.ReadFrame(conn)
+	if err != nil || req == nil {
+		return doc, nil, err
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := wire.WriteFrame(conn, b); err != nil {
+		return nil, nil, fmt.Errorf("KMS request: %w", err)
+	}
+	if b, err = wire.ReadFrame(conn); err != nil {
+		return nil, nil, fmt.Errorf("KMS report: %w", err)
+	}
+	var rep wire.KMSReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, nil, fmt.Errorf("KMS report: %w", err)
+	}
+	return doc, &rep, nil
 }
 
 // echo connects to the enclave's echo port (retrying until the enclave

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -122,5 +123,65 @@ func TestRunErrors(t *testing.T) {
 				t.Error("got nil error, want an error")
 			}
 		})
+	}
+}
+
+// TestReceiveKMS plays an enclave that answers the parent's KMS request on
+// the attestation connection.
+func TestReceiveKMS(t *testing.T) {
+	dir := t.TempDir()
+	ctFile := filepath.Join(dir, "ct.b64")
+	os.WriteFile(ctFile, []byte("Y2lwaGVydGV4dA==\n"), 0o644)
+	k := kmsConfig{ciphertexts: []string{ctFile, ctFile}, region: "eu-west-1", publicKey: filepath.Join(dir, "pub.der")}
+	req, err := k.request()
+	if err != nil || len(req.Ciphertexts) != 2 || string(req.Ciphertexts[0]) != "ciphertext" {
+		t.Fatalf("request: %+v, %v", req, err)
+	}
+	l, err := net.Listen("unix", filepath.Join(dir, "v_5000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := net.Dial("unix", filepath.Join(dir, "v_5000"))
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		wire.WriteFrame(c, []byte("COSE"))
+		b, _ := wire.ReadFrame(c)
+		var got wire.KMSRequest
+		json.Unmarshal(b, &got)
+		rep := wire.KMSReport{PublicKey: []byte("spki")}
+		for range got.Ciphertexts {
+			rep.Results = append(rep.Results, wire.KMSResult{SHA256: got.Region})
+		}
+		rep.Results[1] = wire.KMSResult{Error: "AccessDeniedException: no"}
+		b, _ = json.Marshal(rep)
+		wire.WriteFrame(c, b)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	doc, rep, err := receive(ctx, l, req)
+	if err != nil || string(doc) != "COSE" || rep == nil {
+		t.Fatalf("receive: %q %+v %v", doc, rep, err)
+	}
+	var log bytes.Buffer
+	if err := k.show(rep, 2, &log); err != nil {
+		t.Fatal(err)
+	}
+	want := "parent: enclave KMS Decrypt 1 with Recipient: secret sha256 eu-west-1\nparent: enclave KMS Decrypt 2 with Recipient: denied or failed: AccessDeniedException: no\n"
+	if log.String() != want {
+		t.Errorf("got %q, want %q", log.String(), want)
+	}
+	if b, _ := os.ReadFile(k.publicKey); string(b) != "spki" {
+		t.Errorf("public key file: got %q", b)
+	}
+	if err := k.show(rep, 3, io.Discard); err == nil {
+		t.Error("show accepted 2 results for 3 ciphertexts")
+	}
+	os.WriteFile(ctFile, []byte("not base64!"), 0o644)
+	if _, err := k.request(); err == nil {
+		t.Error("request accepted a file that is not base64")
 	}
 }

@@ -48,3 +48,35 @@ func ReadFrame(r io.Reader) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// The KMS step. On the connection that carried the attestation document the
+// parent answers with one frame, a JSON KMSRequest, or closes it (no KMS
+// step); the enclave then sends one frame, a JSON KMSReport.
+const (
+	// KMSPort is the enclave vsock port of KMS: `run-enclave --kms`
+	// forwards parent port 8000 (vsock-proxy's convention) to its local KMS.
+	KMSPort = 8000
+)
+
+// KMSRequest asks the enclave to Decrypt each ciphertext with Recipient.
+type KMSRequest struct {
+	// Region names the KMS endpoint, kms.<Region>.amazonaws.com.
+	Region string
+	// Ciphertexts are KMS CiphertextBlobs.
+	Ciphertexts [][]byte
+}
+
+// KMSResult is the outcome of one Decrypt: the secret's SHA-256 (hex) or
+// the error, "<Code>: <message>" for a KMS error.
+type KMSResult struct {
+	SHA256 string `json:",omitempty"`
+	Error  string `json:",omitempty"`
+}
+
+// KMSReport is the enclave's answer to a KMSRequest.
+type KMSReport struct {
+	// PublicKey is the Recipient's RSA key, DER SubjectPublicKeyInfo: the
+	// parent can make the same request with another attestation document.
+	PublicKey []byte
+	Results   []KMSResult
+}

@@ -111,7 +111,8 @@ func newKMSCallCmd(env Env) *cobra.Command {
 		Use:   "call OPERATION [JSON]",
 		Short: "Run one KMS operation (e.g. CreateKey, Encrypt) directly on the key store, no server needed",
 		Long: "Run one KMS operation with a JSON request body, exactly as a client would send it " +
-			"(blobs in base64), on the key store a 'kms serve' or 'run-enclave --kms' shares, and print the JSON response.",
+			"(blobs in base64), on the key store a 'kms serve' or 'run-enclave --kms' shares, and print the JSON response. " +
+			"A Recipient's attestation document is checked against the local CA's root, as 'kms serve' does.",
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(_ *cobra.Command, args []string) error {
 			body := "{}"
@@ -122,7 +123,7 @@ func newKMSCallCmd(env Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			svc, err := kms.New(kms.Options{Dir: cfg.Dir, Region: cfg.Region})
+			svc, err := kms.OpenLocal(cfg)
 			if err != nil {
 				return err
 			}

@@ -3,9 +3,16 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nitrovm/nitrovm/nsm"
 )
 
 func TestKMSCall(t *testing.T) {
@@ -32,6 +39,25 @@ func TestKMSCall(t *testing.T) {
 	out, errOut, code = run("kms", "call", "Encrypt", `{"KeyId":"`+created.KeyMetadata.KeyId+`","Plaintext":"aGk="}`)
 	if code != 0 || !strings.Contains(out, "CiphertextBlob") {
 		t.Fatalf("Encrypt: status %d, %s %s", code, out, errOut)
+	}
+	// A Recipient's document is checked against the local CA's root.
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	mod, err := nsm.NewEnclaveModule(nsm.EnclaveConfig{ModuleID: "i-0000000000000000-enc0000000000000001", PCR0: make([]byte, 48), PCR1: make([]byte, 48), PCR2: make([]byte, 48), StateDir: filepath.Join(dir, "ca")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := mod.Attest(nil, nil, spki)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcp := `"Recipient":{"AttestationDocument":"` + base64.StdEncoding.EncodeToString(doc) + `","KeyEncryptionAlgorithm":"RSAES_OAEP_SHA_256"}`
+	out, errOut, code = run("kms", "call", "GenerateRandom", `{"NumberOfBytes":8,`+rcp+`}`)
+	if code != 0 || !strings.Contains(out, "CiphertextForRecipient") {
+		t.Fatalf("GenerateRandom with Recipient: status %d, %s %s", code, out, errOut)
 	}
 	for _, tc := range []struct {
 		args []string
