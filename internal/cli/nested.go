@@ -84,6 +84,8 @@ scripts/kernel/l1-kernel.sh once. Example:
 				Logger:    env.logger(),
 				CacheDir:  nested.DefaultCacheDir(getenv),
 				KernelLog: kernelLog,
+				// L1's kernel console is a serial port of its own.
+				KernelOutput: env.Stderr,
 			})
 			if err != nil {
 				return err
@@ -101,7 +103,7 @@ scripts/kernel/l1-kernel.sh once. Example:
 	fl.StringArrayVar(&envs, "env", nil, "set K=V in COMMAND's environment (repeatable)")
 	fl.DurationVar(&timeout, "timeout", nested.DefaultTimeout, "give up after this long")
 	fl.StringVar(&binary, "nitrovm", "", "nitrovm binary to put in the VM (default: this one)")
-	fl.BoolVar(&kernelLog, "kernel-log", false, "show the nested VM's full kernel log")
+	fl.BoolVar(&kernelLog, "kernel-log", false, "show all of the nested VM's kernel messages (default: warnings and worse), on stderr")
 	fl.BoolVar(&asInit, "l1init", false, "run as the nested VM's init")
 	_ = fl.MarkHidden("l1init")
 	return cmd
