@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -80,8 +79,12 @@ func newRootCmd(env Env, name string) *cobra.Command {
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%s: %w (see '%s --help')", c.CommandPath(), err, c.CommandPath())}
+		return usageErr(c, err)
 	})
+	// --version and -V, as nitro-cli has them (clap's "<name> <version>").
+	root.Version = versionLine(name)
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.Flags().BoolP("version", "V", false, "print the version")
 	root.AddCommand(
 		newDescribeEIFCmd(env),
 		newBuildEIFCmd(env),

@@ -49,7 +49,7 @@ func newDescribeEnclavesCmd(env Env) *cobra.Command {
 // noArgs rejects positional arguments as a usage error.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usageError{fmt.Errorf("%s: unexpected arguments %q (see '%s --help')", cmd.CommandPath(), args, cmd.CommandPath())}
+		return usageErr(cmd, fmt.Errorf("unexpected arguments %q", args))
 	}
 	return nil
 }

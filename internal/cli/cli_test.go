@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// runAs runs the command line as prog and returns stdout, stderr, status.
+func runAs(prog string, args ...string) (string, string, int) {
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), append([]string{prog}, args...), Env{Stdout: &out, Stderr: &errb})
+	return out.String(), errb.String(), code
+}
+
+// TestVersion: as nitro-cli, --version and -V print nitro-cli's line,
+// clap's "Nitro CLI <version>" (aws-nitro-enclaves-cli create_app!), with
+// nitrovm's version after it; as nitrovm, "nitrovm <version>".
+func TestVersion(t *testing.T) {
+	nitroCLI := regexp.MustCompile(`^Nitro CLI \d+\.\d+\.\d+ \(nitrovm \S+\)\n$`)
+	nitrovm := regexp.MustCompile(`^nitrovm \S+\n$`)
+	tests := []struct {
+		prog string
+		args []string
+		want *regexp.Regexp
+	}{
+		{"nitro-cli", []string{"--version"}, nitroCLI},
+		{"nitro-cli", []string{"-V"}, nitroCLI},
+		{"/usr/bin/nitro-cli", []string{"--version"}, nitroCLI},
+		{"nitrovm", []string{"--version"}, nitrovm},
+		{"nitrovm", []string{"-V"}, nitrovm},
+		{"nitrovm", []string{"version"}, nitrovm},
+	}
+	for _, tt := range tests {
+		out, errOut, code := runAs(tt.prog, tt.args...)
+		if code != 0 || errOut != "" || !tt.want.MatchString(out) {
+			t.Errorf("%s %v: got status %d, stdout %q, stderr %q; want 0 and %v", tt.prog, tt.args, code, out, errOut, tt.want)
+		}
+	}
+}
+
+// TestErrorPrefix: every error line starts with the program name once, the
+// way it was invoked.
+func TestErrorPrefix(t *testing.T) {
+	tests := []struct {
+		prog string
+		args []string
+		code int
+		want string
+	}{
+		{"nitro-cli", []string{"--bogus"}, 2, "nitro-cli: unknown flag: --bogus (see 'nitro-cli --help')\n"},
+		{"nitro-cli", []string{"run-enclave", "--bogus"}, 2, "nitro-cli: run-enclave: unknown flag: --bogus (see 'nitro-cli run-enclave --help')\n"},
+		{"nitrovm", []string{"run-enclave", "--bogus"}, 2, "nitrovm: run-enclave: unknown flag: --bogus (see 'nitrovm run-enclave --help')\n"},
+		{"nitro-cli", []string{"describe-enclaves", "x"}, 2, "nitro-cli: describe-enclaves: unexpected arguments [\"x\"] (see 'nitro-cli describe-enclaves --help')\n"},
+		{"nitro-cli", []string{"attestation", "issue", "--bogus"}, 2, "nitro-cli: attestation issue: unknown flag: --bogus (see 'nitro-cli attestation issue --help')\n"},
+		{"nitrovm", []string{"ca"}, 2, "nitrovm: ca: missing subcommand (export, rotate, describe) (see 'nitrovm ca --help')\n"},
+		{"nitrovm", []string{"kms"}, 2, "nitrovm: kms: missing subcommand (serve, call) (see 'nitrovm kms --help')\n"},
+		{"nitro-cli", []string{"frob"}, 1, "nitro-cli: error: unknown command \"frob\" for \"nitro-cli\"\n"},
+	}
+	for _, tt := range tests {
+		_, errOut, code := runAs(tt.prog, tt.args...)
+		if code != tt.code || errOut != tt.want {
+			t.Errorf("%s %v: got status %d, stderr %q; want %d, %q", tt.prog, tt.args, code, errOut, tt.code, tt.want)
+		}
+		if n := strings.Count(errOut, tt.prog+":"); n != 1 {
+			t.Errorf("%s %v: %q carries the prefix %d times, want once", tt.prog, tt.args, errOut, n)
+		}
+	}
+}
