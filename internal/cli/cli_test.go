@@ -3,9 +3,15 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/nitrovm/nitrovm/eif"
 )
 
 // runAs runs the command line as prog and returns stdout, stderr, status.
@@ -67,5 +73,35 @@ func TestErrorPrefix(t *testing.T) {
 		if n := strings.Count(errOut, tt.prog+":"); n != 1 {
 			t.Errorf("%s %v: %q carries the prefix %d times, want once", tt.prog, tt.args, errOut, n)
 		}
+	}
+}
+
+// TestBuildEnclaveGolden: build-enclave's measurements object prints as
+// nitro-cli's documented signed build does (jsonout/testdata/nitro-cli).
+func TestBuildEnclaveGolden(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join(nitroCLIGolden, "build-enclave-signed.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct{ Measurements map[string]string }
+	if err := json.Unmarshal(want, &doc); err != nil {
+		t.Fatal(err)
+	}
+	pcr := func(k string) []byte {
+		b, err := hex.DecodeString(doc.Measurements[k])
+		if err != nil || len(b) != 48 {
+			t.Fatalf("golden %s: %v", k, err)
+		}
+		return b
+	}
+	m := &eif.Measurements{PCR0: pcr("PCR0"), PCR1: pcr("PCR1"), PCR2: pcr("PCR2"), PCR8: pcr("PCR8")}
+	var got bytes.Buffer
+	if err := writeJSON(&got, struct {
+		Measurements *eif.Measurements `json:"Measurements"`
+	}{m}); err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != string(want) {
+		t.Errorf("got\n%s\nwant\n%s", got.String(), want)
 	}
 }

@@ -33,6 +33,10 @@ func newDescribeEnclavesCmd(env Env) *cobra.Command {
 				}
 				if metadata {
 					d.ImageName, d.ImageVersion, d.Metadata = r.ImageName, r.ImageVersion, r.Metadata
+					if r.BootTimeMs > 0 {
+						ms := r.BootTimeMs
+						d.BootTimeMs = &ms
+					}
 				}
 				out = append(out, d)
 			}
@@ -42,7 +46,7 @@ func newDescribeEnclavesCmd(env Env) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&metadata, "metadata", false, "also print each enclave's EIF metadata (ImageName, ImageVersion, Metadata)")
+	cmd.Flags().BoolVar(&metadata, "metadata", false, "also print each enclave's EIF metadata (ImageName, ImageVersion, Metadata) and its boot time (BootTimeMs)")
 	return cmd
 }
 
