@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nitrovm/nitrovm/internal/enclave"
 )
 
 // Env is what a command may touch of the outside world. Tests fill it with
@@ -26,6 +28,9 @@ type Env struct {
 	// Executable is the path of the running nitrovm binary, used to start
 	// detached supervisors; empty means os.Executable.
 	Executable string
+	// Launcher starts the VMs of the supervise command; nil means
+	// enclave.VMLauncher (KVM microVMs). Tests pass a fake.
+	Launcher enclave.Launcher
 }
 
 func (e Env) getenv(k string) string {
