@@ -4,8 +4,13 @@
 // with nested paging, and the L1 Linux (Debian's 6.12 cloud kernel) loads
 // kvm-amd on it. Run builds an initramfs holding the nitrovm binary (which
 // is also L1's init, see package l1init), the KVM and vsock modules, busybox
-// and the caller's files, boots QEMU, streams the L1 console and returns the
-// command's exit status.
+// and the caller's files, boots QEMU, streams init's console (ttyS0) and
+// L1's kernel console (ttyS1) apart, and returns the command's exit status.
+//
+// Run boots L1 once; it never retries. When L1 itself fails (its kernel
+// oopses or panics, or it freezes: see Fault) the Result says so, with the
+// evidence, so that a caller may decide to run the session again; any
+// other failure is the command's.
 //
 // # Requirements
 //
@@ -23,9 +28,11 @@
 //		Files:   map[string]string{"/guest/bzImage": bzImage, "/guest/initrd": initrd},
 //		Command: []string{"nitrovm", "boot", "--kernel", "/guest/bzImage",
 //			"--initrd", "/guest/initrd", "--cmdline", "console=ttyS0"},
-//		Output: os.Stderr, // live L1 console and command output
+//		Output:       os.Stdout, // init's lines and the command's output, live
+//		KernelOutput: os.Stderr, // L1's kernel console, live
 //	})
-//	// res.ExitCode is the command's exit status; res.Output the whole console.
+//	// res.ExitCode is the command's exit status; res.Output the whole
+//	// console; res.Fault non-nil if L1 itself failed.
 //
 // The command runs as root with PATH=/bin:/sbin:/usr/bin:/usr/sbin, in
 // /root; busybox applets (sh, grep, ...) are there when busybox-static is
