@@ -6,6 +6,11 @@
 # Usage: scripts/e2e.sh [go test flags, e.g. -run TestBoot]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# NITROVM_E2E_LOCK=FILE runs the nested part under flock FILE, so that
+# "make test" or .ci/run on a shared machine holds the lock only here.
+if [ -n "${NITROVM_E2E_LOCK:-}" ] && [ -z "${NITROVM_E2E_LOCKED:-}" ]; then
+	exec env NITROVM_E2E_LOCKED=1 flock "$NITROVM_E2E_LOCK" bash "$0" "$@"
+fi
 export PATH="/usr/local/go/bin:$PATH"
 export CGO_ENABLED=0
 
