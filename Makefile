@@ -31,8 +31,8 @@ lint:
 unit:
 	$(GO) test -count=1 ./...
 	@if [ -c /dev/kvm ]; then \
-		echo "$(GO) test -count=1 -tags kvm ./internal/kvm ./internal/vmm ./internal/cli"; \
-		$(GO) test -count=1 -tags kvm ./internal/kvm ./internal/vmm ./internal/cli; \
+		echo "$(GO) test -count=1 -tags kvm ./internal/kvm ./internal/vmm ./internal/cli ./cmd/nitrovm"; \
+		$(GO) test -count=1 -tags kvm ./internal/kvm ./internal/vmm ./internal/cli ./cmd/nitrovm; \
 	else echo "unit: no /dev/kvm, skipping the kvm-tagged tests"; fi
 
 e2e: build

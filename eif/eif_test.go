@@ -92,8 +92,12 @@ func TestWellKnownValues(t *testing.T) {
 	if got := hex.EncodeToString(PCR3("arn:aws:iam::123456789012:role/Webserver")); got != pcr3 {
 		t.Errorf("PCR3: got %s, want %s", got, pcr3)
 	}
-	if got, want := PCR4("i-1234"), Extend(make([]byte, 48), []byte("i-1234")); !bytes.Equal(got, want) {
-		t.Errorf("PCR4: got %x, want %x", got, want)
+	// PCR4 as AWS documents it for the parent's instance ID, the same
+	// construction as PCR3: SHA-384 of 48 zero bytes followed by the ID's
+	// bytes, computed here with crypto/sha512 alone.
+	pcr4 := sha512.Sum384(append(make([]byte, 48), "i-1234567890abcdef0"...))
+	if got := PCR4("i-1234567890abcdef0"); !bytes.Equal(got, pcr4[:]) {
+		t.Errorf("PCR4: got %x, want %x", got, pcr4)
 	}
 	pr, err := ReaderPCR(strings.NewReader("hello"))
 	if err != nil || !bytes.Equal(pr, ContentPCR([]byte("hello"))) {

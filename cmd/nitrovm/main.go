@@ -14,8 +14,14 @@ import (
 )
 
 func main() {
+	os.Exit(run(os.Args, cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}))
+}
+
+// run runs the command line args with SIGINT and SIGTERM cancelling its
+// context: "boot" then stops its VM (exit status 4), a supervisor
+// terminates its enclave and cleans up, and other commands end early.
+func run(args []string, env cli.Env) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Run(ctx, os.Args, cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
-	stop()
-	os.Exit(code)
+	defer stop()
+	return cli.Run(ctx, args, env)
 }

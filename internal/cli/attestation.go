@@ -29,7 +29,7 @@ func newAttestationCmd(env Env) *cobra.Command {
 		Short: "Issue and verify attestation documents without booting",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return usageError{fmt.Errorf("%s: missing subcommand (issue, verify)", c.CommandPath())}
+			return usageErr(c, errors.New("missing subcommand (issue, verify)"))
 		},
 	}
 	cmd.AddCommand(newAttestationIssueCmd(env), newAttestationVerifyCmd(env))

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -21,7 +22,7 @@ func newCACmd(env Env) *cobra.Command {
 		Short: "Manage the local attestation CA (export, rotate, describe)",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return usageError{fmt.Errorf("%s: missing subcommand (export, rotate, describe)", c.CommandPath())}
+			return usageErr(c, errors.New("missing subcommand (export, rotate, describe)"))
 		},
 	}
 	var out string

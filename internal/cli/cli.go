@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nitrovm/nitrovm/internal/enclave"
 )
 
 // Env is what a command may touch of the outside world. Tests fill it with
@@ -27,6 +28,9 @@ type Env struct {
 	// Executable is the path of the running nitrovm binary, used to start
 	// detached supervisors; empty means os.Executable.
 	Executable string
+	// Launcher starts the VMs of the supervise command; nil means
+	// enclave.VMLauncher (KVM microVMs). Tests pass a fake.
+	Launcher enclave.Launcher
 }
 
 func (e Env) getenv(k string) string {
@@ -80,8 +84,12 @@ func newRootCmd(env Env, name string) *cobra.Command {
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%s: %w (see '%s --help')", c.CommandPath(), err, c.CommandPath())}
+		return usageErr(c, err)
 	})
+	// --version and -V, as nitro-cli has them (clap's "<name> <version>").
+	root.Version = versionLine(name)
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.Flags().BoolP("version", "V", false, "print the version")
 	root.AddCommand(
 		newDescribeEIFCmd(env),
 		newBuildEIFCmd(env),

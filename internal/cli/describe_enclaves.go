@@ -33,6 +33,10 @@ func newDescribeEnclavesCmd(env Env) *cobra.Command {
 				}
 				if metadata {
 					d.ImageName, d.ImageVersion, d.Metadata = r.ImageName, r.ImageVersion, r.Metadata
+					if r.BootTimeMs > 0 {
+						ms := r.BootTimeMs
+						d.BootTimeMs = &ms
+					}
 				}
 				out = append(out, d)
 			}
@@ -42,14 +46,14 @@ func newDescribeEnclavesCmd(env Env) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&metadata, "metadata", false, "also print each enclave's EIF metadata (ImageName, ImageVersion, Metadata)")
+	cmd.Flags().BoolVar(&metadata, "metadata", false, "also print each enclave's EIF metadata (ImageName, ImageVersion, Metadata) and its boot time (BootTimeMs)")
 	return cmd
 }
 
 // noArgs rejects positional arguments as a usage error.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usageError{fmt.Errorf("%s: unexpected arguments %q (see '%s --help')", cmd.CommandPath(), args, cmd.CommandPath())}
+		return usageErr(cmd, fmt.Errorf("unexpected arguments %q", args))
 	}
 	return nil
 }

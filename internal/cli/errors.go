@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/spf13/cobra"
 )
 
 // NitroError is an error with a nitro-cli error code. nitro-cli prints these
@@ -51,7 +53,20 @@ const (
 )
 
 // usageError marks errors in how the command was called (bad flags).
+// reportError prints it after the program name, so its message must not
+// start with it again.
 type usageError struct{ error }
+
+// usageErr returns err as a usage error of c: "SUBCOMMAND: err (see 'PROG
+// SUBCOMMAND --help')", or "err (see 'PROG --help')" for the root command.
+func usageErr(c *cobra.Command, err error) error {
+	see := fmt.Sprintf("(see '%s --help')", c.CommandPath())
+	if !c.HasParent() {
+		return usageError{fmt.Errorf("%w %s", err, see)}
+	}
+	sub := strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ")
+	return usageError{fmt.Errorf("%s: %w %s", sub, err, see)}
+}
 
 func (u usageError) Unwrap() error { return u.error }
 

@@ -20,7 +20,7 @@ func newKMSCmd(env Env) *cobra.Command {
 		Short: "Local AWS KMS with attestation (Recipient) and key policies",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return usageError{fmt.Errorf("%s: missing subcommand (serve, call)", c.CommandPath())}
+			return usageErr(c, errors.New("missing subcommand (serve, call)"))
 		},
 	}
 	cmd.AddCommand(newKMSServeCmd(env), newKMSCallCmd(env))

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -72,6 +73,10 @@ scripts/kernel/l1-kernel.sh once. Example:
 			if getenv == nil {
 				getenv = func(string) string { return "" }
 			}
+			var kernelOut io.Writer
+			if kernelLog {
+				kernelOut = env.Stderr
+			}
 			res, err := nested.Run(c.Context(), nested.Options{
 				Nitrovm:   binary,
 				Files:     fileMap,
@@ -84,9 +89,16 @@ scripts/kernel/l1-kernel.sh once. Example:
 				Logger:    env.logger(),
 				CacheDir:  nested.DefaultCacheDir(getenv),
 				KernelLog: kernelLog,
+				// L1's kernel console is a serial port of its own,
+				// shown with --kernel-log only: mixed into a caller's
+				// 2>&1 it could split the command's output lines.
+				KernelOutput: kernelOut,
 			})
 			if err != nil {
 				return err
+			}
+			if res.Fault != nil {
+				fmt.Fprintf(env.Stderr, "nitrovm: nested: L1 failed during the run: %v\n", res.Fault)
 			}
 			if res.ExitCode != 0 {
 				return &exitStatusError{code: res.ExitCode}
@@ -101,7 +113,7 @@ scripts/kernel/l1-kernel.sh once. Example:
 	fl.StringArrayVar(&envs, "env", nil, "set K=V in COMMAND's environment (repeatable)")
 	fl.DurationVar(&timeout, "timeout", nested.DefaultTimeout, "give up after this long")
 	fl.StringVar(&binary, "nitrovm", "", "nitrovm binary to put in the VM (default: this one)")
-	fl.BoolVar(&kernelLog, "kernel-log", false, "show the nested VM's full kernel log")
+	fl.BoolVar(&kernelLog, "kernel-log", false, "show the nested VM's kernel console (all levels) on stderr")
 	fl.BoolVar(&asInit, "l1init", false, "run as the nested VM's init")
 	_ = fl.MarkHidden("l1init")
 	return cmd

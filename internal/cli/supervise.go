@@ -18,7 +18,11 @@ func newSuperviseCmd(env Env) *cobra.Command {
 		Short:  "Internal: the detached process that owns one enclave",
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := enclave.SuperviseOptions{Launcher: enclave.VMLauncher{}, Logger: env.logger()}
+			var launcher enclave.Launcher = enclave.VMLauncher{}
+			if env.Launcher != nil {
+				launcher = env.Launcher
+			}
+			opts := enclave.SuperviseOptions{Launcher: launcher, Logger: env.logger()}
 			if f := statusPipe(); f != nil {
 				opts.Status = f
 			}

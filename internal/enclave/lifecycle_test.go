@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -94,10 +95,16 @@ func TestTwoEnclavesLifecycle(t *testing.T) {
 	if a.PID == 0 || a.PID == os.Getpid() {
 		t.Errorf("PID: got %d, want the supervisor's", a.PID)
 	}
-	wantProgress := "Start allocating memory...\nStarted enclave with enclave-cid: 16, memory: 128 MiB, cpu-ids: [1, 2]\n" +
-		"Start allocating memory...\nStarted enclave with enclave-cid: 42, memory: 256 MiB, cpu-ids: [5]\n"
-	if progress.String() != wantProgress {
+	wantProgress := "Start allocating memory...\nStarted enclave with enclave-cid: 16, memory: 128 MiB, cpu-ids: [1, 2]\nenclave booted in N ms\n" +
+		"Start allocating memory...\nStarted enclave with enclave-cid: 42, memory: 256 MiB, cpu-ids: [5]\nenclave booted in N ms\n"
+	if got := regexp.MustCompile(`booted in \d+ ms`).ReplaceAllString(progress.String(), "booted in N ms"); got != wantProgress {
 		t.Errorf("progress: got %q, want %q", progress.String(), wantProgress)
+	}
+	// The fake guest's heartbeat comes 20 ms after its launch (fake.boot).
+	for _, r := range []*enclave.Record{a, b} {
+		if r.BootTimeMs < 20 || !strings.Contains(progress.String(), fmt.Sprintf("booted in %d ms", r.BootTimeMs)) {
+			t.Errorf("%s: BootTimeMs %d: want >= 20 and printed", r.Name, r.BootTimeMs)
+		}
 	}
 
 	list, err := m.List()

@@ -158,6 +158,7 @@ func (m *Manager) Run(ctx context.Context, o RunOptions) (*Record, error) {
 		return nil, wrapErr(KindFileOperation, err, "read enclave record")
 	}
 	m.progress("Started enclave with enclave-cid: %d, memory: %d MiB, cpu-ids: %s", rec.CID, rec.MemoryMiB, formatCPUIDs(rec.CPUIDs))
+	m.progress("enclave booted in %d ms", rec.BootTimeMs)
 	return rec, nil
 }
 

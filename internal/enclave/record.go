@@ -57,6 +57,11 @@ type Record struct {
 	ImageName    *string         `json:",omitempty"`
 	ImageVersion *string         `json:",omitempty"`
 	Metadata     json.RawMessage `json:",omitempty"`
+
+	// BootTimeMs is the supervisor's measure of the boot, in milliseconds:
+	// from the start of the VM launch (loading the EIF into a new VM
+	// included) to the enclave's heartbeat. 0 until the heartbeat.
+	BootTimeMs int64 `json:",omitempty"`
 }
 
 // Flags returns nitro-cli's Flags string for the record: "DEBUG_MODE" or

@@ -138,6 +138,7 @@ func (s *supervisor) run(ctx context.Context, launcher Launcher) (err error) {
 	if timeout <= 0 {
 		timeout = DefaultHeartbeatTimeout
 	}
+	launched := time.Now()
 	inst, err := launcher.Launch(vmCtx, Spec{
 		ID: rec.ID, EIFPath: rec.EIFPath, MemoryMiB: rec.MemoryMiB, CPUIDs: rec.CPUIDs,
 		CID: rec.CID, Debug: rec.Debug, Console: console,
@@ -189,12 +190,13 @@ func (s *supervisor) run(ctx context.Context, launcher Launcher) (err error) {
 
 	s.mu.Lock()
 	s.rec.State = StateRunning
+	s.rec.BootTimeMs = max(1, time.Since(launched).Milliseconds())
 	s.mu.Unlock()
 	if err := s.save(); err != nil {
 		return s.failStart(inst, err)
 	}
 	sendStatus(s.status, nil)
-	s.logger.Info("heartbeat received", "cid", rec.CID)
+	s.logger.Info("heartbeat received", "cid", rec.CID, "boot_ms", s.snapshot().BootTimeMs)
 	// Start-up (measuring the EIF, loading the guest) is done: give its
 	// garbage back to the host now rather than at the scavenger's pace, as
 	// this process stays for the enclave's lifetime.

@@ -4,8 +4,13 @@
 // with nested paging, and the L1 Linux (Debian's 6.12 cloud kernel) loads
 // kvm-amd on it. Run builds an initramfs holding the nitrovm binary (which
 // is also L1's init, see package l1init), the KVM and vsock modules, busybox
-// and the caller's files, boots QEMU, streams the L1 console and returns the
-// command's exit status.
+// and the caller's files, boots QEMU, streams init's console (ttyS0) and
+// L1's kernel console (ttyS1) apart, and returns the command's exit status.
+//
+// Run boots L1 once; it never retries. When L1 itself fails (its kernel
+// oopses or panics, or it freezes: see Fault) the Result says so, with the
+// evidence, so that a caller may decide to run the session again; any
+// other failure is the command's.
 //
 // # Requirements
 //
@@ -23,9 +28,11 @@
 //		Files:   map[string]string{"/guest/bzImage": bzImage, "/guest/initrd": initrd},
 //		Command: []string{"nitrovm", "boot", "--kernel", "/guest/bzImage",
 //			"--initrd", "/guest/initrd", "--cmdline", "console=ttyS0"},
-//		Output: os.Stderr, // live L1 console and command output
+//		Output:       os.Stdout, // init's lines and the command's output, live
+//		KernelOutput: os.Stderr, // L1's kernel console, live
 //	})
-//	// res.ExitCode is the command's exit status; res.Output the whole console.
+//	// res.ExitCode is the command's exit status; res.Output the whole
+//	// console; res.Fault non-nil if L1 itself failed.
 //
 // The command runs as root with PATH=/bin:/sbin:/usr/bin:/usr/sbin, in
 // /root; busybox applets (sh, grep, ...) are there when busybox-static is
@@ -68,6 +75,10 @@ const (
 	DefaultCPU = "max"
 	// DefaultTimeout bounds a whole run, L1 boot included.
 	DefaultTimeout = 15 * time.Minute
+	// DefaultFreezeAfter is how long L1's init may miss its once-a-second
+	// tick before L1 counts as frozen. Generous: a loaded host slows TCG
+	// down, but a frozen L1 never ticks again.
+	DefaultFreezeAfter = 90 * time.Second
 )
 
 // Paths in L1.
@@ -122,17 +133,32 @@ type Options struct {
 	// Busybox is a static busybox for L1; empty means /bin/busybox when
 	// present, "none" means no busybox.
 	Busybox string
-	// KernelLog shows L1's full kernel log instead of errors only.
+	// KernelLog logs L1's kernel messages of every level instead of
+	// warnings and worse.
 	KernelLog bool
+	// KernelOutput receives L1's kernel console (a separate serial port,
+	// ttyS1) as it arrives; nil discards it. Result.KernelLog has it all.
+	KernelOutput io.Writer
+	// FreezeAfter is how long init's ticks may stop, once started, while
+	// the command runs before L1 counts as frozen and is stopped; 0 means
+	// DefaultFreezeAfter.
+	FreezeAfter time.Duration
 }
 
-// Result is the outcome of a run whose command finished.
+// Result is the outcome of a run.
 type Result struct {
 	// ExitCode is the command's exit status (l1init.ExitSetupFailed when
 	// L1 could not be set up, 128+N when killed by signal N).
 	ExitCode int
-	// Output is the whole L1 console, with "\r\n" turned into "\n".
+	// Output is init's console (ttyS0): init's lines and the command's
+	// output, with "\r\n" turned into "\n".
 	Output string
+	// KernelLog is L1's kernel console (ttyS1), kept apart from Output.
+	KernelLog string
+	// Fault is set when L1 itself failed during the run (its kernel oopsed
+	// or panicked, or it froze): see Fault. It may be set even when the
+	// command finished.
+	Fault *Fault
 	// Boot is the time from starting QEMU to L1's init starting the
 	// command; Total is the whole run including QEMU's exit.
 	Boot, Total time.Duration
@@ -177,57 +203,78 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	var res Result
-	for attempt := 1; ; attempt++ {
-		var ready bool
-		res, ready, err = boot(ctx, o, initrd, start)
-		// L1 under TCG very rarely crashes while booting; the command has
-		// not started then, so one more try is safe.
-		if err == nil || ready || ctx.Err() != nil || attempt > bootRetries {
-			return res, err
-		}
-		log.Warn("nested: L1 failed before running the command; retrying", "err", err)
-	}
+	return boot(ctx, o, tmp, initrd, start)
 }
 
-// bootRetries is how often Run boots L1 again when it fails before init
-// starts the command.
-const bootRetries = 1
-
-// boot runs QEMU once. ready reports whether init started the command.
-func boot(ctx context.Context, o Options, initrd string, start time.Time) (res Result, ready bool, err error) {
-	args := qemuArgs(o, initrd)
+// boot runs QEMU once: ttyS0 (stdio) carries init's lines and the
+// command's output, ttyS1 (a file) L1's kernel console, ttyS2 (a file)
+// init's ticks, which a watcher follows to notice a frozen L1.
+func boot(ctx context.Context, o Options, tmp, initrd string, start time.Time) (res Result, err error) {
+	kernelPath, ticksPath := filepath.Join(tmp, "l1-kernel.log"), filepath.Join(tmp, "l1-ticks.log")
+	args := qemuArgs(o, initrd, kernelPath, ticksPath)
 	o.Logger.Debug("nested: starting QEMU", "cmd", o.QEMU+" "+strings.Join(args, " "))
-	cmd := exec.CommandContext(ctx, o.QEMU, args...)
+	qctx, kill := context.WithCancelCause(ctx)
+	defer kill(nil)
+	cmd := exec.CommandContext(qctx, o.QEMU, args...)
 	cmd.Stdin = nil
 	cons := &console{out: o.Output}
 	cmd.Stdout = cons
 	cmd.Stderr = cons
 	cmd.WaitDelay = 5 * time.Second
 	qemuStart := time.Now()
-	runErr := cmd.Run()
-	res = Result{Output: cons.text(), Total: time.Since(start)}
+	w := newWatcher(kernelPath, ticksPath, o.KernelOutput, o.FreezeAfter, cons, kill)
+	runErr := cmd.Start()
+	if runErr == nil {
+		w.start()
+		runErr = cmd.Wait()
+	}
+	w.stop()
+	res = Result{Output: cons.text(), KernelLog: w.kernelLog(), Total: time.Since(start)}
+	ready := false
 	if t := cons.readyAt(); !t.IsZero() {
 		res.Boot = t.Sub(qemuStart)
 		ready = true
 	}
 	o.Logger.Info("nested: L1 run finished", "boot", res.Boot.Round(time.Millisecond), "total", res.Total.Round(time.Millisecond))
 
-	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return res, ready, fmt.Errorf("nested: timed out after %v (last output: %s)", o.Timeout, tail(res.Output, 5))
-	case ctx.Err() != nil:
-		return res, ready, fmt.Errorf("nested: stopped: %w (last output: %s)", context.Cause(ctx), tail(res.Output, 5))
+	code, marked := exitStatus(res.Output)
+	res.Fault = classify(res.KernelLog, w.frozen(), ready && runErr == nil && !marked)
+	var fault error = noFault{}
+	if res.Fault != nil {
+		fault = res.Fault
 	}
-	code, ok := exitStatus(res.Output)
-	if !ok {
-		if runErr != nil {
-			return res, ready, fmt.Errorf("nested: %s: %w (last output: %s)", o.QEMU, runErr, tail(res.Output, 10))
+	switch {
+	case res.Fault != nil && res.Fault.Class == FaultL1Freeze:
+		return res, fmt.Errorf("nested: %w (last output: %s)", fault, tail(res.Output, 5))
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return res, fmt.Errorf("nested: timed out after %v%s (last output: %s)", o.Timeout, faultNote(res.Fault), tail(res.Output, 5))
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("nested: stopped: %w%s (last output: %s)", context.Cause(ctx), faultNote(res.Fault), tail(res.Output, 5))
+	}
+	if !marked {
+		if res.Fault != nil {
+			return res, fmt.Errorf("nested: L1 ended without an exit status: %w (last output: %s)", fault, tail(res.Output, 10))
 		}
-		return res, ready, fmt.Errorf("nested: L1 ended without an exit status (last output: %s)", tail(res.Output, 10))
+		if runErr != nil {
+			return res, fmt.Errorf("nested: %s: %w (last output: %s)", o.QEMU, runErr, tail(res.Output, 10))
+		}
+		return res, fmt.Errorf("nested: L1 ended without an exit status (last output: %s)", tail(res.Output, 10))
 	}
 	res.ExitCode = code
-	return res, ready, nil
+	return res, nil
+}
+
+// noFault stands in for a nil *Fault where an error is needed.
+type noFault struct{}
+
+func (noFault) Error() string { return "no fault" }
+
+// faultNote returns ", after <fault>" for a non-nil fault, else "".
+func faultNote(f *Fault) string {
+	if f == nil {
+		return ""
+	}
+	return ", after " + f.Error()
 }
 
 // exitStatus finds the last "NITROVM-NESTED-EXIT <code>" line in out.
@@ -263,6 +310,12 @@ func withDefaults(o Options) (Options, error) {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
+	}
+	if o.FreezeAfter == 0 {
+		o.FreezeAfter = DefaultFreezeAfter
+	}
+	if o.KernelOutput == nil {
+		o.KernelOutput = io.Discard
 	}
 	if o.CacheDir == "" {
 		o.CacheDir = DefaultCacheDir(os.Getenv)
@@ -392,28 +445,34 @@ func buildInitramfs(dst string, o Options) error {
 }
 
 // qemuArgs returns QEMU's command line: TCG with every CPU feature (SVM and
-// NPT included), no devices but the serial console, and -no-reboot so that
-// L1's reboot ends QEMU.
+// NPT included), three serial ports and no other devices, and -no-reboot
+// so that L1's reboot ends QEMU. ttyS0 is stdio (init and the command),
+// ttyS1 the file kernelLog (L1's kernel console: console= names it, so
+// kernel messages never mix with the command's output), ttyS2 the file
+// ticks (init's heartbeat, see l1init.TickDevice).
 //
 // TCG stays multi-threaded (one host thread per L1 vCPU). Single-threaded
 // TCG ("-accel tcg,thread=single") switches L1 vCPUs only every 100 ms, and
 // an L2 guest whose vCPUs wait on each other then stalls: measured here, a
 // 4-vCPU L2 boot hung at SMP bring-up for its whole 120 s limit, where
 // multi-threaded TCG boots it to /init in 3 to 8 s.
-func qemuArgs(o Options, initrd string) []string {
-	loglevel := "loglevel=3"
+func qemuArgs(o Options, initrd, kernelLog, ticks string) []string {
+	// 5 shows warnings and worse: an oops header ("Oops: ...") is printed
+	// at the default level, 4.
+	loglevel := "loglevel=5"
 	if o.KernelLog {
 		loglevel = "loglevel=7"
 	}
 	cmdline := strings.Join([]string{
-		"console=ttyS0", loglevel, "panic=-1", "mitigations=off", "random.trust_cpu=on",
+		"console=ttyS1", loglevel, "panic=-1", "mitigations=off", "random.trust_cpu=on",
 		"rdinit=" + NitrovmPath, "--", "nested", "--l1init",
 	}, " ")
 	return []string{
 		"-nodefaults", "-no-user-config",
 		"-machine", "q35", "-accel", "tcg", "-cpu", o.CPU,
 		"-m", strconv.Itoa(o.MemoryMiB), "-smp", strconv.Itoa(o.CPUs),
-		"-display", "none", "-serial", "stdio", "-monitor", "none", "-nic", "none",
+		"-display", "none", "-monitor", "none", "-nic", "none",
+		"-serial", "stdio", "-serial", "file:" + kernelLog, "-serial", "file:" + ticks,
 		"-no-reboot",
 		"-kernel", o.Kernel, "-initrd", initrd, "-append", cmdline,
 	}
@@ -426,6 +485,7 @@ type console struct {
 	out   io.Writer
 	buf   bytes.Buffer
 	ready time.Time
+	ended bool // the exit marker arrived
 }
 
 // readyLine is printed by l1init just before it starts the command.
@@ -444,6 +504,10 @@ func (c *console) Write(p []byte) (int, error) {
 			c.ready = time.Now()
 		}
 	}
+	if !c.ended {
+		from := max(0, n-len(l1init.ExitMarker))
+		c.ended = bytes.Contains(c.buf.Bytes()[from:], []byte(l1init.ExitMarker))
+	}
 	_, _ = c.out.Write(clean) // a failing observer must not stop L1
 	return len(p), nil
 }
@@ -452,6 +516,13 @@ func (c *console) text() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.buf.String()
+}
+
+// finished reports whether init printed the exit marker.
+func (c *console) finished() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
 }
 
 func (c *console) readyAt() time.Time {

@@ -5,22 +5,21 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// fakeQEMU writes a shell script standing in for QEMU: each run prints the
-// next of outputs.
-func fakeQEMU(t *testing.T, dir string, outputs ...string) string {
+// fakeQEMU writes a shell script standing in for QEMU and counting its
+// runs: it writes kernel to the L1 kernel console file (the second
+// -serial), ticks to the tick file (the third), then runs script (stdout
+// is init's console).
+func fakeQEMU(t *testing.T, dir, kernel, ticks, script string) string {
 	t.Helper()
 	var sb strings.Builder
-	sb.WriteString("#!/bin/sh\nn=$(cat " + dir + "/count 2>/dev/null || echo 0)\necho $((n+1)) > " + dir + "/count\ncase $n in\n")
-	for i, o := range outputs {
-		sb.WriteString(strconv.Itoa(i) + ") printf '" + o + "' ;;\n")
-	}
-	sb.WriteString("esac\n")
+	sb.WriteString("#!/bin/sh\nn=$(cat " + dir + "/count 2>/dev/null || echo 0)\necho $((n+1)) > " + dir + "/count\n")
+	sb.WriteString("i=0; for a; do case $a in file:*) i=$((i+1)); eval f$i=${a#file:};; esac; done\n")
+	sb.WriteString("printf '" + kernel + "' >\"$f1\"\nprintf '" + ticks + "' >\"$f2\"\n" + script + "\n")
 	p := filepath.Join(dir, "qemu")
 	if err := os.WriteFile(p, []byte(sb.String()), 0o755); err != nil {
 		t.Fatal(err)
@@ -85,10 +84,7 @@ func TestRunStopped(t *testing.T) {
 			dir := t.TempDir()
 			opts := fakeL1(t, dir, self)
 			opts.Timeout = tt.timeout
-			opts.QEMU = filepath.Join(dir, "qemu")
-			if err := os.WriteFile(opts.QEMU, []byte("#!/bin/sh\necho 'nested: L1 ready'\nexec sleep 60\n"), 0o755); err != nil {
-				t.Fatal(err)
-			}
+			opts.QEMU = fakeQEMU(t, dir, "", "", "echo 'nested: L1 ready'; exec sleep 60")
 			ctx, cancel := context.WithCancelCause(context.Background())
 			defer cancel(nil)
 			if tt.cancel {
@@ -102,24 +98,36 @@ func TestRunStopped(t *testing.T) {
 	}
 }
 
+// TestRunWithFakeQEMU: L1 is booted once, never again; its exit status,
+// kernel console and faults are reported as they happened.
 func TestRunWithFakeQEMU(t *testing.T) {
 	self := selfAsNitrovm(t)
+	const ready = `echo 'nested: L1 ready'`
 	tests := []struct {
-		name     string
-		outputs  []string
-		want     int
-		wantErr  bool
-		wantRuns string
+		name           string
+		kernel, ticks  string
+		script         string
+		want           int
+		wantErr        bool
+		class, evident string
 	}{
-		{"exit status", []string{`nested: L1 ready\r\nhello\r\nNITROVM-NESTED-EXIT 5\r\n`}, 5, false, "1"},
-		{"retry after early crash", []string{`Kernel panic\n`, `nested: L1 ready\nNITROVM-NESTED-EXIT 0\n`}, 0, false, "2"},
-		{"no retry once running", []string{`nested: L1 ready\nKernel panic\n`, `NITROVM-NESTED-EXIT 0\n`}, 0, true, "1"},
+		{"exit status", "", "tick 1\n", ready + `; printf 'hello\r\nNITROVM-NESTED-EXIT 5\r\n'`, 5, false, "", ""},
+		{"oops but finished", "[ 9.1] Oops: int3: 0000 [#1] PREEMPT SMP\n", "", ready + `; echo 'NITROVM-NESTED-EXIT 0'`, 0, false, FaultL1Panic, "[ 9.1] Oops: int3: 0000 [#1] PREEMPT SMP"},
+		{"panic before ready", "Kernel panic - not syncing: VFS\n", "", "", 0, true, FaultL1Panic, "Kernel panic - not syncing: VFS"},
+		{"init died", "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000200\n", "", ready, 0, true, "", ""},
+		{"reset", "", "tick 1\n", ready, 0, true, FaultL1Panic, "L1 reset before init reported the exit status (no kernel message)"},
+		{"frozen", "", "tick 1 uptime 3.00\n", ready + "; exec sleep 30", 0, true, FaultL1Freeze, `(last tick: "tick 1 uptime 3.00")`},
+		{"no ticks is no freeze", "", "", ready + "; sleep 3; echo 'NITROVM-NESTED-EXIT 0'", 0, false, "", ""},
+		{"qemu fails", "", "", "echo 'qemu: bad option' >&2; exit 1", 0, true, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			opts := fakeL1(t, dir, self)
-			opts.QEMU = fakeQEMU(t, dir, tt.outputs...)
+			opts.FreezeAfter = 2 * time.Second
+			opts.QEMU = fakeQEMU(t, dir, tt.kernel, tt.ticks, tt.script)
+			var kernel strings.Builder
+			opts.KernelOutput = &kernel
 			res, err := Run(context.Background(), opts)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
@@ -127,9 +135,61 @@ func TestRunWithFakeQEMU(t *testing.T) {
 			if err == nil && res.ExitCode != tt.want {
 				t.Errorf("exit code: got %d, want %d", res.ExitCode, tt.want)
 			}
+			var f *Fault
+			if err != nil && errors.As(err, &f) != (res.Fault != nil) {
+				t.Errorf("error %v does not wrap the fault %v", err, res.Fault)
+			}
+			switch {
+			case tt.class == "" && res.Fault != nil:
+				t.Errorf("fault: got %v, want none", res.Fault)
+			case tt.class != "" && res.Fault == nil:
+				t.Errorf("fault: got none, want %s", tt.class)
+			case tt.class != "" && (res.Fault.Class != tt.class || !strings.Contains(res.Fault.Evidence, tt.evident)):
+				t.Errorf("fault: got %v, want %s with evidence containing %q", res.Fault, tt.class, tt.evident)
+			}
+			if res.KernelLog != tt.kernel || kernel.String() != tt.kernel {
+				t.Errorf("kernel log: got %q, observer %q, want %q", res.KernelLog, kernel.String(), tt.kernel)
+			}
+			if strings.Contains(res.Output, "Oops") || strings.Contains(res.Output, "Kernel panic") {
+				t.Errorf("kernel console leaked into the command's output: %q", res.Output)
+			}
 			runs, _ := os.ReadFile(filepath.Join(dir, "count"))
-			if got := strings.TrimSpace(string(runs)); got != tt.wantRuns {
-				t.Errorf("QEMU runs: got %s, want %s", got, tt.wantRuns)
+			if got := strings.TrimSpace(string(runs)); got != "1" {
+				t.Errorf("QEMU runs: got %s, want 1 (no reruns inside Run)", got)
+			}
+		})
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name, kernel, frozen string
+		reset                bool
+		class, evidence      string
+	}{
+		{"clean", "[ 1.0] kvm_amd: Nested Virtualization enabled\n", "", false, "", ""},
+		{"warning only", "WARNING: CPU: 1 PID: 7 at arch/x86/kvm/x86.c:1 foo\n", "", false, "", ""},
+		{"oops", "a\n[ 5.2] Oops: int3: 0000 [#1]\nKernel panic - not syncing: Fatal exception\n", "", false, FaultL1Panic, "[ 5.2] Oops: int3: 0000 [#1]"},
+		{"bug", "  BUG: kernel NULL pointer dereference, address: 0000000000000008  \n", "", false, FaultL1Panic, "BUG: kernel NULL pointer dereference, address: 0000000000000008"},
+		{"soft lockup", "watchdog: BUG: soft lockup - CPU#0 stuck for 22s!\n", "", false, FaultL1Panic, "watchdog: BUG: soft lockup - CPU#0 stuck for 22s!"},
+		{"gp", "general protection fault, probably for non-canonical address\n", "", false, FaultL1Panic, "general protection fault, probably for non-canonical address"},
+		{"init died is ours", "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000002\n", "", true, "", ""},
+		{"oops then init died", "Oops: 0002 [#1]\nKernel panic - not syncing: Attempted to kill init!\n", "", false, FaultL1Panic, "Oops: 0002 [#1]"},
+		{"frozen", "", "no tick for 90s", false, FaultL1Freeze, "no tick for 90s"},
+		{"oops wins over freeze", "Oops: 0000\n", "no tick", false, FaultL1Panic, "Oops: 0000"},
+		{"reset", "", "", true, FaultL1Panic, "L1 reset before init reported the exit status (no kernel message)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := classify(tt.kernel, tt.frozen, tt.reset)
+			if tt.class == "" {
+				if f != nil {
+					t.Errorf("got %v, want no fault", f)
+				}
+				return
+			}
+			if f == nil || f.Class != tt.class || f.Evidence != tt.evidence {
+				t.Errorf("got %v, want %s: %s", f, tt.class, tt.evidence)
 			}
 		})
 	}

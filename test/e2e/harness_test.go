@@ -16,6 +16,18 @@
 //	s.run()
 //	b.wantExit(t, 0)
 //	b.want(t, "cpus", "2")
+//
+// # Reruns
+//
+// Nothing here reruns a command or a test because it failed. The one
+// exception is a session whose L1 itself failed, as package nested
+// classifies it (its kernel oopsed or panicked on its own console, or it
+// froze: see nested.Fault): that session is run again from a fresh L1,
+// with one "e2e: RERUN" line giving the class and the evidence. Reruns are
+// capped for the whole run ($NITROVM_E2E_MAX_RERUNS, default 2, counted in
+// the log below); past the cap the test fails. Every test appends its
+// attempts to $NITROVM_E2E_LOG (JSON lines, package e2elog), from which
+// scripts/e2e.sh prints its table.
 package e2e
 
 import (
@@ -28,10 +40,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/nitrovm/nitrovm/internal/e2elog"
 	"github.com/nitrovm/nitrovm/internal/nested"
 )
 
@@ -47,6 +59,9 @@ type testEnv struct {
 	guestKernel string // bzImage from scripts/kernel/build-guest.sh
 	stockKernel string // Debian's cloud vmlinuz (also the L1 kernel)
 	tmp         string
+	// attempt counts this test's L1 sessions that count as attempts: 1 +
+	// the reruns so far.
+	attempt int
 }
 
 // setup finds or builds the binaries and kernels. It skips the test when
@@ -55,7 +70,8 @@ type testEnv struct {
 func setup(t *testing.T) *testEnv {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	e := &testEnv{root: filepath.Join(filepath.Dir(file), "..", ".."), tmp: t.TempDir()}
+	e := &testEnv{root: filepath.Join(filepath.Dir(file), "..", ".."), tmp: t.TempDir(), attempt: 1}
+	e.record(t)
 	unavailable := func(format string, args ...any) {
 		t.Helper()
 		msg := fmt.Sprintf(format, args...)
@@ -84,6 +100,52 @@ func setup(t *testing.T) *testEnv {
 	}
 	e.testinit = e.goBuild(t, "./guest/testinit", "testinit")
 	return e
+}
+
+// record appends the test's final result to $NITROVM_E2E_LOG when the test
+// ends.
+func (e *testEnv) record(t *testing.T) {
+	start := time.Now()
+	t.Cleanup(func() {
+		path := os.Getenv("NITROVM_E2E_LOG")
+		if path == "" {
+			return
+		}
+		r := e2elog.Record{Test: t.Name(), Attempt: e.attempt, Result: e2elog.Pass, Seconds: time.Since(start).Seconds()}
+		switch {
+		case t.Failed():
+			r.Result = e2elog.Fail
+		case t.Skipped():
+			r.Result = e2elog.Skip
+		}
+		if err := e2elog.Append(path, r); err != nil {
+			t.Errorf("e2e log: %v", err)
+		}
+	})
+}
+
+// rerunsLeft returns how many L1 session reruns the run may still use:
+// $NITROVM_E2E_MAX_RERUNS (default e2elog.DefaultMaxReruns) minus those in
+// $NITROVM_E2E_LOG, or, without a log, minus this test's own.
+func (e *testEnv) rerunsLeft(t *testing.T) (left, max int) {
+	t.Helper()
+	max = e2elog.DefaultMaxReruns
+	if v := os.Getenv("NITROVM_E2E_MAX_RERUNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			t.Fatalf("NITROVM_E2E_MAX_RERUNS=%q: want a number >= 0", v)
+		}
+		max = n
+	}
+	used := e.attempt - 1
+	if path := os.Getenv("NITROVM_E2E_LOG"); path != "" {
+		recs, err := e2elog.ReadFile(path)
+		if err != nil {
+			t.Fatalf("e2e log: %v", err)
+		}
+		used = e2elog.Reruns(recs)
+	}
+	return max - used, max
 }
 
 // goBuild builds a static binary of pkg into the test's temp dir.
@@ -162,8 +224,6 @@ type bootRun struct {
 	checks map[string]string
 	// failures is testinit's "done failures=N", -1 if it never got there.
 	failures int
-	// retried says why the command was run a second time ("" if it was not).
-	retried string
 }
 
 func (e *testEnv) newSession(t *testing.T) *session {
@@ -193,25 +253,16 @@ func (s *session) boot(name string, timeout time.Duration, args ...string) *boot
 const (
 	beginMarker = "@@E2E-BEGIN "
 	endMarker   = "@@E2E-END "
-	retryMarker = "@@E2E-RETRY "
 )
 
 // script returns the L1 shell script running every boot in order.
 func (s *session) script() string {
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\n")
-	// A "nitrovm boot" that hit its timeout (busybox timeout's 124/143, or
-	// nitrovm's own exit 4 after the SIGTERM that timeout sends: nothing else
-	// signals it here) or whose guest triple-faulted is
-	// run once more, after a retry marker: neither is ever an expected
-	// outcome, and both have been seen, rarely, from QEMU's emulated SVM
-	// under load. Only the stateless foreground boots are retried. The test
-	// logs every retry (see parse), so a real regression still shows.
-	b.WriteString(`once() { n=$1; to=$2; shift 2; s=$(cut -d' ' -f1 /proc/uptime); echo "` + beginMarker + `$n"; ` +
-		`timeout "$to" "$@" </dev/null 2>&1 | tee /tmp/e2e-out; rc=$?; e=$(cut -d' ' -f1 /proc/uptime); echo; echo "` + endMarker + `$n rc=$rc start=$s end=$e"; }` + "\n")
-	b.WriteString(`run() { once "$@"; [ "$3 $4" = "nitrovm boot" ] || return 0; ` +
-		`if [ "$rc" = 124 ] || [ "$rc" = 143 ] || [ "$rc" = 4 ] || grep -q 'triple fault' /tmp/e2e-out; then ` +
-		`echo "` + retryMarker + `$1 rc=$rc"; once "$@"; fi; }` + "\n")
+	// Each command runs once, bounded by busybox timeout (exit 124 or 143
+	// when it fires), its output between the begin and end markers.
+	b.WriteString(`run() { n=$1; to=$2; shift 2; s=$(cut -d' ' -f1 /proc/uptime); echo "` + beginMarker + `$n"; ` +
+		`timeout "$to" "$@" </dev/null 2>&1; rc=$?; e=$(cut -d' ' -f1 /proc/uptime); echo; echo "` + endMarker + `$n rc=$rc start=$s end=$e"; }` + "\n")
 	b.WriteString("set -o pipefail\n")
 	for _, r := range s.boots {
 		q := make([]string, len(r.args))
@@ -223,15 +274,13 @@ func (s *session) script() string {
 	return b.String()
 }
 
-// run boots L1 and runs every boot; it fails the test if L1 itself fails.
-// Each boot's results are then in its bootRun.
+// run boots L1 and runs every boot; it fails the test if L1 itself fails
+// and no rerun is left, or if the nested run fails otherwise. Each boot's
+// results are then in its bootRun.
 //
-// Rarely, QEMU's TCG stops running L1 altogether (seen under CI load: the
-// console stops mid-line and even the in-L1 timeout never fires). A
-// watchdog on L0 therefore gives each command its timeout plus stallGrace;
-// when a command overruns that, L1 is killed and the whole session (its
-// commands may depend on each other) runs once more in a fresh L1. The
-// stall is logged, so a real hang that repeats still fails the test.
+// A session whose L1 failed (nested.Fault: an oops or panic on L1's kernel
+// console, or a freeze) is run again in a fresh L1, whether or not its
+// commands happened to pass: see the package comment.
 func (s *session) run() {
 	t := s.t
 	t.Helper()
@@ -244,36 +293,46 @@ func (s *session) run() {
 		files[k] = v
 	}
 	timeout := 2 * time.Minute
-	timeouts := map[string]time.Duration{}
 	for _, b := range s.boots {
 		timeout += b.timeout
-		timeouts[b.name] = b.timeout
 	}
 	var (
 		res nested.Result
 		err error
 	)
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithCancel(context.Background())
-		w := &lineLogger{t: t, wd: newWatchdog(timeouts, cancel)}
-		res, err = nested.Run(ctx, nested.Options{
-			Nitrovm: s.e.nitrovm,
-			Files:   files,
-			Command: []string{"/e2e/run.sh"},
-			CPUs:    s.cpus,
-			Timeout: timeout,
-			Output:  w,
+	for {
+		start := time.Now()
+		out := &lineLogger{t: t}
+		kernel := &lineLogger{t: t, prefix: "L1 kernel: "}
+		res, err = nested.Run(context.Background(), nested.Options{
+			Nitrovm:      s.e.nitrovm,
+			Files:        files,
+			Command:      []string{"/e2e/run.sh"},
+			CPUs:         s.cpus,
+			Timeout:      timeout,
+			Output:       out,
+			KernelOutput: kernel,
 		})
-		w.flush()
-		stalled := w.wd.stop()
-		cancel()
-		if stalled == "" {
+		out.flush()
+		kernel.flush()
+		if res.Fault == nil {
 			break
 		}
-		if attempt > stallRetries {
-			t.Fatalf("nested run: L1 stalled again, in %q (no end after its timeout + %v): %v", stalled, stallGrace, err)
+		left, max := s.e.rerunsLeft(t)
+		if left <= 0 {
+			t.Fatalf("L1 failed (%v) and the run has no rerun left (%d used, at most %d)", res.Fault, max-left, max)
 		}
-		t.Logf("nested run: L1 STALLED in %q (no end after its timeout + %v); running the session again in a fresh L1", stalled, stallGrace)
+		line := fmt.Sprintf("e2e: RERUN %s attempt %d: %s: %s", t.Name(), s.e.attempt, res.Fault.Class, res.Fault.Evidence)
+		fmt.Fprintln(os.Stderr, line)
+		t.Log(line)
+		if path := os.Getenv("NITROVM_E2E_LOG"); path != "" {
+			rec := e2elog.Record{Test: t.Name(), Attempt: s.e.attempt, Result: e2elog.Rerun,
+				Class: res.Fault.Class, Evidence: res.Fault.Evidence, Seconds: time.Since(start).Seconds()}
+			if err := e2elog.Append(path, rec); err != nil {
+				t.Fatalf("e2e log: %v", err)
+			}
+		}
+		s.e.attempt++
 	}
 	s.output = res.Output
 	if err != nil {
@@ -283,83 +342,17 @@ func (s *session) run() {
 	for _, b := range s.boots {
 		b.parse(res.Output)
 		t.Logf("%s: exit %d in %.1fs (L1 time)", b.name, b.exit, b.seconds)
-		if b.retried != "" {
-			t.Logf("%s: RETRIED: the first run timed out or triple-faulted (%s)", b.name, b.retried)
-		}
 	}
-}
-
-// Stall handling of session.run.
-const (
-	// stallGrace is how long past its own timeout (which the in-L1
-	// "timeout" enforces, plus one retry for boots) a command may run
-	// before L0 declares L1 stalled.
-	stallGrace = 60 * time.Second
-	// stallRetries is how often a stalled session is run again.
-	stallRetries = 1
-)
-
-// watchdog calls cancel when a command of the session runs past its
-// deadline: its timeout plus stallGrace from its begin marker. Lines are
-// fed to it by lineLogger.
-type watchdog struct {
-	mu       sync.Mutex
-	timeouts map[string]time.Duration
-	cancel   context.CancelFunc
-	timer    *time.Timer
-	stalled  string
-}
-
-func newWatchdog(timeouts map[string]time.Duration, cancel context.CancelFunc) *watchdog {
-	return &watchdog{timeouts: timeouts, cancel: cancel}
-}
-
-// line arms the watchdog at a begin marker and disarms it at an end marker.
-func (w *watchdog) line(l string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if name, ok := strings.CutPrefix(l, beginMarker); ok {
-		d, known := w.timeouts[name]
-		if !known {
-			return
-		}
-		if w.timer != nil {
-			w.timer.Stop()
-		}
-		w.timer = time.AfterFunc(d+stallGrace, func() {
-			w.mu.Lock()
-			w.stalled = name
-			w.mu.Unlock()
-			w.cancel()
-		})
-		return
-	}
-	if strings.HasPrefix(l, endMarker) && w.timer != nil {
-		w.timer.Stop()
-		w.timer = nil
-	}
-}
-
-// stop disarms the watchdog and returns the command L1 stalled in, if any.
-func (w *watchdog) stop() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.timer != nil {
-		w.timer.Stop()
-	}
-	return w.stalled
 }
 
 // parse fills b from the session output.
 func (b *bootRun) parse(out string) {
 	b.report, b.checks = map[string]string{}, map[string]string{}
+	b.ran, b.exit, b.seconds, b.failures = false, -1, 0, -1
 	var body []string
 	in := false
 	for _, line := range strings.Split(out, "\n") {
 		switch {
-		case strings.HasPrefix(line, retryMarker+b.name+" "):
-			b.retried = strings.TrimPrefix(line, retryMarker+b.name+" ")
-			continue
 		case line == beginMarker+b.name:
 			in, body = true, nil
 			continue
@@ -426,9 +419,9 @@ func (b *bootRun) want(t *testing.T, key, value string) {
 // lineLogger sends the L1 console to t.Log line by line, so that `go test
 // -v` shows it as it happens.
 type lineLogger struct {
-	t   *testing.T
-	wd  *watchdog // sees every line; may be nil
-	buf []byte
+	t      *testing.T
+	prefix string
+	buf    []byte
 }
 
 func (l *lineLogger) Write(p []byte) (int, error) {
@@ -438,18 +431,14 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 		if i < 0 {
 			return len(p), nil
 		}
-		line := string(l.buf[:i])
-		l.t.Log(line)
-		if l.wd != nil {
-			l.wd.line(line)
-		}
+		l.t.Log(l.prefix + string(l.buf[:i]))
 		l.buf = l.buf[i+1:]
 	}
 }
 
 func (l *lineLogger) flush() {
 	if len(l.buf) > 0 {
-		l.t.Log(string(l.buf))
+		l.t.Log(l.prefix + string(l.buf))
 		l.buf = nil
 	}
 }

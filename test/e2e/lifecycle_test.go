@@ -32,14 +32,8 @@ func TestLifecycle(t *testing.T) {
 	script := s.file(filepath.Join(e.root, "internal/enclave/testdata/e2e-lifecycle.sh"))
 	a := s.file(filepath.Join(out, "a.eif"))
 	b := s.file(filepath.Join(out, "b.eif"))
-	// A run that fails or hangs (the in-L1 timeout stops it) is repeated
-	// once with a fresh state directory, after terminating what the first
-	// run left; the retry is logged by run: see the triple-fault note in
-	// harness_test.go.
-	run := "timeout 240 env CONCURRENT=2 MEM=128 sh " + script + " " + a + " " + b
-	lc := s.boot("lifecycle", 9*time.Minute, "sh", "-c",
-		run+" || { echo '"+retryMarker+"lifecycle first run failed'; NITROVM_STATE_DIR=/run/nitrovm-e2e nitrovm terminate-enclave --all >/dev/null 2>&1; NITROVM_STATE_DIR=/run/nitrovm-e2e-retry "+run+"; }")
-	s.run() // logs the retry, if any
+	lc := s.boot("lifecycle", 5*time.Minute, "env", "CONCURRENT=2", "MEM=128", "sh", script, a, b)
+	s.run()
 	lc.wantExit(t, 0)
 	if !strings.Contains(lc.output, "PASS: lifecycle e2e") {
 		t.Errorf("lifecycle: got no PASS line; output:\n%s", lc.output)

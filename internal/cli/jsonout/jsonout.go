@@ -42,6 +42,9 @@ type DescribeEnclave struct {
 	ImageName    *string         `json:"ImageName,omitempty"`
 	ImageVersion *string         `json:"ImageVersion,omitempty"`
 	Metadata     json.RawMessage `json:"Metadata,omitempty"`
+	// BootTimeMs (nitrovm's, not nitro-cli's) is printed with --metadata:
+	// the supervisor's time from VM launch to heartbeat, in milliseconds.
+	BootTimeMs *int64 `json:"BootTimeMs,omitempty"`
 }
 
 // TerminateEnclave is terminate-enclave's output (nitro-cli

@@ -17,7 +17,15 @@ N=${CONCURRENT:-8} # concurrent run-enclave calls in the last step
 W=$(mktemp -d)
 export NITROVM_STATE_DIR=${NITROVM_STATE_DIR:-/run/nitrovm-e2e}
 command -v nitro-cli >/dev/null 2>&1 || ln -sf /bin/nitrovm /bin/nitro-cli
-fail() { echo "FAIL: $*"; nitro-cli terminate-enclave --all >/dev/null 2>&1 || true; exit 1; }
+fail() {
+	echo "FAIL: $*"
+	# What the supervisors saw (why an enclave ended), before cleaning up.
+	echo "== events.log and supervisor logs"
+	tail -n 20 "$NITROVM_STATE_DIR/events.log" 2>/dev/null
+	tail -n 15 "$NITROVM_STATE_DIR"/logs/*.log 2>/dev/null
+	nitro-cli terminate-enclave --all >/dev/null 2>&1 || true
+	exit 1
+}
 field() { sed -n "s/.*\"$1\": \"*\([^\",]*\)\"*,*$/\1/p" "$2" | head -n1; }
 
 echo "== run two enclaves from different EIFs"

@@ -4,6 +4,12 @@
 // --l1init"): it mounts the pseudo file systems, loads the KVM and vsock
 // modules, brings up lo, runs the configured command, prints
 // "NITROVM-NESTED-EXIT <code>" and reboots, which ends QEMU (-no-reboot).
+//
+// Init's lines and the command's output go to ttyS0; the kernel's console
+// is ttyS1 (package nested keeps the two apart), and init writes a tick to
+// ttyS2 once a second so that the host can tell a frozen L1 from a slow
+// command. As PID 1 it reaps every orphan that exits while the command
+// runs (detached enclave supervisors, for one), so none stays a zombie.
 package l1init
 
 import (
@@ -30,6 +36,14 @@ const ConfigPath = "/etc/nitrovm-nested.json"
 // "NITROVM-NESTED-EXIT 0". Package nested parses it.
 const ExitMarker = "NITROVM-NESTED-EXIT"
 
+// Serial devices init uses: ConsoleDevice for its lines and the command's
+// output, TickDevice for its ticks ("tick N uptime U"). The kernel console
+// is ttyS1.
+const (
+	ConsoleDevice = "/dev/ttyS0"
+	TickDevice    = "/dev/ttyS2"
+)
+
 // Exit codes reported in the marker line when the command did not run.
 const (
 	// ExitSetupFailed means init failed before it could start the command.
@@ -54,6 +68,7 @@ type Config struct {
 // console.
 func Main() {
 	console := setupConsole()
+	go tick(console)
 	start := time.Now()
 	code := run(console)
 	fmt.Fprintf(console, "nested: L1 command finished in %.1fs\n", time.Since(start).Seconds())
@@ -124,23 +139,56 @@ func run(console io.Writer) int {
 	uptime, _ := os.ReadFile("/proc/uptime")
 	fmt.Fprintf(console, "nested: L1 ready (uptime %s s), running %s\n",
 		strings.Fields(string(uptime) + " ?")[0], strings.Join(cfg.Command, " "))
-	err = cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ee):
-		if ee.ExitCode() >= 0 {
-			return ee.ExitCode()
-		}
-		fmt.Fprintf(console, "nested: command %v\n", err)
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ExitCommandNotRun
-	default:
+	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(console, "nested: %v\n", err)
 		return ExitCommandNotRun
+	}
+	ws, err := reapUntil(cmd.Process.Pid)
+	switch {
+	case err != nil:
+		fmt.Fprintf(console, "nested: wait: %v\n", err)
+		return ExitCommandNotRun
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		fmt.Fprintf(console, "nested: command killed by %v\n", ws.Signal())
+		return 128 + int(ws.Signal())
+	}
+	return ExitCommandNotRun
+}
+
+// reapUntil waits for any child, so that orphans re-parented to init do
+// not stay zombies, until pid exits, and returns pid's status. The
+// command's cmd.Wait is never called: its stdio are files, so exec has no
+// copying goroutines to finish.
+func reapUntil(pid int) (syscall.WaitStatus, error) {
+	for {
+		var ws syscall.WaitStatus
+		got, err := syscall.Wait4(-1, &ws, 0, nil)
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case err != nil:
+			return ws, err
+		case got == pid:
+			return ws, nil
+		}
+	}
+}
+
+// tick writes "tick N uptime U" to TickDevice once a second for as long as
+// L1 runs; package nested calls L1 frozen when the ticks stop.
+func tick(console io.Writer) {
+	fd, err := openSerial(TickDevice, unix.O_WRONLY)
+	if err != nil {
+		fmt.Fprintf(console, "nested: no ticks, the host cannot see a freeze: %v\n", err)
+		return
+	}
+	f := os.NewFile(uintptr(fd), TickDevice)
+	for n := 1; ; n++ {
+		uptime, _ := os.ReadFile("/proc/uptime")
+		fmt.Fprintf(f, "tick %d uptime %s\n", n, strings.Fields(string(uptime) + " ?")[0])
+		time.Sleep(time.Second)
 	}
 }
 
@@ -159,14 +207,31 @@ func lookPath(name string) (string, error) {
 	return "", fmt.Errorf("%s: not found on PATH", name)
 }
 
-// setupConsole makes fds 0-2 the console (the kernel opens /dev/console
-// for init only when the initramfs has it) and returns it.
+// openSerial opens a serial port without becoming its controlling process
+// and without waiting for carrier detect (O_NONBLOCK, cleared once open, so
+// that writers block as usual).
+func openSerial(path string, mode int) (int, error) {
+	fd, err := unix.Open(path, mode|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// setupConsole makes fds 0-2 ConsoleDevice (not /dev/console, which is the
+// kernel's ttyS1) and returns it.
 func setupConsole() *os.File {
 	_ = os.MkdirAll("/dev", 0o755)
 	_ = unix.Mount("devtmpfs", "/dev", "devtmpfs", 0, "")
-	fd, err := unix.Open("/dev/console", unix.O_RDWR|unix.O_NOCTTY, 0)
+	fd, err := openSerial(ConsoleDevice, unix.O_RDWR)
 	if err != nil {
-		return os.Stdout
+		if fd, err = unix.Open("/dev/console", unix.O_RDWR|unix.O_NOCTTY, 0); err != nil {
+			return os.Stdout
+		}
 	}
 	for i := 0; i < 3; i++ {
 		if fd != i {

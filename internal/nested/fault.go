@@ -1,0 +1,202 @@
+package nested
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Classes of L1 faults: failures of the emulated L1 itself (Debian's
+// kernel under QEMU's TCG), not of the command it runs. Only these may
+// justify running a session again; anything else is the command's failure.
+const (
+	// FaultL1Panic: L1's kernel printed an oops, BUG or panic on its own
+	// console (ttyS1), or L1 reset before init reported the command's exit
+	// status.
+	FaultL1Panic = "l1-panic"
+	// FaultL1Freeze: L1 stopped making progress: init's once-a-second tick
+	// on ttyS2 stopped for Options.FreezeAfter while the command ran.
+	FaultL1Freeze = "l1-freeze"
+)
+
+// Fault is an L1 fault: its class and the evidence for it (the kernel's
+// oops line, or how long the ticks stopped).
+type Fault struct {
+	Class    string
+	Evidence string
+}
+
+// Error implements error.
+func (f *Fault) Error() string { return f.Class + ": " + f.Evidence }
+
+// errFrozen is the cause with which the watcher stops a frozen L1's QEMU.
+var errFrozen = errors.New("L1 froze")
+
+// kernelFaultMarks are the kernel console strings that mark an oops, BUG or
+// panic (arch/x86/kernel/dumpstack.c, kernel/panic.c, lib/bug.c).
+var kernelFaultMarks = []string{
+	"Kernel panic - not syncing",
+	"Oops:",
+	"BUG:",
+	"kernel BUG at",
+	"general protection fault",
+	"Unable to handle kernel",
+}
+
+// initDied is the panic the kernel prints when PID 1 (nitrovm's l1init)
+// exits: a bug of ours, not an L1 fault.
+const initDied = "Attempted to kill init"
+
+// classify returns the L1 fault shown by kernelLog (L1's kernel console),
+// frozen (the watcher's evidence, "" if L1 kept ticking) and reset (QEMU
+// ended normally, after init started, without an exit marker: L1 reset),
+// or nil when there is none. The first oops, BUG or panic line wins; a
+// panic because init died is not an L1 fault unless an oops came first.
+func classify(kernelLog, frozen string, reset bool) *Fault {
+	for _, line := range strings.Split(kernelLog, "\n") {
+		line = strings.TrimSpace(line)
+		for _, m := range kernelFaultMarks {
+			if !strings.Contains(line, m) {
+				continue
+			}
+			if strings.Contains(line, initDied) {
+				return nil
+			}
+			return &Fault{Class: FaultL1Panic, Evidence: line}
+		}
+	}
+	if frozen != "" {
+		return &Fault{Class: FaultL1Freeze, Evidence: frozen}
+	}
+	if reset {
+		return &Fault{Class: FaultL1Panic, Evidence: "L1 reset before init reported the exit status (no kernel message)"}
+	}
+	return nil
+}
+
+// pollInterval is how often the watcher reads the kernel console and tick
+// files.
+const pollInterval = 500 * time.Millisecond
+
+// watcher follows a running L1: it copies new kernel console bytes to an
+// observer and kills QEMU (cause errFrozen) when init's ticks stop for
+// freezeAfter while the command runs.
+type watcher struct {
+	kernelPath, ticksPath string
+	kernelOut             io.Writer
+	freezeAfter           time.Duration
+	cons                  *console
+	kill                  context.CancelCauseFunc
+
+	done, finished chan struct{}
+	started        bool
+
+	mu        sync.Mutex
+	kernel    bytes.Buffer
+	kernelOff int64
+	freeze    string
+}
+
+func newWatcher(kernelPath, ticksPath string, kernelOut io.Writer, freezeAfter time.Duration, cons *console, kill context.CancelCauseFunc) *watcher {
+	return &watcher{kernelPath: kernelPath, ticksPath: ticksPath, kernelOut: kernelOut, freezeAfter: freezeAfter,
+		cons: cons, kill: kill, done: make(chan struct{}), finished: make(chan struct{})}
+}
+
+// start runs the watcher until stop.
+func (w *watcher) start() {
+	w.started = true
+	go w.watch()
+}
+
+// stop ends the watcher and reads the rest of the kernel console.
+func (w *watcher) stop() {
+	close(w.done)
+	if w.started {
+		<-w.finished
+	}
+	w.pollKernel()
+}
+
+func (w *watcher) watch() {
+	defer close(w.finished)
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	var size int64
+	changed := time.Now()
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-tick.C:
+		}
+		w.pollKernel()
+		if w.cons.finished() {
+			continue // the command has ended; L1 is rebooting
+		}
+		fi, err := os.Stat(w.ticksPath)
+		if err != nil || fi.Size() == 0 {
+			continue // init has not started ticking yet
+		}
+		if fi.Size() != size {
+			size, changed = fi.Size(), time.Now()
+			continue
+		}
+		if stalled := time.Since(changed); stalled >= w.freezeAfter {
+			w.mu.Lock()
+			w.freeze = fmt.Sprintf("no tick from L1's init on ttyS2 for %s while the command ran (last tick: %q)",
+				stalled.Round(time.Second), lastLine(w.ticksPath))
+			w.mu.Unlock()
+			w.kill(errFrozen)
+			return
+		}
+	}
+}
+
+// pollKernel appends what L1's kernel printed since the last poll.
+func (w *watcher) pollKernel() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f, err := os.Open(w.kernelPath)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.NewSectionReader(f, w.kernelOff, 1<<40))
+	if err != nil || len(b) == 0 {
+		return
+	}
+	w.kernelOff += int64(len(b))
+	clean := bytes.ReplaceAll(b, []byte("\r"), nil)
+	w.kernel.Write(clean)
+	_, _ = w.kernelOut.Write(clean) // a failing observer must not stop L1
+}
+
+// kernelLog returns L1's kernel console so far.
+func (w *watcher) kernelLog() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.kernel.String()
+}
+
+// frozen returns the freeze evidence, "" if L1 did not freeze.
+func (w *watcher) frozen() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.freeze
+}
+
+// lastLine returns the last non-empty line of the file at p.
+func lastLine(p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(strings.ReplaceAll(string(b), "\r", "")), "\n")
+	return lines[len(lines)-1]
+}
