@@ -75,7 +75,7 @@ rc=$?; cat /tmp/cli.err; [ $rc = 0 ] || exit $rc
 timeout 120 nitrovm console --enclave-name cli | tr -d '\r' | sed '/E2E-END/q'
 nitrovm terminate-enclave --enclave-name cli`, l1eif))
 	// 2 vCPUs each, as every real enclave has (docs/multi-vcpu.md).
-	concurrent := s.boot("concurrent", 9*time.Minute, "sh", s.file(cc), l1eif, strconv.Itoa(cliConcurrent), "2", "128", "300", "480")
+	concurrent := s.boot("concurrent", 8*time.Minute, "sh", s.file(cc), l1eif, strconv.Itoa(cliConcurrent), "2", "128", "240", "420")
 	s.run()
 
 	t.Run("command", func(t *testing.T) {
