@@ -193,7 +193,7 @@ const concurrentScript = `#!/bin/sh
 E=$1 N=$2 C=$3 M=$4 DUMP=$5 LIMIT=$6
 export NITROVM_STATE_DIR=/run/e2e-cc
 W=/tmp/cc; rm -rf $W; mkdir -p $W
-sup() { for d in /proc/[0-9]*; do tr '\0' ' ' <$d/cmdline 2>/dev/null | grep -q 'nitrovm supervise ' && echo ${d#/proc/}; done; }
+sup() { for d in /proc/[0-9]*; do { tr '\0' ' ' <$d/cmdline; } 2>/dev/null | grep -q 'nitrovm supervise ' && echo ${d#/proc/}; done; }
 up() { cut -d' ' -f1 /proc/uptime; }
 t0=$(up)
 i=1
@@ -203,8 +203,8 @@ while [ $i -le $N ]; do
 done
 n=0 dumped=0
 while [ "$(ls $W/r*.rc 2>/dev/null | wc -l)" -lt $N ]; do
-	n=$((n + 1))
-	if [ $n -eq $DUMP ]; then
+	n=$(($(up | cut -d. -f1) - ${t0%.*}))
+	if [ $n -ge $DUMP ] && [ $dumped = 0 ]; then
 		echo "CC-STALL after $n s: $(ls $W/r*.rc 2>/dev/null | wc -l) of $N done; load $(cat /proc/loadavg); $(grep MemAvailable /proc/meminfo)"
 		for p in $(sup); do kill -USR1 $p; done
 		dumped=1
@@ -212,7 +212,7 @@ while [ "$(ls $W/r*.rc 2>/dev/null | wc -l)" -lt $N ]; do
 	[ $n -lt $LIMIT ] || break
 	sleep 1
 done
-echo "CC-WAITED $n s"
+echo "CC-WAITED $(($(up | cut -d. -f1) - ${t0%.*})) s"
 i=1
 while [ $i -le $N ]; do
 	echo "CC-RC $i $(cat $W/r$i.rc 2>/dev/null || echo none) start=$t0"
