@@ -40,6 +40,8 @@ const (
 	// defaultEchoTimeout ends the check if no one connects to stopPort;
 	// kernel parameter nitrovm.vsock.timeout=SECONDS changes it.
 	defaultEchoTimeout = 10 * time.Minute
+	// forwardIdle is how long the forward may make no progress.
+	forwardIdle = time.Minute
 	// refusalMax is how fast a refusal must come (a timeout is 2 s).
 	refusalMax = time.Second
 	// vmaddrCIDAny is VMADDR_CID_ANY (include/uapi/linux/vm_sockets.h).
@@ -152,10 +154,10 @@ func checkForward(r *report, port uint32, n int64) error {
 		return fmt.Errorf("vsock: dial parent port %d: %w", port, err)
 	}
 	defer c.Close()
-	// Nested emulation moves about 5 MB/s; allow a minute plus 1 MB/s.
-	if err := c.SetDeadline(time.Now().Add(time.Minute + time.Duration(n>>20)*time.Second)); err != nil {
-		return fmt.Errorf("vsock: set deadline: %w", err)
-	}
+	// A transfer that stops fails after forwardIdle; a slow one (under
+	// nested emulation, with other transfers at once, 64 MiB have taken
+	// over two minutes) does not.
+	ic := idleConn{c, forwardIdle}
 	var seed [32]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return fmt.Errorf("vsock: random seed: %w", err)
@@ -168,7 +170,7 @@ func checkForward(r *report, port uint32, n int64) error {
 	go func() {
 		h := sha256.New()
 		src := io.LimitReader(mrand.NewChaCha8(seed), n)
-		_, err := io.Copy(io.MultiWriter(c, h), src)
+		_, err := io.Copy(io.MultiWriter(ic, h), src)
 		if err == nil {
 			err = c.CloseWrite()
 		}
@@ -178,7 +180,7 @@ func checkForward(r *report, port uint32, n int64) error {
 		werr <- res
 	}()
 	h := sha256.New()
-	got, err := io.Copy(h, c)
+	got, err := io.Copy(h, ic)
 	if err != nil {
 		return fmt.Errorf("vsock: read echo from parent port %d after %d bytes: %w", port, got, err)
 	}
@@ -192,6 +194,27 @@ func checkForward(r *report, port uint32, n int64) error {
 	}
 	r.kv("vsock-forward", "ok bytes=%d ms=%d", got, time.Since(start).Milliseconds())
 	return nil
+}
+
+// idleConn gives each Read and Write its own deadline, idle from the
+// call: a transfer that stops moving fails, a slow one does not.
+type idleConn struct {
+	*vsock.Conn
+	idle time.Duration
+}
+
+func (c idleConn) Read(p []byte) (int, error) {
+	if err := c.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c idleConn) Write(p []byte) (int, error) {
+	if err := c.SetWriteDeadline(time.Now().Add(c.idle)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
 }
 
 // checkRefused connects to a parent port nobody serves and expects an
