@@ -18,6 +18,9 @@
 // goes to the console only. Before rebooting, testinit shuts down its
 // sending side and waits for the parent to close the connection.
 //
+// Before the checks it loads the kernel modules listed in /modules.list,
+// if the ramdisk has one (see modules.go).
+//
 // To add a check, write a func(*report) error in its own file and add one
 // entry to the checks map in main.
 package main
@@ -87,6 +90,10 @@ func main() {
 	names := testNames(string(cmdline))
 	port, toParent := reportPort(string(cmdline))
 	failures := 0
+	if err := loadModules(r, modulesList); err != nil {
+		r.kv("modules", "fail err=%s", oneLine(err.Error()))
+		failures++
+	}
 	for _, name := range names {
 		if toParent && name != "heartbeat" {
 			r.connect(port)

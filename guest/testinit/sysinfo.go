@@ -20,6 +20,7 @@ import (
 //	NITROVM-TEST cmdline=reboot=k panic=30 ...
 //	NITROVM-TEST uptime=0.87
 //	NITROVM-TEST virtio=virtio0:19,virtio1:33   (device:virtio device ID, decimal)
+//	NITROVM-TEST virtio_via=virtio0:LNRO0005:00,virtio1:LNRO0005:01
 //	NITROVM-TEST dev_nsm=yes|no
 //	NITROVM-TEST dev_vsock=yes|no
 func sysinfo(r *report) error {
@@ -47,6 +48,11 @@ func sysinfo(r *report) error {
 		return err
 	}
 	r.kv("virtio", "%s", strings.Join(devs, ","))
+	via, err := virtioTransports("/sys/bus/virtio/devices")
+	if err != nil {
+		return err
+	}
+	r.kv("virtio_via", "%s", strings.Join(via, ","))
 	r.kv("dev_nsm", "%s", yesNo(exists("/dev/nsm")))
 	r.kv("dev_vsock", "%s", yesNo(exists("/dev/vsock")))
 	return nil
@@ -90,6 +96,31 @@ func virtioDevices(dir string) ([]string, error) {
 			return nil, fmt.Errorf("virtio device %s id %q: %w", e.Name(), b, err)
 		}
 		out = append(out, fmt.Sprintf("%s:%d", e.Name(), id))
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// virtioTransports lists the virtio devices under dir as "name:parent",
+// where parent is the platform device the virtio-mmio driver bound:
+// "LNRO0005:NN" when the kernel found it in the ACPI DSDT, "virtio-mmio.N"
+// when it came from a virtio_mmio.device= command-line entry. Sorted by
+// name; a missing dir is no devices.
+func virtioTransports(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list virtio devices: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		p, err := filepath.EvalSymlinks(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("virtio device %s: %w", e.Name(), err)
+		}
+		out = append(out, e.Name()+":"+filepath.Base(filepath.Dir(p)))
 	}
 	sort.Strings(out)
 	return out, nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"strconv"
@@ -33,11 +34,14 @@ const (
 	// unservedPort is a parent port nobody serves: connecting must be
 	// refused at once.
 	unservedPort = 8999
-	// forwardBytes is how much random data goes through the forward.
-	forwardBytes = 1 << 20
+	// defaultForwardBytes is how much data goes through the forward;
+	// kernel parameter nitrovm.vsock.bytes=N changes it.
+	defaultForwardBytes = 1 << 20
 	// defaultEchoTimeout ends the check if no one connects to stopPort;
 	// kernel parameter nitrovm.vsock.timeout=SECONDS changes it.
 	defaultEchoTimeout = 10 * time.Minute
+	// forwardIdle is how long the forward may make no progress.
+	forwardIdle = time.Minute
 	// refusalMax is how fast a refusal must come (a timeout is 2 s).
 	refusalMax = time.Second
 	// vmaddrCIDAny is VMADDR_CID_ANY (include/uapi/linux/vm_sockets.h).
@@ -56,7 +60,7 @@ const (
 // is echoed until the host closes its sending side. A connection to port
 // 5006 (or the timeout) ends the check.
 func vsockEcho(r *report) error {
-	forwardPort, timeout := vsockParams()
+	forwardPort, forwardBytes, timeout := vsockParams()
 	l, err := vsock.ListenContextID(vmaddrCIDAny, echoPort, nil)
 	if err != nil {
 		return fmt.Errorf("vsock: listen on port %d: %w", echoPort, err)
@@ -94,7 +98,7 @@ func vsockEcho(r *report) error {
 
 	var errs []error
 	if forwardPort != 0 {
-		if err := checkForward(r, forwardPort); err != nil {
+		if err := checkForward(r, forwardPort, forwardBytes); err != nil {
 			r.kv("vsock-forward", "fail err=%s", oneLine(err.Error()))
 			errs = append(errs, err)
 		}
@@ -139,43 +143,78 @@ func echoConn(c net.Conn) (int64, error) {
 	return n, nil
 }
 
-// checkForward sends forwardBytes of random data to the parent's port,
-// which the host forwards to an echo server, and compares the echo.
-func checkForward(r *report, port uint32) error {
+// checkForward sends n bytes of pseudo-random data (a ChaCha8 stream with
+// a random seed, generated as it goes so that 64 MiB need no 64 MiB
+// buffer) to the parent's port, which the host forwards to an echo
+// server, and compares the SHA-256 of what came back with what was sent.
+func checkForward(r *report, port uint32, n int64) error {
 	start := time.Now()
 	c, err := vsock.Dial(parentCID, port, nil)
 	if err != nil {
 		return fmt.Errorf("vsock: dial parent port %d: %w", port, err)
 	}
 	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(time.Minute)); err != nil {
-		return fmt.Errorf("vsock: set deadline: %w", err)
+	// A transfer that stops fails after forwardIdle; a slow one (under
+	// nested emulation, with other transfers at once, 64 MiB have taken
+	// over two minutes) does not.
+	ic := idleConn{c, forwardIdle}
+	var seed [32]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return fmt.Errorf("vsock: random seed: %w", err)
 	}
-	data := make([]byte, forwardBytes)
-	if _, err := rand.Read(data); err != nil {
-		return fmt.Errorf("vsock: random data: %w", err)
+	type sent struct {
+		sum [sha256.Size]byte
+		err error
 	}
-	werr := make(chan error, 1)
+	werr := make(chan sent, 1)
 	go func() {
-		_, err := c.Write(data)
+		h := sha256.New()
+		src := io.LimitReader(mrand.NewChaCha8(seed), n)
+		_, err := io.Copy(io.MultiWriter(ic, h), src)
 		if err == nil {
 			err = c.CloseWrite()
 		}
-		werr <- err
+		var res sent
+		copy(res.sum[:], h.Sum(nil))
+		res.err = err
+		werr <- res
 	}()
-	got, err := io.ReadAll(c)
+	h := sha256.New()
+	got, err := io.Copy(h, ic)
 	if err != nil {
-		return fmt.Errorf("vsock: read echo from parent port %d after %d bytes: %w", port, len(got), err)
+		return fmt.Errorf("vsock: read echo from parent port %d after %d bytes: %w", port, got, err)
 	}
-	if err := <-werr; err != nil {
-		return fmt.Errorf("vsock: write to parent port %d: %w", port, err)
+	w := <-werr
+	if w.err != nil {
+		return fmt.Errorf("vsock: write to parent port %d: %w", port, w.err)
 	}
-	if !bytes.Equal(got, data) {
+	if sum := h.Sum(nil); got != n || !bytes.Equal(sum, w.sum[:]) {
 		return fmt.Errorf("vsock: echo from parent port %d: got %d bytes sha256 %x, want %d bytes sha256 %x",
-			port, len(got), sha256.Sum256(got), len(data), sha256.Sum256(data))
+			port, got, sum, n, w.sum)
 	}
-	r.kv("vsock-forward", "ok bytes=%d ms=%d", len(got), time.Since(start).Milliseconds())
+	r.kv("vsock-forward", "ok bytes=%d ms=%d", got, time.Since(start).Milliseconds())
 	return nil
+}
+
+// idleConn gives each Read and Write its own deadline, idle from the
+// call: a transfer that stops moving fails, a slow one does not.
+type idleConn struct {
+	*vsock.Conn
+	idle time.Duration
+}
+
+func (c idleConn) Read(p []byte) (int, error) {
+	if err := c.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c idleConn) Write(p []byte) (int, error) {
+	if err := c.SetWriteDeadline(time.Now().Add(c.idle)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
 }
 
 // checkRefused connects to a parent port nobody serves and expects an
@@ -195,10 +234,10 @@ func checkRefused(r *report) error {
 	return nil
 }
 
-// vsockParams reads nitrovm.vsock.forward=PORT and
+// vsockParams reads nitrovm.vsock.forward=PORT, nitrovm.vsock.bytes=N and
 // nitrovm.vsock.timeout=SECONDS from the kernel command line.
-func vsockParams() (forwardPort uint32, timeout time.Duration) {
-	forwardPort, timeout = defaultForwardPort, defaultEchoTimeout
+func vsockParams() (forwardPort uint32, forwardBytes int64, timeout time.Duration) {
+	forwardPort, forwardBytes, timeout = defaultForwardPort, defaultForwardBytes, defaultEchoTimeout
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return
@@ -207,6 +246,11 @@ func vsockParams() (forwardPort uint32, timeout time.Duration) {
 		if v, ok := strings.CutPrefix(f, "nitrovm.vsock.forward="); ok {
 			if p, err := strconv.ParseUint(v, 10, 32); err == nil {
 				forwardPort = uint32(p)
+			}
+		}
+		if v, ok := strings.CutPrefix(f, "nitrovm.vsock.bytes="); ok {
+			if b, err := strconv.ParseInt(v, 10, 64); err == nil && b > 0 {
+				forwardBytes = b
 			}
 		}
 		if v, ok := strings.CutPrefix(f, "nitrovm.vsock.timeout="); ok {

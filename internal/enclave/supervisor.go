@@ -97,6 +97,8 @@ func Supervise(ctx context.Context, dir string, o SuperviseOptions) error {
 }
 
 func (s *supervisor) run(ctx context.Context, launcher Launcher) (err error) {
+	usr1 := &signalDumper{}
+	defer dumpOnSignal(usr1, s.logger)()
 	s.rec.PID, s.rec.PIDStart = selfStart()
 	if err := s.save(); err != nil {
 		return s.failStart(nil, err)
@@ -161,7 +163,7 @@ func (s *supervisor) run(ctx context.Context, launcher Launcher) (err error) {
 	}
 
 	if d, ok := inst.(dumper); ok {
-		defer dumpOnSignal(d, s.logger)()
+		usr1.set(d)
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -379,9 +381,24 @@ type dumper interface {
 	Dump(cause string)
 }
 
-// dumpOnSignal makes SIGUSR1 dump d's state until the returned function is
-// called.
-func dumpOnSignal(d dumper, logger *slog.Logger) (stop func()) {
+// signalDumper is what SIGUSR1 dumps: the VM once it exists. Before, the
+// signal only logs that there is no VM yet; without a handler SIGUSR1's
+// default action would kill a supervisor still starting its VM.
+type signalDumper struct {
+	mu sync.Mutex
+	d  dumper
+}
+
+// set makes d the target of later SIGUSR1s.
+func (u *signalDumper) set(d dumper) {
+	u.mu.Lock()
+	u.d = d
+	u.mu.Unlock()
+}
+
+// dumpOnSignal makes SIGUSR1 dump u's VM state (or log that there is no VM
+// yet) until the returned function is called.
+func dumpOnSignal(u *signalDumper, logger *slog.Logger) (stop func()) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGUSR1)
 	done := make(chan struct{})
@@ -389,6 +406,13 @@ func dumpOnSignal(d dumper, logger *slog.Logger) (stop func()) {
 		for {
 			select {
 			case <-ch:
+				u.mu.Lock()
+				d := u.d
+				u.mu.Unlock()
+				if d == nil {
+					logger.Warn("SIGUSR1: no VM yet to dump (the enclave is still being launched)")
+					continue
+				}
 				logger.Warn("SIGUSR1: dumping the VM state")
 				d.Dump("SIGUSR1")
 			case <-done:

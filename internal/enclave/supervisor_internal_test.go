@@ -6,11 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -237,4 +239,60 @@ func TestConsoleHub(t *testing.T) {
 	if _, ok := c3.next(); ok {
 		t.Errorf("subscribe after close: client not finished")
 	}
+}
+
+// countDumper counts Dump calls.
+type countDumper struct{ n chan string }
+
+func (c countDumper) Dump(cause string) { c.n <- cause }
+
+// TestDumpOnSignal sends this process SIGUSR1 before the VM exists (it must
+// be logged, not kill the process, as SIGUSR1's default action would) and
+// after (it must dump the VM).
+func TestDumpOnSignal(t *testing.T) {
+	var mu sync.Mutex
+	var logBuf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logBuf}, nil))
+	u := &signalDumper{}
+	stop := dumpOnSignal(u, logger)
+	defer stop()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		s := logBuf.String()
+		mu.Unlock()
+		if strings.Contains(s, "no VM yet") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGUSR1 before the VM: log %q, want a no-VM-yet line", s)
+		}
+	}
+	d := countDumper{n: make(chan string, 1)}
+	u.set(d)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case cause := <-d.n:
+		if cause != "SIGUSR1" {
+			t.Errorf("dump cause %q, want SIGUSR1", cause)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("SIGUSR1 after the VM started: no dump")
+	}
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -152,7 +152,8 @@ func linuxGuest(t *testing.T) testGuest {
 // TestGuestVirtio boots a real kernel with guest/testinit and two virtio
 // devices, with ACPI (devices from the DSDT) and without (MP table and
 // command-line devices); it needs a KVM that runs Linux (the nested L1:
-// TestNestedBoot runs it there) and NITROVM_TEST_KERNEL / NITROVM_TEST_INITRD.
+// test/e2e's TestVMMGuests runs it there) and NITROVM_TEST_KERNEL /
+// NITROVM_TEST_INITRD.
 func TestGuestVirtio(t *testing.T) {
 	g := linuxGuest(t)
 	for _, extra := range []string{"", " acpi=off"} {

@@ -17,7 +17,7 @@ const (
 	vsockStopPort     = 5006     // ends testinit's echo check.
 	vsockUnservedPort = 5999     // nothing listens there in the enclave.
 	vsockForwardPort  = 8000     // parent port testinit dials.
-	vsockForwardBytes = 1 << 20  // what testinit sends through it.
+	vsockForwardBytes = 64 << 20 // what testinit sends through it (nitrovm.vsock.bytes).
 	vsockTCPEcho      = 9100     // L1 TCP echo server behind --forward.
 	vsockPublishPort  = 9200     // --publish 9200:5005.
 	vsockBigBytes     = 64 << 20 // one connection per host endpoint.
@@ -37,16 +37,21 @@ const (
 //     goes through --forward to a TCP echo server; a host CONNECT to an
 //     unserved enclave port is refused;
 //   - b: the guest -> parent connection goes to an AF_VSOCK echo server
-//     (--af-vsock, vsock_loopback in L1);
+//     (--af-vsock, vsock_loopback in L1); 100 host connections through
+//     the hybrid Unix socket are opened all at once (a burst), and every
+//     one must succeed;
 //   - c: the guest -> parent connection goes to the Unix socket <uds>_8000.
 //
-// In each enclave testinit also checks that an unserved parent port is
-// refused at once. Throughputs seen by the host are logged, not asserted.
+// Every guest -> parent connection carries 64 MiB, compared by SHA-256 in
+// the guest. In each enclave testinit also checks that an unserved parent
+// port is refused at once. Throughputs seen by the host are logged, not
+// asserted.
 func TestVsock(t *testing.T) {
 	e := setup(t)
 	tools := e.goBuild(t, "./test/e2e/l1tools", "l1tools")
 	s := e.newSession(t)
-	eifPath := s.file(e.testEIF(t, e.guestKernel, "heartbeat,vsock-echo"))
+	eifPath := s.file(e.buildEIF(t, "vsock", e.guestKernel, e.ramdisk(t),
+		fmt.Sprintf("%s nitrovm.test=heartbeat,vsock-echo nitrovm.vsock.bytes=%d", awsCmdline, vsockForwardBytes)))
 	l1 := s.file(tools)
 
 	sh := func(script string) []string {
@@ -72,28 +77,36 @@ cat /tmp/srv-*.log; grep -o '^vsock[a-z_]*' /proc/modules`, vsockTCPEcho, vsockF
 
 	uds := fmt.Sprintf("--uds /run/vs-a.sock --port %d", vsockEchoPort)
 	tcp := fmt.Sprintf("--tcp 127.0.0.1:%d", vsockPublishPort)
+	// Timeouts here bound hangs only: a transfer that makes no progress
+	// for a minute fails in l1tools and testinit. 64 MiB host -> enclave
+	// took 94 s beside the guest's three 64 MiB transfers to the parent.
 	echo := func(name, endpoint string, size, conns int) *bootRun {
-		return s.boot(name, 150*time.Second, sh(fmt.Sprintf("$T echo-check %s --bytes %d --conns %d", endpoint, size, conns))...)
+		return s.boot(name, 300*time.Second, sh(fmt.Sprintf("$T echo-check %s --bytes %d --conns %d", endpoint, size, conns))...)
 	}
 	udsBig := echo("uds-64mib", uds, vsockBigBytes, 1)
 	tcpBig := echo("publish-64mib", tcp, vsockBigBytes, 1)
 	udsMany := echo("uds-100conns", uds, vsockManyBytes, vsockManyConns)
 	tcpMany := echo("publish-100conns", tcp, vsockManyBytes, vsockManyConns)
-	// Not asserted: 100 handshakes at once, on enclave b (whose echo
-	// counts are not checked), to log how a busy emulated guest copes.
+	// 100 handshakes at once, on enclave b (whose echo counts are not
+	// checked): every one must succeed.
 	burst := s.boot("uds-100conns-burst", 150*time.Second, sh(fmt.Sprintf(
 		"$T echo-check --uds /run/vs-b.sock --port %d --bytes %d --conns %d --burst", vsockEchoPort, vsockManyBytes, vsockManyConns))...)
 	unserved := s.boot("uds-unserved", 30*time.Second, sh(fmt.Sprintf("$T connect --uds /run/vs-a.sock --port %d", vsockUnservedPort))...)
-	stop := s.boot("stop", 120*time.Second, sh(fmt.Sprintf(
+	stop := s.boot("stop", 240*time.Second, sh(fmt.Sprintf(
 		`for x in a b c; do $T connect --uds /run/vs-$x.sock --port %d; done
-i=0; while [ "$(nitrovm describe-enclaves)" != "[]" ] && [ $i -lt 90 ]; do sleep 1; i=$((i+1)); done
-nitrovm describe-enclaves`, vsockStopPort))...)
+i=0; while [ "$(nitrovm describe-enclaves)" != "[]" ] && [ $i -lt 200 ]; do sleep 1; i=$((i+1)); done
+nitrovm describe-enclaves
+# An enclave still running gets a SIGUSR1 state dump (docs/multi-vcpu.md) in
+# its supervisor's log, which nitrovm-logs prints.
+if [ "$(nitrovm describe-enclaves)" != "[]" ]; then
+	for p in $(nitrovm describe-enclaves | sed -n 's/.*"ProcessID": \([0-9]*\).*/\1/p'); do kill -USR1 $p; done; sleep 5
+fi`, vsockStopPort))...)
 	consoles := map[string]*bootRun{}
 	for _, x := range []string{"a", "b", "c"} {
 		consoles[x] = s.boot("console-"+x, 10*time.Second, "cat", "/tmp/vs-"+x+".con")
 	}
 	served := s.boot("servers-log", 10*time.Second, "sh", "-c", "cat /tmp/srv-*.log")
-	s.boot("nitrovm-logs", 10*time.Second, "sh", "-c", "tail -n 30 "+vsockStateDir+"/logs/*.log "+vsockStateDir+"/events.log")
+	s.boot("nitrovm-logs", 10*time.Second, "sh", "-c", "tail -n 150 "+vsockStateDir+"/logs/*.log "+vsockStateDir+"/events.log")
 	s.run()
 
 	servers.wantExit(t, 0)
@@ -146,9 +159,16 @@ nitrovm describe-enclaves`, vsockStopPort))...)
 			t.Errorf("enclave a echo server: got %q, want %q", got, want)
 		}
 	})
-	if res := toolLine(burst, "echo"); res != nil {
-		t.Logf("%s (not asserted): ok=%s/%s dial_ms_max=%s seconds=%s err=%s", burst.name, res["ok"], res["conns"], res["dial_ms_max"], res["seconds"], res["err"])
-	}
+	t.Run("host-burst", func(t *testing.T) {
+		res := toolLine(burst, "echo")
+		if burst.exit != 0 || res == nil {
+			t.Fatalf("%s: exit %d, result %v; output:\n%s", burst.name, burst.exit, res, burst.output)
+		}
+		t.Logf("%s: ok=%s/%s dial_ms_max=%s seconds=%s", burst.name, res["ok"], res["conns"], res["dial_ms_max"], res["seconds"])
+		if res["conns"] != strconv.Itoa(vsockManyConns) || res["ok"] != res["conns"] {
+			t.Errorf("%s: connections opened at once and echoed intact: got %s of %s, want %d (%s)", burst.name, res["ok"], res["conns"], vsockManyConns, res["err"])
+		}
+	})
 	t.Run("host-unserved-port", func(t *testing.T) {
 		res := toolLine(unserved, "connect")
 		if unserved.exit != 1 || res == nil || res["ok"] != "0" {

@@ -144,6 +144,7 @@ func (m *mux) nextConnPacket(c *conn, maxPayload int) (Header, bool) {
 	case c.sendRequest:
 		c.sendRequest = false
 		h = c.header(m.guestCID, VIRTIO_VSOCK_OP_REQUEST)
+		m.armTimer(c, ConnRequestTimeout, func() { m.requestTimedOut(c) })
 	case c.sendResponse:
 		c.sendResponse = false
 		h = c.header(m.guestCID, VIRTIO_VSOCK_OP_RESPONSE)

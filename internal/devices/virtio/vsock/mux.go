@@ -309,16 +309,15 @@ func (m *mux) connectGuest(ctx context.Context, port uint32, stream Stream, onCo
 	c.stream = stream
 	connected := make(chan error, 1)
 	c.connected = connected
+	// ConnRequestTimeout starts when the request reaches the guest's rx
+	// queue (nextConnPacket), not here: requests queued behind others
+	// while the guest has no rx buffers have not been seen yet, and a
+	// burst of them must not time out for the device's own backlog
+	// (Firecracker arms its request timer the same way).
+	// ConnQueueTimeout bounds the wait for a guest that gives no rx
+	// buffers at all.
 	c.sendRequest = true
-	m.armTimer(c, ConnRequestTimeout, func() {
-		if c.state == stateHostConnecting {
-			select {
-			case c.connected <- ErrTimeout:
-			default:
-			}
-			m.terminate(c, true)
-		}
-	})
+	m.armTimer(c, ConnQueueTimeout, func() { m.requestTimedOut(c) })
 	m.markReady(c)
 	m.mu.Unlock()
 
@@ -345,6 +344,21 @@ func (m *mux) connectGuest(ctx context.Context, port uint32, stream Stream, onCo
 	c.ownsStream = true
 	m.startPumps(c)
 	return nil
+}
+
+// requestTimedOut ends c if the guest has not answered its connection
+// request; armed when the request is handed to the guest.
+//
+// Preconditions: the mux lock is held.
+func (m *mux) requestTimedOut(c *conn) {
+	if c.state != stateHostConnecting {
+		return
+	}
+	select {
+	case c.connected <- ErrTimeout:
+	default:
+	}
+	m.terminate(c, true)
 }
 
 // rxBuffer is a buffer the guest gave for received packets (a virtqueue

@@ -368,6 +368,33 @@ func TestCloseCancelsPending(t *testing.T) {
 	}
 }
 
+// TestConnRequestTimeoutStartsAtDelivery queues a host connection request
+// while the guest gives no rx buffers for longer than ConnRequestTimeout,
+// as a busy guest does under a burst of requests: the request must still
+// be accepted once the guest sees it and answers at once, because the
+// timeout counts from when the request is in the guest's rx queue.
+func TestConnRequestTimeoutStartsAtDelivery(t *testing.T) {
+	g := newTestGuest(t, newTestBackend())
+	host, peer := tcpPipe()
+	defer peer.Close()
+	defer host.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- g.m.connectGuest(context.Background(), 5005, host, nil) }()
+	time.Sleep(ConnRequestTimeout + 500*time.Millisecond) // no g.poll: no rx buffers.
+	select {
+	case err := <-errc:
+		t.Fatalf("connectGuest returned %v before the guest saw the request", err)
+	default:
+	}
+	req := g.expectOp(VIRTIO_VSOCK_OP_REQUEST)
+	c := &gconn{g: g, hostCID: ParentCID, hostPort: req.h.SrcPort, port: 5005, bufAlloc: 1 << 20}
+	c.track(req.h)
+	g.send(c.hdr(VIRTIO_VSOCK_OP_RESPONSE), nil)
+	if err := <-errc; err != nil {
+		t.Fatalf("got %v, want the connection accepted", err)
+	}
+}
+
 // blockingBackend never answers until its context ends.
 type blockingBackend struct{}
 

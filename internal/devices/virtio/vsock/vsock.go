@@ -60,8 +60,13 @@ const (
 	// no connection; more are dropped (the guest times out instead).
 	MaxPendingResets = 256
 	// ConnRequestTimeout is how long a host-initiated connection waits for
-	// the guest's response (Firecracker uses the same 2 s).
+	// the guest's response, from when the request is placed in the
+	// guest's rx queue (Firecracker uses the same 2 s, counted the same
+	// way).
 	ConnRequestTimeout = 2 * time.Second
+	// ConnQueueTimeout bounds how long a host-initiated connection
+	// request may wait for a guest rx buffer before it is sent.
+	ConnQueueTimeout = 30 * time.Second
 	// HostConnectTimeout bounds Backend.ConnectHost; Linux guests give up
 	// on connect after 2 s by default.
 	HostConnectTimeout = 2 * time.Second
@@ -106,7 +111,8 @@ type Connector interface {
 	// ConnectGuest connects the host stream to guest port port, with the
 	// connection's source at the parent (CID 3). It blocks until the guest
 	// accepts or refuses (ErrConnRefused), ctx ends, or ConnRequestTimeout
-	// passes (ErrTimeout).
+	// passes after the guest got the request (ErrTimeout; ConnQueueTimeout
+	// while the request waits for an rx buffer).
 	//
 	// Postconditions: on success the device owns stream and closes it when
 	// the connection ends; onConnect (if not nil) was called with the
