@@ -44,20 +44,26 @@ now() { cut -d' ' -f1 /proc/uptime; }
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 stats=
 nitrovm boot --help 2>&1 | grep -q -- --stats && stats=--stats
-# exits COMM NAME: "BENCH exits-NAME exits=N io_exits=N ..." from the KVM
-# debugfs directory of the running process COMM (its VM: <tid>-<fd>, named
-# after the thread that created it: any thread of a Go program).
+# exits COMM NAME: "BENCH exits-NAME vms=N exits=N io_exits=N ..." from the
+# KVM debugfs directories of the running process COMM (a VM's directory is
+# <tid>-<fd>, named after the thread that created it: any thread of a Go
+# program), summed over its VMs, one line per measurement. A directory whose
+# exits counter is 0 (a VM that never ran a vCPU, or one whose counters are
+# not there) is left out: averaging it in as a round made the ratio wrong.
 exits() {
 	for pid in \$(pidof \$1); do
-		for d in \$(for t in /proc/\$pid/task/*; do ls -d /sys/kernel/debug/kvm/\${t##*/}-* 2>/dev/null; done); do
-			[ -r \$d/exits ] || continue
-			l="BENCH exits-\$2"
+		for t in /proc/\$pid/task/*; do ls -d /sys/kernel/debug/kvm/\${t##*/}-* 2>/dev/null; done
+	done | sort -u | {
+		vms=0 sums=
+		while read -r d; do
+			[ -r \$d/exits ] && [ "\$(cat \$d/exits)" != 0 ] || continue
+			vms=\$((vms + 1))
 			for f in exits io_exits mmio_exits halt_exits irq_window_exits irq_exits insn_emulation signal_exits; do
-				[ -r \$d/\$f ] && l="\$l \$f=\$(cat \$d/\$f)"
+				[ -r \$d/\$f ] && sums="\$sums \$f=\$(cat \$d/\$f)"
 			done
-			echo "\$l"
 		done
-	done
+		[ \$vms -gt 0 ] && echo "BENCH exits-\$2 vms=\$vms\$sums" | awk '{ for (i = 4; i <= NF; i++) { split(\$i, kv, "="); s[kv[1]] += kv[2]; if (!(kv[1] in seen)) { seen[kv[1]] = 1; o[++n] = kv[1] } } l = \$1 " " \$2 " " \$3; for (i = 1; i <= n; i++) l = l " " o[i] "=" s[o[i]]; print l }'
+	}
 }
 # measure NAME COMM CMD...: prints "BENCH NAME seconds" and the exit counts
 # at testinit's last line.
