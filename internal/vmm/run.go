@@ -68,6 +68,7 @@ func (v *VM) Run(ctx context.Context) (Exit, error) {
 		case <-tick.C:
 		}
 	}
+	v.console.flush()
 	v.collectStats()
 	v.mu.Lock()
 	e := *v.exit
