@@ -69,6 +69,7 @@ func main() {
 		"heartbeat":  heartbeat,
 		"vsock-echo": vsockEcho,
 		"nsm":        nsmCheck,
+		"hold":       hold,
 	}
 	if err := pseudofs.MountAll(pseudofs.Basic()); err != nil {
 		r.logf("mount: %v", err)
