@@ -3,12 +3,16 @@
 # (-enable-kvm), both run in the same nested L1 VM on the same guest kernel,
 # initrd (guest/testinit), vCPU count, memory and command line, and prints
 # two ratios:
-#   time   from starting the VMM to testinit's final report line, in L1
-#          (uptime), mean of ROUNDS rounds; noisy on a loaded machine.
+#   time   from starting the VMM to testinit's report line "NITROVM-TEST
+#          hold" (after its sysinfo lines), in L1 (uptime), mean of ROUNDS
+#          rounds; noisy on a loaded machine.
 #   exits  VM exits until that line, from L1 KVM's own counters for the VMM's
 #          VM (debugfs /sys/kernel/debug/kvm/<pid>-<fd>/, the vCPU counters
 #          summed over vCPUs) read when the line appears, the same way for
 #          both VMMs; mean of ROUNDS rounds. Does not move with machine load.
+#          testinit's "hold" check idles 3 s after that line so the VM (and
+#          its counters) is still there when they are read: reading them at
+#          "done" raced with the reboot that follows it.
 # nitrovm's own count (boot --stats, KVM_GET_STATS_FD, at VM end) is shown
 # beside it as a cross-check.
 # QEMU's guest gets reboot=t: its keyboard-controller reset hangs microvm
@@ -29,7 +33,7 @@ if [[ -n ${NITROVM_BIN:-} ]]; then cp "$NITROVM_BIN" "$work/nitrovm"; else go bu
 go build -trimpath -o "$work/rd/init" ./guest/testinit
 (cd "$work/rd" && echo init | cpio -o -H newc --quiet >"$work/initrd.cpio")
 
-cmdline="reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on nitrovm.test=sysinfo"
+cmdline="reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on nitrovm.test=sysinfo,hold"
 files=(--file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio"
 	--file /usr/bin/qemu-system-x86_64=/usr/bin/qemu-system-x86_64
 	--file /usr/share/qemu/bios-microvm.bin=/usr/share/qemu/bios-microvm.bin)
@@ -44,29 +48,35 @@ now() { cut -d' ' -f1 /proc/uptime; }
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 stats=
 nitrovm boot --help 2>&1 | grep -q -- --stats && stats=--stats
-# exits COMM NAME: "BENCH exits-NAME exits=N io_exits=N ..." from the KVM
-# debugfs directory of the running process COMM (its VM: <tid>-<fd>, named
-# after the thread that created it: any thread of a Go program).
+# exits COMM NAME: "BENCH exits-NAME vms=N exits=N io_exits=N ..." from the
+# KVM debugfs directories of the running process COMM (a VM's directory is
+# <tid>-<fd>, named after the thread that created it: any thread of a Go
+# program), summed over its VMs, one line per measurement. A directory whose
+# exits counter is 0 (a VM that never ran a vCPU, or one whose counters are
+# not there) is left out: averaging it in as a round made the ratio wrong.
 exits() {
 	for pid in \$(pidof \$1); do
-		for d in \$(for t in /proc/\$pid/task/*; do ls -d /sys/kernel/debug/kvm/\${t##*/}-* 2>/dev/null; done); do
-			[ -r \$d/exits ] || continue
-			l="BENCH exits-\$2"
+		for t in /proc/\$pid/task/*; do ls -d /sys/kernel/debug/kvm/\${t##*/}-* 2>/dev/null; done
+	done | sort -u | {
+		vms=0 sums=
+		while read -r d; do
+			[ -r \$d/exits ] && [ "\$(cat \$d/exits)" != 0 ] || continue
+			vms=\$((vms + 1))
 			for f in exits io_exits mmio_exits halt_exits irq_window_exits irq_exits insn_emulation signal_exits; do
-				[ -r \$d/\$f ] && l="\$l \$f=\$(cat \$d/\$f)"
+				[ -r \$d/\$f ] && sums="\$sums \$f=\$(cat \$d/\$f)"
 			done
-			echo "\$l"
 		done
-	done
+		[ \$vms -gt 0 ] && echo "BENCH exits-\$2 vms=\$vms\$sums" | awk '{ for (i = 4; i <= NF; i++) { split(\$i, kv, "="); s[kv[1]] += kv[2]; if (!(kv[1] in seen)) { seen[kv[1]] = 1; o[++n] = kv[1] } } l = \$1 " " \$2 " " \$3; for (i = 1; i <= n; i++) l = l " " o[i] "=" s[o[i]]; print l }'
+	}
 }
 # measure NAME COMM CMD...: prints "BENCH NAME seconds" and the exit counts
-# at testinit's last line.
+# at testinit's hold line.
 measure() {
 	name=\$1 comm=\$2; shift 2
 	s=\$(now)
 	timeout 90 "\$@" </dev/null 2>&1 | while read -r l; do
 		case "\$l" in
-		*"NITROVM-TEST done"*) [ -n "\$seen" ] || { t=\$(now); exits \$comm \$name; echo "BENCH \$name \$(echo "\$t \$s" | awk '{print \$1-\$2}')"; }; seen=1 ;;
+		*"NITROVM-TEST hold"*) [ -n "\$seen" ] || { t=\$(now); exits \$comm \$name; echo "BENCH \$name \$(echo "\$t \$s" | awk '{print \$1-\$2}')"; }; seen=1 ;;
 		'{"reason":'*) echo "BENCHSTATS \$name \$l" ;;
 		esac
 	done

@@ -72,6 +72,7 @@ func main() {
 		"heartbeat":  heartbeat,
 		"vsock-echo": vsockEcho,
 		"nsm":        nsmCheck,
+		"hold":       hold,
 	}
 	if err := pseudofs.MountAll(pseudofs.Basic()); err != nil {
 		r.logf("mount: %v", err)

@@ -11,9 +11,9 @@ const consoleHistoryBytes = 64 << 10
 
 // consoleClientLagBytes is how much output a console client may lag behind
 // before it is disconnected, so that a slow client never stalls the guest's
-// serial port. The UART hands the hub one byte per write, so the bound is on
-// bytes, not writes: a client that reads a little slower than a burst (a
-// long attestation line printed at emulation speed) must not lose it.
+// serial port. The bound is on bytes, not writes: a client that reads a
+// little slower than a burst (a long attestation line printed at emulation
+// speed) must not lose it.
 const consoleClientLagBytes = 4 << 20
 
 // consoleHub fans the guest's console output out to a log file, a history
@@ -49,10 +49,14 @@ func (h *consoleHub) Write(p []byte) (int, error) {
 		// still get the output.
 		h.log.Write(p)
 	}
-	h.history = append(h.history, p...)
-	if over := len(h.history) - consoleHistoryBytes; over > 0 {
-		h.history = append(h.history[:0], h.history[over:]...)
+	// The history may grow to twice its size before the oldest half is
+	// dropped, so each byte is moved at most once (not 64 KiB per write).
+	tail := p[max(len(p)-consoleHistoryBytes, 0):]
+	if len(h.history)+len(tail) > 2*consoleHistoryBytes {
+		keep := min(consoleHistoryBytes-len(tail), len(h.history))
+		h.history = append(h.history[:0], h.history[len(h.history)-keep:]...)
 	}
+	h.history = append(h.history, tail...)
 	for c := range h.clients {
 		if len(c.pending)+len(p) > consoleClientLagBytes {
 			c.finishLocked() // too slow: what it has is delivered, then EOF
@@ -68,7 +72,8 @@ func (h *consoleHub) Write(p []byte) (int, error) {
 func (h *consoleHub) subscribe() *consoleClient {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	c := &consoleClient{hub: h, pending: append([]byte(nil), h.history...), wake: make(chan struct{}, 1)}
+	hist := h.history[max(len(h.history)-consoleHistoryBytes, 0):]
+	c := &consoleClient{hub: h, pending: append([]byte(nil), hist...), wake: make(chan struct{}, 1)}
 	if h.closed {
 		c.done = true
 	} else {

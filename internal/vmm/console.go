@@ -3,6 +3,8 @@ package vmm
 import (
 	"bytes"
 	"io"
+	"sync"
+	"time"
 )
 
 // panicMarker starts the line Linux prints when it panics (kernel/panic.c).
@@ -11,30 +13,56 @@ const panicMarker = "Kernel panic - not syncing"
 // lineMaxBytes bounds the console line kept for panic detection.
 const lineMaxBytes = 512
 
+// consoleBufBytes is how much console output is held before it is written
+// out even without a newline.
+const consoleBufBytes = 4096
+
+// consoleFlushDelay is how long a partial line (a prompt, or a line the
+// guest is still printing) waits before it is written out anyway.
+const consoleFlushDelay = 20 * time.Millisecond
+
 // consoleScanner forwards guest console bytes to out and reports the first
-// line containing panicMarker. Its Write is called with the UART's lock held,
-// so it needs none of its own.
+// line containing panicMarker. The UART hands it one byte per guest port
+// write; it writes whole lines to out (a partial line after
+// consoleFlushDelay), so a console costs one write(2) per line, not per
+// byte. It is safe for concurrent use.
 type consoleScanner struct {
 	out     io.Writer
-	line    []byte
-	seen    bool
 	onPanic func(line string)
+
+	mu      sync.Mutex
+	pending []byte      // output not yet written to out; guarded by mu.
+	timer   *time.Timer // flushes pending after consoleFlushDelay; guarded by mu.
+	armed   bool        // timer is running; guarded by mu.
+	line    []byte      // the current line, for panic detection; guarded by mu.
+	seen    bool        // a panic line was reported; guarded by mu.
 }
 
 // Write implements io.Writer; it never fails (a failing console is dropped).
 func (c *consoleScanner) Write(p []byte) (int, error) {
-	if c.out != nil {
-		if _, err := c.out.Write(p); err != nil {
-			c.out = nil
-		}
-	}
-	if c.seen {
-		return len(p), nil
-	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var panicLine string
 	for _, b := range p {
+		if c.out != nil {
+			if c.pending == nil {
+				c.pending = make([]byte, 0, consoleBufBytes)
+			}
+			c.pending = append(c.pending, b)
+			if b == '\n' || len(c.pending) == consoleBufBytes {
+				c.flushLocked()
+			}
+		}
+		if c.seen {
+			continue
+		}
 		switch b {
 		case '\n':
-			c.endLine()
+			if i := bytes.Index(c.line, []byte(panicMarker)); i >= 0 {
+				c.seen = true
+				panicLine = string(c.line[i:])
+			}
+			c.line = c.line[:0]
 		case '\r':
 		default:
 			if len(c.line) < lineMaxBytes {
@@ -42,16 +70,49 @@ func (c *consoleScanner) Write(p []byte) (int, error) {
 			}
 		}
 	}
+	if len(c.pending) > 0 && !c.armed {
+		c.armed = true
+		if c.timer == nil {
+			c.timer = time.AfterFunc(consoleFlushDelay, c.timerFlush)
+		} else {
+			c.timer.Reset(consoleFlushDelay)
+		}
+	}
+	if panicLine != "" && c.onPanic != nil {
+		c.flushLocked() // the panic line is on the console before the VM stops.
+		c.onPanic(panicLine)
+	}
 	return len(p), nil
 }
 
-// endLine checks the completed line for a panic.
-func (c *consoleScanner) endLine() {
-	if i := bytes.Index(c.line, []byte(panicMarker)); i >= 0 && !c.seen {
-		c.seen = true
-		if c.onPanic != nil {
-			c.onPanic(string(c.line[i:]))
-		}
+// timerFlush writes out a partial line that waited consoleFlushDelay.
+func (c *consoleScanner) timerFlush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.armed = false
+	c.flushLocked()
+}
+
+// flush writes out everything pending and stops the timer; Run calls it
+// once the vCPUs have stopped.
+func (c *consoleScanner) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer != nil {
+		c.timer.Stop()
 	}
-	c.line = c.line[:0]
+	c.armed = false
+	c.flushLocked()
+}
+
+// flushLocked writes pending to out; c.mu must be held.
+func (c *consoleScanner) flushLocked() {
+	if len(c.pending) == 0 || c.out == nil {
+		c.pending = c.pending[:0]
+		return
+	}
+	if _, err := c.out.Write(c.pending); err != nil {
+		c.out = nil
+	}
+	c.pending = c.pending[:0]
 }

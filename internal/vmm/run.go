@@ -18,6 +18,12 @@ import (
 // left KVM_RUN after a stop request.
 const kickInterval = 20 * time.Millisecond
 
+// fastExitInterval is the gap between two exits of a vCPU below which its
+// next KVM_RUN is entered with RunRaw: a vCPU that exits this often (a
+// guest writing its console a byte at a time) would otherwise pay the Go
+// scheduler's system-call hand-off, and a sysmon wake-up, on every exit.
+const fastExitInterval = time.Millisecond
+
 // kickSignal interrupts a vCPU thread's KVM_RUN. The Go runtime tolerates
 // stray SIGURGs (it uses them for preemption), so no handler is needed.
 const kickSignal = unix.SIGURG
@@ -30,6 +36,13 @@ func (v *VM) Run(ctx context.Context) (Exit, error) {
 		return Exit{Reason: ExitError, Detail: "Run called twice"}, errors.New("vmm: Run called twice")
 	}
 	v.ran = true
+	// A vCPU thread in RunRaw holds a P (see runVCPU): leave the devices'
+	// goroutines as many Ps as there are CPUs besides. GOMAXPROCS is only
+	// ever raised, so VMs run one after another in a process do not grow it.
+	if want := runtime.NumCPU() + len(v.vcpus); runtime.GOMAXPROCS(0) < want {
+		runtime.GOMAXPROCS(want)
+	}
+	v.coalesce.start()
 	var wg sync.WaitGroup
 	for _, vc := range v.vcpus {
 		wg.Add(1)
@@ -68,6 +81,8 @@ func (v *VM) Run(ctx context.Context) (Exit, error) {
 		case <-tick.C:
 		}
 	}
+	v.coalesce.stop()
+	v.console.flush()
 	v.collectStats()
 	v.mu.Lock()
 	e := *v.exit
@@ -91,6 +106,8 @@ func (v *VM) runVCPU(vc *vcpu) {
 	vc.tid.Store(int32(unix.Gettid()))
 	defer vc.tid.Store(0)
 	c := vc.c
+	var last time.Duration // when the previous exit was seen.
+	fast := false          // it came within fastExitInterval of the one before.
 	for {
 		vc.serveDump(v.start)
 		select {
@@ -98,14 +115,23 @@ func (v *VM) runVCPU(vc *vcpu) {
 			return
 		default:
 		}
-		if err := c.Run(); err != nil {
+		var err error
+		if fast {
+			err = c.RunRaw()
+		} else {
+			err = c.Run()
+		}
+		if err != nil {
+			fast = false // a signal: maybe the scheduler taking back a P held too long.
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
 				continue
 			}
 			v.requestStop(Exit{Reason: ExitError, Detail: fmt.Sprintf("vCPU %d: KVM_RUN: %v", c.ID, err)})
 			return
 		}
-		vc.recordExit(time.Since(v.start))
+		at := time.Since(v.start)
+		fast, last = at-last < fastExitInterval, at
+		vc.recordExit(at)
 		if e, stop := v.handleExit(vc); stop {
 			v.requestStop(e)
 			return
@@ -116,6 +142,7 @@ func (v *VM) runVCPU(vc *vcpu) {
 // handleExit services one VM exit and reports whether the VM must stop.
 func (v *VM) handleExit(vc *vcpu) (Exit, bool) {
 	c := vc.c
+	v.coalesce.drain() // earlier coalesced writes reach their devices first.
 	switch r := c.ExitReason(); r {
 	case kvm.ExitIO:
 		port, size, out, data, err := c.IO()
