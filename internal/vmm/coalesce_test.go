@@ -48,8 +48,8 @@ func TestCoalescerReplays(t *testing.T) {
 	if got := <-out; got != "ab\n" {
 		t.Errorf("drained before an exit: got %q, want %q", got, "ab\n")
 	}
-	queueTHR(page, "spin\n") // before start: the test's writes are not atomic like KVM's.
 	c.start()
+	queueTHR(page, "spin\n")
 	select {
 	case got := <-out:
 		if got != "spin\n" {
