@@ -51,7 +51,7 @@ func (c *VCPU) CoalescedRing(pageOffset int) (*CoalescedRing, error) {
 	if pageOffset < 1 || (pageOffset+1)*ps > len(c.run) {
 		return nil, fmt.Errorf("kvm: coalesced ring at page %d is outside the %d-byte vCPU mapping", pageOffset, len(c.run))
 	}
-	return NewCoalescedRing(c.run[pageOffset*ps : (pageOffset+1)*ps])
+	return newCoalescedRing(c.run[pageOffset*ps : (pageOffset+1)*ps])
 }
 
 // CoalescedRing is the page KVM appends coalesced writes to (struct
@@ -62,9 +62,8 @@ type CoalescedRing struct {
 	max  uint32 // KVM_COALESCED_MMIO_MAX for this page size.
 }
 
-// NewCoalescedRing wraps a ring page (VCPU.CoalescedRing maps KVM's; tests
-// lay out their own), which must outlive the ring and be 8-byte aligned.
-func NewCoalescedRing(page []byte) (*CoalescedRing, error) {
+// newCoalescedRing wraps page, which must outlive the ring.
+func newCoalescedRing(page []byte) (*CoalescedRing, error) {
 	if len(page) < coalescedHeaderBytes+2*coalescedEntryBytes || len(page)%8 != 0 {
 		return nil, fmt.Errorf("kvm: coalesced ring page of %d bytes", len(page))
 	}

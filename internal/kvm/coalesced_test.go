@@ -49,7 +49,7 @@ func TestCoalescedRingDrain(t *testing.T) {
 		{"last out of range", testRing(0, 4000), "", 0, 0, true},
 	}
 	for _, tt := range tests {
-		r, err := NewCoalescedRing(tt.page)
+		r, err := newCoalescedRing(tt.page)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,7 +67,7 @@ func TestCoalescedRingDrain(t *testing.T) {
 			t.Errorf("%s: still pending after drain", tt.name)
 		}
 	}
-	if _, err := NewCoalescedRing(make([]byte, 16)); err == nil {
-		t.Errorf("NewCoalescedRing(16 bytes): got nil error")
+	if _, err := newCoalescedRing(make([]byte, 16)); err == nil {
+		t.Errorf("newCoalescedRing(16 bytes): got nil error")
 	}
 }

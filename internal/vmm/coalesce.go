@@ -10,33 +10,25 @@ import (
 	"github.com/nitrovm/nitrovm/internal/kvm"
 )
 
-// The coalesced ring is also replayed by a timer, for a guest that writes
-// THR and then does not exit to user space again (a driver waiting for the
-// THR-empty interrupt, or a guest that prints and spins): every
-// coalescePollMin while writes keep coming or the THR-empty interrupt is
-// enabled, backing off to coalescePollMax (one wake-up a second for an idle
-// VM) while the ring stays empty.
-const (
-	coalescePollMin = 5 * time.Millisecond
-	coalescePollMax = time.Second
-)
+// coalesceTHRIInterval is how often queued THR writes are replayed while
+// the guest has the UART's THR-empty interrupt enabled: such a driver may
+// wait for the interrupt those writes raise without exiting again.
+const coalesceTHRIInterval = 5 * time.Millisecond
 
 // coalescer replays the port writes KVM queued in its coalesced ring (the
 // UART's THR: a polled console byte then costs one exit to user space, the
 // LSR read, instead of two). The queue is replayed, in order, before every
 // exit is handled, so a device never sees a later access before an
-// earlier write; also by the poll timer, and once more when the VM stops.
+// earlier write; while the UART's THR-empty interrupt is enabled also
+// every coalesceTHRIInterval, and once more when the VM stops.
 type coalescer struct {
 	mu   sync.Mutex // one drainer at a time.
 	done bool       // stop ran: the ring may be unmapped; guarded by mu.
 	ring *kvm.CoalescedRing
 	pio  *bus
 	thri atomic.Bool // the UART's THR-empty interrupt is enabled.
-
-	tmu      sync.Mutex    // guards the fields below.
-	tick     *time.Timer   // the poll timer; nil before start.
-	interval time.Duration // its current period.
-	stopped  bool          // stop ran: the timer is not re-armed.
+	tick *time.Timer // replays while thri; nil until first needed.
+	tmu  sync.Mutex  // guards tick.
 }
 
 // setupCoalescing registers the UART's THR for coalesced writes when KVM
@@ -79,18 +71,16 @@ func (c *coalescer) drain() {
 	c.drainChecked()
 }
 
-// drainChecked replays every queued write unless stop has run, and
-// returns how many there were.
-func (c *coalescer) drainChecked() int {
+// drainChecked replays every queued write unless stop has run.
+func (c *coalescer) drainChecked() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done || !c.ring.Pending() {
-		return 0
+		return
 	}
 	// The ring's indices are KVM's; a bad one would be a kernel bug, and
 	// the writes it hides are lost rather than replayed twice.
-	n, _ := c.ring.Drain(c.replay)
-	return n
+	_, _ = c.ring.Drain(c.replay)
 }
 
 // replay hands one queued write to its device.
@@ -104,7 +94,7 @@ func (c *coalescer) replay(addr uint64, pio bool, data []byte) {
 }
 
 // watchTHRI follows the UART's THR-empty interrupt enable (called without
-// the UART's lock): while it is on, the poll timer runs at its fastest.
+// the UART's lock).
 func (c *coalescer) watchTHRI(on bool) {
 	c.thri.Store(on)
 	if !on {
@@ -112,38 +102,21 @@ func (c *coalescer) watchTHRI(on bool) {
 	}
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
-	if c.tick != nil && !c.stopped && c.interval > coalescePollMin {
-		c.interval = coalescePollMin
-		c.tick.Reset(c.interval)
-	}
-}
-
-// start starts the poll timer; Run calls it before the vCPUs run.
-func (c *coalescer) start() {
-	if c == nil {
-		return
-	}
-	c.tmu.Lock()
-	defer c.tmu.Unlock()
-	c.interval = coalescePollMin
-	c.tick = time.AfterFunc(c.interval, c.onTick)
-}
-
-// onTick replays queued writes and re-arms the timer: at its fastest after
-// writes or while THRI is enabled, else twice as slow as before.
-func (c *coalescer) onTick() {
-	n := c.drainChecked()
-	c.tmu.Lock()
-	defer c.tmu.Unlock()
-	if c.stopped {
-		return
-	}
-	if n > 0 || c.thri.Load() {
-		c.interval = coalescePollMin
+	if c.tick == nil {
+		c.tick = time.AfterFunc(coalesceTHRIInterval, c.onTick)
 	} else {
-		c.interval = min(2*c.interval, coalescePollMax)
+		c.tick.Reset(coalesceTHRIInterval)
 	}
-	c.tick.Reset(c.interval)
+}
+
+// onTick replays queued writes and keeps ticking while THRI is enabled.
+func (c *coalescer) onTick() {
+	c.drainChecked()
+	if c.thri.Load() {
+		c.tmu.Lock()
+		c.tick.Reset(coalesceTHRIInterval)
+		c.tmu.Unlock()
+	}
 }
 
 // stop replays what is left; afterwards nothing touches the ring. Run
@@ -152,8 +125,8 @@ func (c *coalescer) stop() {
 	if c == nil {
 		return
 	}
+	c.thri.Store(false)
 	c.tmu.Lock()
-	c.stopped = true
 	if c.tick != nil {
 		c.tick.Stop()
 	}

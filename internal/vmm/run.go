@@ -42,7 +42,6 @@ func (v *VM) Run(ctx context.Context) (Exit, error) {
 	if want := runtime.NumCPU() + len(v.vcpus); runtime.GOMAXPROCS(0) < want {
 		runtime.GOMAXPROCS(want)
 	}
-	v.coalesce.start()
 	var wg sync.WaitGroup
 	for _, vc := range v.vcpus {
 		wg.Add(1)
