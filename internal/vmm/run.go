@@ -80,7 +80,6 @@ func (v *VM) Run(ctx context.Context) (Exit, error) {
 		case <-tick.C:
 		}
 	}
-	v.coalesce.stop()
 	v.console.flush()
 	v.collectStats()
 	v.mu.Lock()
@@ -141,7 +140,6 @@ func (v *VM) runVCPU(vc *vcpu) {
 // handleExit services one VM exit and reports whether the VM must stop.
 func (v *VM) handleExit(vc *vcpu) (Exit, bool) {
 	c := vc.c
-	v.coalesce.drain() // earlier coalesced writes reach their devices first.
 	switch r := c.ExitReason(); r {
 	case kvm.ExitIO:
 		port, size, out, data, err := c.IO()

@@ -101,12 +101,9 @@ type VM struct {
 	pio     bus
 	mmio    bus
 	console *consoleScanner
-	uart    *serial.Serial
-	// coalesce replays coalesced port writes; nil without KVM support.
-	coalesce *coalescer
-	ran      bool
-	start    time.Time // when Build began; exit times count from it.
-	dumps    dumpState // serializes Dump.
+	ran     bool
+	start   time.Time // when Build began; exit times count from it.
+	dumps   dumpState // serializes Dump.
 	// debuggers are the transports and devices whose state a dump shows.
 	debuggers []debugger
 	stats     *ExitStats // KVM's statistics, read when Run returns.
@@ -160,7 +157,6 @@ func Build(ctx context.Context, cfg Config) (_ *VM, err error) {
 	if err := v.createVCPUs(cfg.CPUs, entry); err != nil {
 		return nil, err
 	}
-	v.setupCoalescing(v.uart)
 	logger.Debug("vm built", "memory_mib", cfg.MemoryMiB, "cpus", cfg.CPUs, "devices", len(devs), "entry", fmt.Sprintf("%#x", entry))
 	return v, nil
 }
@@ -217,7 +213,6 @@ func (v *VM) createVM(ramBytes uint64) error {
 func (v *VM) attachDevices(cfg Config) ([]x86.MMIODevice, error) {
 	v.console = &consoleScanner{out: cfg.Console, onPanic: v.guestPanicked}
 	uart := serial.New(v.console, lineInterrupt{vm: v.vm, gsi: x86.SerialIRQ})
-	v.uart = uart
 	if err := v.pio.add(x86.SerialPort, x86.SerialPortCount, uart); err != nil {
 		return nil, err
 	}

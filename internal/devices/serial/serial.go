@@ -68,14 +68,7 @@ type Serial struct {
 	dll, dlm   byte
 	thrPending bool    // a THR-empty interrupt is pending (cleared by reading IIR).
 	txBuf      [1]byte // the byte being transmitted (avoids an allocation per byte).
-	onTHRI     func(enabled bool)
 }
-
-// WatchTHRI makes the UART call f, without its lock held, whenever the
-// guest enables or disables the THR-empty interrupt. A VMM that delays THR
-// writes (KVM coalesced port I/O) uses it to deliver them promptly while a
-// driver waits for that interrupt. Call it before the guest runs.
-func (s *Serial) WatchTHRI(f func(enabled bool)) { s.onTHRI = f }
 
 // New returns a UART whose transmitted bytes go to out (nil discards them)
 // and whose interrupt is irq.
@@ -160,7 +153,7 @@ func (s *Serial) Write(offset uint64, data []byte) {
 	v := data[0]
 	s.mu.Lock()
 	dlab := s.lcr&uartLCRDLAB != 0
-	raise, thriChanged := false, false
+	raise := false
 	switch offset {
 	case uartTX:
 		if dlab {
@@ -188,7 +181,6 @@ func (s *Serial) Write(offset uint64, data []byte) {
 		if s.ier&uartIERTHRI == 0 {
 			s.thrPending = false
 		}
-		thriChanged = (old^s.ier)&uartIERTHRI != 0
 	case uartFCR:
 		s.fcr = v &^ uartFCRClear
 	case uartLCR:
@@ -198,11 +190,7 @@ func (s *Serial) Write(offset uint64, data []byte) {
 	case uartSCR:
 		s.scr = v
 	}
-	thri := s.ier&uartIERTHRI != 0
 	s.mu.Unlock()
-	if thriChanged && s.onTHRI != nil {
-		s.onTHRI(thri)
-	}
 	if raise && s.irq != nil {
 		_ = s.irq.Trigger() // an irqfd write fails only if the VM is gone.
 	}

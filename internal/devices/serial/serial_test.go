@@ -101,22 +101,3 @@ func TestFIFODetection(t *testing.T) {
 		t.Errorf("IIR FIFO bits after disabling: got %d, want 0", got)
 	}
 }
-
-// TestWatchTHRI checks that the watcher hears every change of IER's
-// THR-empty enable, and nothing else.
-func TestWatchTHRI(t *testing.T) {
-	s := New(nil, &irqCounter{})
-	var got []bool
-	s.WatchTHRI(func(on bool) { got = append(got, on) })
-	wr(s, uartIER, 0x01)             // RX only: no change
-	wr(s, uartIER, 0x01|uartIERTHRI) // on
-	wr(s, uartIER, uartIERTHRI)      // still on
-	wr(s, uartTX, 'x')               // a byte: no change
-	wr(s, uartLCR, uartLCRDLAB)      // DLAB: IER's port is DLM
-	wr(s, uartIER, 0)                // DLM write: no change
-	wr(s, uartLCR, 0)                //
-	wr(s, uartIER, 0)                // off
-	if want := []bool{true, false}; len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
-		t.Errorf("THRI changes: got %v, want %v", got, want)
-	}
-}
