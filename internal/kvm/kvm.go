@@ -235,22 +235,6 @@ func (c *VCPU) Run() error {
 	return nil
 }
 
-// RunRaw is Run without telling the Go scheduler that the thread enters a
-// system call (syscall.RawSyscall): the goroutine keeps its P for the whole
-// KVM_RUN. That saves the scheduler's work around a blocking system call
-// (and the sysmon wake-up that takes the P back) on every exit, which
-// matters when exits come in fast succession; a KVM_RUN that blocks long
-// (a halted guest) holds a P until the scheduler's preemption signal
-// interrupts it (EINTR), so callers use RunRaw only when the previous exit
-// came quickly and leave room in GOMAXPROCS.
-func (c *VCPU) RunRaw() error {
-	_, _, e := unix.RawSyscall(unix.SYS_IOCTL, uintptr(c.fd), _KVM_RUN, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
-}
-
 // SetImmediateExit sets kvm_run.immediate_exit: while set, Run returns
 // EINTR at once instead of entering the guest.
 func (c *VCPU) SetImmediateExit(on bool) {

@@ -18,12 +18,6 @@ import (
 // left KVM_RUN after a stop request.
 const kickInterval = 20 * time.Millisecond
 
-// fastExitInterval is the gap between two exits of a vCPU below which its
-// next KVM_RUN is entered with RunRaw: a vCPU that exits this often (a
-// guest writing its console a byte at a time) would otherwise pay the Go
-// scheduler's system-call hand-off, and a sysmon wake-up, on every exit.
-const fastExitInterval = time.Millisecond
-
 // kickSignal interrupts a vCPU thread's KVM_RUN. The Go runtime tolerates
 // stray SIGURGs (it uses them for preemption), so no handler is needed.
 const kickSignal = unix.SIGURG
@@ -36,12 +30,6 @@ func (v *VM) Run(ctx context.Context) (Exit, error) {
 		return Exit{Reason: ExitError, Detail: "Run called twice"}, errors.New("vmm: Run called twice")
 	}
 	v.ran = true
-	// A vCPU thread in RunRaw holds a P (see runVCPU): leave the devices'
-	// goroutines as many Ps as there are CPUs besides. GOMAXPROCS is only
-	// ever raised, so VMs run one after another in a process do not grow it.
-	if want := runtime.NumCPU() + len(v.vcpus); runtime.GOMAXPROCS(0) < want {
-		runtime.GOMAXPROCS(want)
-	}
 	var wg sync.WaitGroup
 	for _, vc := range v.vcpus {
 		wg.Add(1)
@@ -104,8 +92,6 @@ func (v *VM) runVCPU(vc *vcpu) {
 	vc.tid.Store(int32(unix.Gettid()))
 	defer vc.tid.Store(0)
 	c := vc.c
-	var last time.Duration // when the previous exit was seen.
-	fast := false          // it came within fastExitInterval of the one before.
 	for {
 		vc.serveDump(v.start)
 		select {
@@ -113,23 +99,14 @@ func (v *VM) runVCPU(vc *vcpu) {
 			return
 		default:
 		}
-		var err error
-		if fast {
-			err = c.RunRaw()
-		} else {
-			err = c.Run()
-		}
-		if err != nil {
-			fast = false // a signal: maybe the scheduler taking back a P held too long.
+		if err := c.Run(); err != nil {
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
 				continue
 			}
 			v.requestStop(Exit{Reason: ExitError, Detail: fmt.Sprintf("vCPU %d: KVM_RUN: %v", c.ID, err)})
 			return
 		}
-		at := time.Since(v.start)
-		fast, last = at-last < fastExitInterval, at
-		vc.recordExit(at)
+		vc.recordExit(time.Since(v.start))
 		if e, stop := v.handleExit(vc); stop {
 			v.requestStop(e)
 			return
