@@ -88,6 +88,10 @@ files=(--file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio" --file /
 	--file /bin/l1tools="$work/l1tools"
 	--file /usr/bin/qemu-system-x86_64="$l2q"
 	--file /usr/share/qemu/bios-microvm.bin="$l2fw")
+# With SeaBIOS's microvm firmware (QEMU >= 8) -kernel needs the linuxboot
+# option ROM too (qboot, 7.2's default, loads the kernel itself).
+rom=$(dirname "$l2q")/../share/qemu/linuxboot_dma.bin
+[[ -e $rom ]] && files+=(--file /usr/share/qemu/linuxboot_dma.bin="$(readlink -f "$rom")")
 # QEMU is dynamically linked: bring its libraries and loader along.
 for lib in $(ldd "$l2q" | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
 	files+=(--file "$lib=$lib")
