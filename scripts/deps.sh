@@ -47,7 +47,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt_opts=(-o DPkg::Lock::Timeout=900 -y -q --no-install-recommends)
 update() { "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=900 -q update >&2; }
-install() { # install [apt-get options] packages...
+apt_install() { # apt_install [apt-get options] packages...
 	if ! "${sudo[@]}" apt-get "${apt_opts[@]}" install "$@" >&2; then
 		update
 		"${sudo[@]}" apt-get "${apt_opts[@]}" install "$@" >&2
@@ -56,7 +56,7 @@ install() { # install [apt-get options] packages...
 
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "deps.sh: installing ${missing[*]}" >&2
-	install "${missing[@]}"
+	apt_install "${missing[@]}"
 fi
 if [ ${#qemu_missing[@]} -gt 0 ]; then
 	codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
@@ -77,5 +77,5 @@ if [ ${#qemu_missing[@]} -gt 0 ]; then
 		qemu_opts=(-t bookworm-backports)
 	fi
 	echo "deps.sh: installing ${qemu_pkgs[*]} (QEMU >= ${qemu_min#1:})" >&2
-	install "${qemu_opts[@]}" "${qemu_pkgs[@]}"
+	apt_install "${qemu_opts[@]}" "${qemu_pkgs[@]}"
 fi
