@@ -30,7 +30,8 @@
 # Usage: scripts/ab.sh [--workloads "boot vsock console"] [--rounds N]
 #        [--sessions S] [--out FILE] [--session-timeout 12m] [--cmdline-extra "..."]
 # NITROVM_BIN=path tests an existing static nitrovm binary (e.g. one built
-# from another commit for a before/after comparison).
+# from another commit for a before/after comparison). NITROVM_AB_QEMU: see
+# below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
@@ -72,12 +73,27 @@ vscmd="$base nitrovm.vsock.forward=0 nitrovm.vsock.timeout=300"
 "$bin" build-eif --kernel "$kernel" --cmdline "$vscmd nitrovm.test=heartbeat,vsock-echo" --ramdisk "$work/initrd.cpio" \
 	--output "$work/vs.eif" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 
+# The QEMU that runs microvm in L1: the same build as the L1 emulator.
+# NITROVM_AB_QEMU names its ELF binary when qemu-system-x86_64 on PATH is a
+# wrapper script (e.g. an unpacked, not installed, QEMU). Its microvm
+# firmware is looked up the way QEMU's firmware path does.
+l2q=${NITROVM_AB_QEMU:-$(command -v qemu-system-x86_64)}
+l2fw=
+for f in share/qemu/bios-microvm.bin share/seabios/bios-microvm.bin; do
+	[[ -z $l2fw && -e $(dirname "$l2q")/../$f ]] && l2fw=$(readlink -f "$(dirname "$l2q")/../$f")
+done
+[[ -n $l2fw ]] || { echo "ab.sh: no bios-microvm.bin next to $l2q" >&2; exit 1; }
+echo "ab.sh: L1 emulator $(qemu-system-x86_64 --version | head -n 1); in L1: $l2q, $l2fw" >&2
 files=(--file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio" --file /g/vs.eif="$work/vs.eif"
 	--file /bin/l1tools="$work/l1tools"
-	--file /usr/bin/qemu-system-x86_64=/usr/bin/qemu-system-x86_64
-	--file /usr/share/qemu/bios-microvm.bin=/usr/share/qemu/bios-microvm.bin)
+	--file /usr/bin/qemu-system-x86_64="$l2q"
+	--file /usr/share/qemu/bios-microvm.bin="$l2fw")
+# With SeaBIOS's microvm firmware (QEMU >= 8) -kernel needs the linuxboot
+# option ROM too (qboot, 7.2's default, loads the kernel itself).
+rom=$(dirname "$l2q")/../share/qemu/linuxboot_dma.bin
+[[ -e $rom ]] && files+=(--file /usr/share/qemu/linuxboot_dma.bin="$(readlink -f "$rom")")
 # QEMU is dynamically linked: bring its libraries and loader along.
-for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
+for lib in $(ldd "$l2q" | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
 	files+=(--file "$lib=$lib")
 done
 
@@ -93,6 +109,9 @@ since() { echo "\$(now) \$1" | awk '{printf "%.1f", \$1-\$2}'; }
 # result WORKLOAD VMM ROUND CLASS START LOG
 result() {
 	echo "AB workload=\$1 vmm=\$2 round=\$3 class=\$4 secs=\$(since \$5)"
+	# The guest kernel's check of CPUID leaf 0xD against the XCR0 it set:
+	# it fails when the emulator lets the guest's XSETBV bypass L1's KVM.
+	grep -q "XSAVE consistency problem" "\$6" && echo "ABXSAVE workload=\$1 vmm=\$2 round=\$3 consistency-dump"
 	if [ "\$4" != ok ]; then
 		echo "ABLOG begin \$1 \$2 \$3 \$4"
 		tail -n 400 "\$6"
@@ -223,7 +242,9 @@ for s in $(seq 1 "$sessions"); do
 		>"$work/out.$s" 2>&1 || true
 	tr -d '\r' <"$work/out.$s" | grep -a '^AB \|^ABLOG\|^ab-session' >"$work/lines.$s" || true
 	# Keep the logs of failed runs with the results.
-	tr -d '\r' <"$work/out.$s" | awk '/^ABLOG begin/ {p=1} p {print} /^ABLOG end/ {p=0} /^AB / {print}' >>"$out"
+	tr -d '\r' <"$work/out.$s" | awk '/^ABLOG begin/ {p=1} p {print} /^ABLOG end/ {p=0} /^AB |^ABXSAVE / {print}' >>"$out"
+	# Which emulator, and L1's boot time (nitrovm nested's summary line).
+	echo "ABINFO session=$s emulator=\"$(qemu-system-x86_64 --version | head -n 1)\" $(grep -a -o 'boot=[^ ]* total=[^ ]*' "$work/out.$s" | tail -n 1)" >>"$out"
 	if ! grep -q '^AB session done' "$work/out.$s"; then
 		echo "ab: session $s did not finish; L1 console tail:" >&2
 		tail -n 30 "$work/out.$s" >&2

@@ -93,6 +93,7 @@ scripts/kernel/l1-kernel.sh once. Example:
 				// shown with --kernel-log only: mixed into a caller's
 				// 2>&1 it could split the command's output lines.
 				KernelOutput: kernelOut,
+				WarnOldQEMU:  true,
 			})
 			if err != nil {
 				return err

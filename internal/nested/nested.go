@@ -143,6 +143,9 @@ type Options struct {
 	// the command runs before L1 counts as frozen and is stopped; 0 means
 	// DefaultFreezeAfter.
 	FreezeAfter time.Duration
+	// WarnOldQEMU runs "QEMU --version" first and logs a warning when it
+	// is older than MinQEMU.
+	WarnOldQEMU bool
 }
 
 // Result is the outcome of a run.
@@ -187,6 +190,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	log := o.Logger
 	start := time.Now()
+	if o.WarnOldQEMU {
+		warnOldQEMU(ctx, o)
+	}
 
 	tmp, err := os.MkdirTemp("", "nitrovm-nested-")
 	if err != nil {
