@@ -20,7 +20,9 @@ import (
 const childEnv = "NITROVM_JAIL_TEST_CHILD"
 
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(childEnv); mode != "" {
+	if mode := os.Getenv(childEnv); mode == "contain" {
+		os.Exit(containChild())
+	} else if mode != "" {
 		os.Exit(child(mode))
 	}
 	os.Exit(m.Run())
