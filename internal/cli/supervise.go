@@ -18,7 +18,10 @@ func newSuperviseCmd(env Env) *cobra.Command {
 		Short:  "Internal: the detached process that owns one enclave",
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := enclave.SuperviseOptions{Launcher: enclave.VMLauncher{}, Logger: env.logger()}
+			opts := enclave.SuperviseOptions{
+				Launcher: enclave.VMLauncher{}, Logger: env.logger(),
+				Namespaces: env.getenv(enclave.NamespacesEnv), Probe: env.getenv(enclave.ProbeEnv) == "1",
+			}
 			if f := statusPipe(); f != nil {
 				opts.Status = f
 			}

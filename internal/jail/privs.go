@@ -89,10 +89,8 @@ func lookup(file, name string) (id, gid int, err error) {
 func DropPrivileges(id Identity) error {
 	// The bounding set can only shrink with CAP_SETPCAP, so before the
 	// identity changes.
-	for c := 0; c <= lastCap(); c++ {
-		if _, _, e := allThreads(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); e != 0 {
-			return fmt.Errorf("drop capability %d from the bounding set: %w", c, e)
-		}
+	if err := DropBoundingSet(); err != nil {
+		return err
 	}
 	if err := syscall.Setgroups(nil); err != nil {
 		return fmt.Errorf("clear supplementary groups: %w", err)
@@ -106,6 +104,18 @@ func DropPrivileges(id Identity) error {
 		return fmt.Errorf("set user %d: %w", id.UID, err)
 	}
 	return ClearCapabilities()
+}
+
+// DropBoundingSet empties every thread's capability bounding set, so
+// that not even an execve of a privileged binary could regain a
+// capability. It needs CAP_SETPCAP (root).
+func DropBoundingSet() error {
+	for c := 0; c <= lastCap(); c++ {
+		if _, _, e := allThreads(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); e != 0 {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, e)
+		}
+	}
+	return nil
 }
 
 // ClearCapabilities empties the ambient, effective, permitted and

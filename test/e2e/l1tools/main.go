@@ -85,7 +85,13 @@ func main() {
 	case "uds-echo-server":
 		err = serve("uds", args, func(a string) (net.Listener, error) {
 			os.Remove(a)
-			return net.Listen("unix", a)
+			l, err := net.Listen("unix", a)
+			if err == nil {
+				// The enclave's supervisor dials this socket after
+				// dropping to an unprivileged user (docs/security.md).
+				err = os.Chmod(a, 0o666)
+			}
+			return l, err
 		})
 	case "afvsock-echo-server":
 		err = serve("afvsock", args, func(a string) (net.Listener, error) {
