@@ -33,7 +33,7 @@ fi
 go test -tags e2e -count=1 ./test/e2e/l1tools
 attempts=${NITROVM_E2E_ATTEMPTS:-3}
 summary=() failed=0
-for t in TestBoot TestLifecycle TestNSM TestVsock TestHello; do
+for t in TestBoot TestLifecycle TestNSM TestVsock TestHello TestJail; do
 	for ((a = 1; ; a++)); do
 		s=$(date +%s)
 		if go test -tags e2e -count=1 -v -timeout 25m -run "^$t\$" ./test/e2e; then

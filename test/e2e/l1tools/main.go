@@ -13,6 +13,10 @@
 //	l1tools uds-echo-server PATH
 //	l1tools afvsock-echo-server PORT
 //	l1tools uds-sink --path PATH --out FILE [--timeout D]
+//	l1tools runas UID GID[,GROUP...] CMD [ARG...]
+//
+// runas runs CMD as the given user and groups (the first is the primary
+// group), for the non-root run-enclave check; its exit status is CMD's.
 //
 // echo-check opens C connections to an echo server in the enclave (one
 // after the other, or all at once with --burst) and checks each with a
@@ -48,9 +52,11 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/vsock"
@@ -71,7 +77,7 @@ const echoDeadline = 100 * time.Second
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: l1tools echo-check|connect|tcp-echo-server|uds-echo-server|afvsock-echo-server|uds-sink ...")
+		fmt.Fprintln(os.Stderr, "usage: l1tools echo-check|connect|tcp-echo-server|uds-echo-server|afvsock-echo-server|uds-sink|runas ...")
 		os.Exit(2)
 	}
 	var err error
@@ -80,6 +86,8 @@ func main() {
 		err = echoCheck(args)
 	case "connect":
 		err = connectCmd(args)
+	case "runas":
+		err = runAs(args)
 	case "tcp-echo-server":
 		err = serve("tcp", args, func(a string) (net.Listener, error) { return net.Listen("tcp", a) })
 	case "uds-echo-server":
@@ -496,4 +504,32 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("bad size %q", s)
 	}
 	return v * mult, nil
+}
+
+// runAs implements "runas UID GID[,GROUP...] CMD [ARG...]".
+func runAs(args []string) error {
+	if len(args) < 3 {
+		return errors.New("runas: want UID GID[,GROUP...] CMD [ARG...]")
+	}
+	uid, err := strconv.ParseUint(args[0], 10, 32)
+	if err != nil {
+		return fmt.Errorf("runas: uid: %w", err)
+	}
+	var gids []uint32
+	for _, g := range strings.Split(args[1], ",") {
+		n, err := strconv.ParseUint(g, 10, 32)
+		if err != nil {
+			return fmt.Errorf("runas: gid: %w", err)
+		}
+		gids = append(gids, uint32(n))
+	}
+	cmd := exec.Command(args[2], args[3:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: gids[0], Groups: gids[1:]}}
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.ExitCode())
+	}
+	return err
 }
