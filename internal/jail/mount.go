@@ -80,7 +80,7 @@ func bindInto(root string, b Bind) error {
 	if err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("jail: create %s: %w", target, err)
 	}
-	if err := unix.Mount(b.Path, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	if err := unix.Mount(b.Path, target, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("jail: bind %s: %w", b.Path, err)
 	}
 	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_NOSUID)
