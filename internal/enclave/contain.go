@@ -45,6 +45,11 @@ func checkJail(j Jail) error {
 	if (j.User != "" || j.Group != "") && os.Geteuid() != 0 {
 		return newErr(KindInvalidArgument, "Invalid argument provided. --uid and --gid need run-enclave to run as root (a non-root supervisor keeps its user)")
 	}
+	if j.Cgroup != "" {
+		if _, err := jail.CheckCgroup(j.Cgroup); err != nil {
+			return newErr(KindInvalidArgument, "Invalid argument provided. %v", err)
+		}
+	}
 	if os.Geteuid() == 0 {
 		if _, err := jail.ResolveIdentity(j.User, j.Group); err != nil {
 			return newErr(KindInvalidArgument, "Invalid argument provided. %v", err)

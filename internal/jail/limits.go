@@ -37,25 +37,35 @@ func OpenFDs() (int, error) {
 // CgroupRoot is where the cgroup v2 hierarchy is mounted.
 const CgroupRoot = "/sys/fs/cgroup"
 
+// CheckCgroup returns the cgroup directory path names (absolute, or
+// relative to CgroupRoot) and an error naming the problem when it is not
+// a cgroup v2 directory.
+func CheckCgroup(path string) (string, error) {
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(CgroupRoot, path)
+	}
+	if _, err := os.Stat(filepath.Join(path, "cgroup.procs")); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, err := os.Stat(filepath.Join(CgroupRoot, "cgroup.controllers")); err != nil {
+				return "", fmt.Errorf("--cgroup %s: no cgroup v2 hierarchy at %s", path, CgroupRoot)
+			}
+			return "", fmt.Errorf("--cgroup %s: not a cgroup v2 directory (no cgroup.procs); create it first", path)
+		}
+		return "", fmt.Errorf("--cgroup %s: %w", path, err)
+	}
+	return path, nil
+}
+
 // JoinCgroup moves the process (all its threads) into the cgroup v2
 // directory path (absolute, or relative to CgroupRoot), whose CPU and
 // memory limits then apply to the VMM and its guest. The cgroup must
 // exist and be writable (delegated) by the caller.
 func JoinCgroup(path string) error {
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(CgroupRoot, path)
+	path, err := CheckCgroup(path)
+	if err != nil {
+		return err
 	}
-	procs := filepath.Join(path, "cgroup.procs")
-	if _, err := os.Stat(procs); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			if _, err := os.Stat(filepath.Join(CgroupRoot, "cgroup.controllers")); err != nil {
-				return fmt.Errorf("--cgroup %s: no cgroup v2 hierarchy at %s", path, CgroupRoot)
-			}
-			return fmt.Errorf("--cgroup %s: not a cgroup v2 directory (no cgroup.procs); create it first", path)
-		}
-		return fmt.Errorf("--cgroup %s: %w", path, err)
-	}
-	err := os.WriteFile(procs, []byte(strconv.Itoa(os.Getpid())), 0)
+	err = os.WriteFile(filepath.Join(path, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0)
 	switch {
 	case errors.Is(err, fs.ErrPermission):
 		return fmt.Errorf("--cgroup %s: not delegated to this user (cannot write cgroup.procs)", path)
