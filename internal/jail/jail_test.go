@@ -1,6 +1,7 @@
 package jail
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,5 +133,53 @@ func TestJoinCgroupErrors(t *testing.T) {
 	err := JoinCgroup(filepath.Join(t.TempDir(), "nope"))
 	if err == nil || !strings.Contains(err.Error(), "--cgroup") {
 		t.Errorf("got %v, want an error naming --cgroup", err)
+	}
+}
+
+// cgroupChild is the "cgroup" child of TestMain: it mounts a cgroup v2
+// hierarchy in its own mount namespace, joins a new cgroup there, reports
+// /proc/self/cgroup's v2 line, and leaves and removes the cgroup.
+func cgroupChild() int {
+	dir := os.Getenv("TMPDIR_CHILD")
+	if err := syscall.Mount("none", dir, "cgroup2", 0, ""); err != nil {
+		println("mount cgroup2:", err.Error())
+		return 3
+	}
+	cg := filepath.Join(dir, "nitrovm-jail-test")
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		println(err.Error())
+		return 2
+	}
+	defer os.Remove(cg)
+	err := JoinCgroup(cg)
+	b, _ := os.ReadFile("/proc/self/cgroup")
+	os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(fmt.Sprint(os.Getpid())), 0)
+	if err != nil {
+		println("join:", err.Error())
+		return 2
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "0::") {
+			println("cgroup", l)
+		}
+	}
+	return 0
+}
+
+// TestJoinCgroup moves a child into a cgroup v2 directory (root only; a
+// private cgroup2 mount, so it works beside a v1 hierarchy too).
+func TestJoinCgroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=cgroup", "TMPDIR_CHILD="+t.TempDir())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
+	b, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 3 {
+		t.Skipf("no cgroup2 here: %s", b)
+	}
+	if err != nil || !strings.Contains(string(b), "cgroup 0::/nitrovm-jail-test") {
+		t.Fatalf("got %v, output:\n%s", err, b)
 	}
 }

@@ -20,9 +20,13 @@ import (
 const childEnv = "NITROVM_JAIL_TEST_CHILD"
 
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(childEnv); mode == "contain" {
+	switch mode := os.Getenv(childEnv); mode {
+	case "":
+	case "contain":
 		os.Exit(containChild())
-	} else if mode != "" {
+	case "cgroup":
+		os.Exit(cgroupChild())
+	default:
 		os.Exit(child(mode))
 	}
 	os.Exit(m.Run())
