@@ -463,6 +463,11 @@ func sink(path, out string, timeout time.Duration, ready func()) (int64, error) 
 		return 0, fmt.Errorf("uds-sink: listen: %w", err)
 	}
 	defer l.Close()
+	// The enclave's supervisor dials this socket after dropping to an
+	// unprivileged user (docs/security.md).
+	if err := os.Chmod(path, 0o666); err != nil {
+		return 0, fmt.Errorf("uds-sink: %w", err)
+	}
 	if err := l.(*net.UnixListener).SetDeadline(deadline); err != nil {
 		return 0, err
 	}
