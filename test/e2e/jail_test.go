@@ -45,7 +45,7 @@ func TestJail(t *testing.T) {
 			"echo \"JAIL describe=$(nitrovm describe-enclaves | tr -d ' \\n')\"; echo \"JAIL left=$(ls $SD | grep -c enc)\"\n"+
 			"grep -h 'sysinfo' $SD/logs/*.log | sed 's/^/JAIL log /'; dmesg | grep -i 'type=1326\\|seccomp' | tail -n 2 | sed 's/^/JAIL kernel /'")
 	const user = "1000 1000,995"
-	as := l1 + " runas " + user + " env HOME=/run/user/1000 XDG_RUNTIME_DIR=/run/user/1000 "
+	as := l1 + " runas " + user + " HOME=/run/user/1000 XDG_RUNTIME_DIR=/run/user/1000 "
 	nonroot := s.boot("jail-nonroot", 240*time.Second, "sh", "-c", jailReport+
 		"chgrp 995 /dev/kvm && chmod 0660 /dev/kvm && mkdir -p /run/user/1000 && chown 1000:1000 /run/user/1000 && chmod 0700 /run/user/1000 || exit 1\n"+
 		"export SD=/run/user/1000/nitrovm\n"+

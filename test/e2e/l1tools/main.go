@@ -13,10 +13,11 @@
 //	l1tools uds-echo-server PATH
 //	l1tools afvsock-echo-server PORT
 //	l1tools uds-sink --path PATH --out FILE [--timeout D]
-//	l1tools runas UID GID[,GROUP...] CMD [ARG...]
+//	l1tools runas UID GID[,GROUP...] [VAR=VALUE...] CMD [ARG...]
 //
 // runas runs CMD as the given user and groups (the first is the primary
-// group), for the non-root run-enclave check; its exit status is CMD's.
+// group) with the variables added to its environment, for the non-root
+// run-enclave check; its exit status is CMD's.
 //
 // echo-check opens C connections to an echo server in the enclave (one
 // after the other, or all at once with --burst) and checks each with a
@@ -514,7 +515,7 @@ func parseSize(s string) (int64, error) {
 // runAs implements "runas UID GID[,GROUP...] CMD [ARG...]".
 func runAs(args []string) error {
 	if len(args) < 3 {
-		return errors.New("runas: want UID GID[,GROUP...] CMD [ARG...]")
+		return errors.New("runas: want UID GID[,GROUP...] [VAR=VALUE...] CMD [ARG...]")
 	}
 	uid, err := strconv.ParseUint(args[0], 10, 32)
 	if err != nil {
@@ -528,7 +529,12 @@ func runAs(args []string) error {
 		}
 		gids = append(gids, uint32(n))
 	}
-	cmd := exec.Command(args[2], args[3:]...)
+	env, rest := os.Environ(), args[2:]
+	for len(rest) > 1 && strings.Contains(rest[0], "=") {
+		env, rest = append(env, rest[0]), rest[1:]
+	}
+	cmd := exec.Command(rest[0], rest[1:]...)
+	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: gids[0], Groups: gids[1:]}}
 	err = cmd.Run()
