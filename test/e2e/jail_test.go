@@ -47,7 +47,7 @@ func TestJail(t *testing.T) {
 	const user = "1000 1000,995"
 	as := l1 + " runas " + user + " HOME=/run/user/1000 XDG_RUNTIME_DIR=/run/user/1000 "
 	nonroot := s.boot("jail-nonroot", 240*time.Second, "sh", "-c", jailReport+
-		"chgrp 995 /dev/kvm && chmod 0660 /dev/kvm && mkdir -p /run/user/1000 && chown 1000:1000 /run/user/1000 && chmod 0700 /run/user/1000 || exit 1\n"+
+		"chmod a+rx /e2e && chmod a+r "+eifPath+" && chgrp 995 /dev/kvm && chmod 0660 /dev/kvm && mkdir -p /run/user/1000 && chown 1000:1000 /run/user/1000 && chmod 0700 /run/user/1000 || exit 1\n"+
 		"export SD=/run/user/1000/nitrovm\n"+
 		as+run+" --enclave-name nr >/tmp/nr.json || exit 1\njailreport /tmp/nr.json\n"+
 		as+"nitrovm terminate-enclave --all && echo \"JAIL left=$(ls $SD | grep -c enc)\"")
