@@ -97,6 +97,16 @@ func (s *supervisor) contain(runtimePaths []string) error {
 		if err := os.Chown(s.dir, id.UID, id.GID); err != nil {
 			return fmt.Errorf("hand the enclave directory to the supervisor's user: %w", err)
 		}
+		// That user must be able to pass through the state directory
+		// to its own wherever the real one stays visible: without a
+		// mount namespace, or when a bind shows one of its ancestors
+		// (--vsock-uds /run/app.sock with the state in /run/nitrovm).
+		// 0711: others may traverse it, not list it.
+		if fi, err := os.Stat(s.store.Dir); err == nil && fi.Mode().Perm()&0o011 != 0o011 {
+			if err := os.Chmod(s.store.Dir, fi.Mode().Perm()|0o011); err != nil {
+				return fmt.Errorf("let the supervisor's user traverse the state directory: %w", err)
+			}
+		}
 	}
 
 	switch ns := s.namespaces; {

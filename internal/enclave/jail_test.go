@@ -39,9 +39,23 @@ func statusLines(t *testing.T, pid int, keys ...string) map[string]string {
 // mode, no_new_privs, no capabilities, and as root the unprivileged user
 // and its own mount namespace.
 func TestSupervisorIsContained(t *testing.T) {
+	for _, uds := range []string{"", "beside"} {
+		t.Run("uds="+uds, func(t *testing.T) { testSupervisorIsContained(t, uds) })
+	}
+}
+
+// testSupervisorIsContained runs the check with the default hybrid vsock
+// socket, or with one beside the state directory ("beside"), whose
+// directory the supervisor's mount namespace then shows too, with the
+// real state directory in it.
+func testSupervisorIsContained(t *testing.T, uds string) {
 	m := newManager(t)
 	p := enclavetest.WriteEIF(t, t.TempDir(), "j.eif", "console=ttyS0", eif.ArchX86_64, 'j')
-	r, err := m.Run(context.Background(), enclave.RunOptions{EIFPath: p, MemoryMiB: 64, CPUCount: 1})
+	if uds == "beside" {
+		uds = m.Store.Dir + ".sock"
+		t.Cleanup(func() { os.Remove(uds) })
+	}
+	r, err := m.Run(context.Background(), enclave.RunOptions{EIFPath: p, MemoryMiB: 64, CPUCount: 1, VsockUDS: uds})
 	if err != nil {
 		t.Fatal(err)
 	}
