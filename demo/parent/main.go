@@ -206,6 +206,13 @@ func listen(c config) (net.Listener, string, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("listen on %s: %w", p, err)
 		}
+		// The enclave's supervisor, which dials this socket for the
+		// guest, runs as an unprivileged user when started by root
+		// (docs/security.md): let it connect.
+		if err := os.Chmod(p, 0o666); err != nil {
+			l.Close()
+			return nil, "", fmt.Errorf("listen on %s: %w", p, err)
+		}
 		return l, p, nil
 	}
 	l, err := vsock.Listen(wire.AttestationPort, nil)

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nitrovm/nitrovm/eif"
+	"github.com/nitrovm/nitrovm/internal/jail"
 	"github.com/nitrovm/nitrovm/internal/vmm"
 )
 
@@ -39,6 +40,7 @@ type bootOptions struct {
 	cpus       int
 	console    string
 	stats      bool
+	seccomp    string
 }
 
 // bootStats is what "nitrovm boot --stats" prints on stderr when the VM
@@ -79,6 +81,7 @@ Exit status: 0 the guest rebooted or shut down, 3 the guest panicked,
 	f.IntVar(&o.cpus, "cpu-count", 2, "number of vCPUs")
 	f.StringVar(&o.console, "console", "stdout", "where the guest console goes: stdout, none, or a file path")
 	f.BoolVar(&o.stats, "stats", false, "print KVM's exit counts as JSON on stderr when the VM stops")
+	f.StringVar(&o.seccomp, "seccomp-action", "kill", "what the seccomp filter installed once the VM is built does with a syscall outside the VMM's allowlist: kill, errno, log or off")
 	return c
 }
 
@@ -96,6 +99,10 @@ func runBoot(cmd *cobra.Command, env Env, o bootOptions) error {
 	}
 	if o.cpus < 1 || o.cpus > vmm.MaxCPUs {
 		return usageError{fmt.Errorf("boot: --cpu-count %d: want 1..%d", o.cpus, vmm.MaxCPUs)}
+	}
+	action, err := jail.ParseAction(o.seccomp)
+	if err != nil {
+		return usageError{fmt.Errorf("boot: --seccomp-action: %w", err)}
 	}
 	if env.getenv("NITROVM_SKIP_HOST_CHECK") != "1" {
 		if err := vmm.CheckHost(); err != nil {
@@ -162,6 +169,10 @@ func runBoot(cmd *cobra.Command, env Env, o bootOptions) error {
 	ctx := cmd.Context()
 	vm, err := vmm.Build(ctx, cfg)
 	if err != nil {
+		return fmt.Errorf("boot: %w", err)
+	}
+	if err := containBoot(action); err != nil {
+		vm.Close()
 		return fmt.Errorf("boot: %w", err)
 	}
 	// SIGUSR1 dumps the VM's state to the log (stderr), for hangs.
@@ -238,4 +249,28 @@ func parseMemoryMiB(s string) (uint64, error) {
 		return 0, fmt.Errorf("%q is not a positive size in MiB", s)
 	}
 	return n * mult, nil
+}
+
+// containBoot contains the foreground VMM once its VM is built: no core
+// file, no capabilities, no new privileges, the seccomp allowlist. Unlike
+// run-enclave's supervisor it keeps the caller's identity and mount
+// namespace: boot is a low-level tool whose console and files are the
+// caller's.
+func containBoot(action jail.Action) error {
+	fds, err := jail.OpenFDs()
+	if err != nil {
+		fds = 0
+	}
+	if err := jail.SetLimits(uint64(fds + 64)); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		if err := jail.DropBoundingSet(); err != nil {
+			return err
+		}
+	}
+	if err := jail.ClearCapabilities(); err != nil {
+		return err
+	}
+	return jail.InstallSeccomp(action)
 }

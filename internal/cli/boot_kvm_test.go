@@ -17,6 +17,7 @@ import (
 )
 
 // TestBootExitStatus boots tiny 64-bit guests (no Linux) on /dev/kvm, the
+// seccomp filter off (boot runs in this test process, which it would keep), the
 // host check skipped so that it runs on PVM too: go test -tags kvm.
 func TestBootExitStatus(t *testing.T) {
 	panicCode := append([]byte{
@@ -49,7 +50,7 @@ func TestBootExitStatus(t *testing.T) {
 		for _, args := range [][]string{{"--kernel", path}, {"--eif-path", testEIF(t, k, eif.ArchX86_64)}} {
 			var stdout, stderr bytes.Buffer
 			env := Env{Stdout: &stdout, Stderr: &stderr, Getenv: skipHostCheck}
-			code := Run(context.Background(), append([]string{"nitrovm", "boot", "--memory", "64", "--cpu-count", "1"}, args...), env)
+			code := Run(context.Background(), append([]string{"nitrovm", "boot", "--seccomp-action", "off", "--memory", "64", "--cpu-count", "1"}, args...), env)
 			if code != tt.wantCode || stdout.String() != tt.wantOut || !strings.HasSuffix(stderr.String(), tt.wantErr) {
 				t.Errorf("%s %s: got %d %q %q, want %d %q %q", tt.name, args[0], code, stdout.String(), stderr.String(), tt.wantCode, tt.wantOut, tt.wantErr)
 			}
@@ -75,7 +76,7 @@ func TestBootStats(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	env := Env{Stdout: io.Discard, Stderr: &stderr, Getenv: skipHostCheck}
-	if c := Run(context.Background(), []string{"nitrovm", "boot", "--stats", "--memory", "64", "--cpu-count", "1", "--kernel", path}, env); c != 0 {
+	if c := Run(context.Background(), []string{"nitrovm", "boot", "--seccomp-action", "off", "--stats", "--memory", "64", "--cpu-count", "1", "--kernel", path}, env); c != 0 {
 		t.Fatalf("got exit status %d (%s), want 0", c, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")

@@ -32,6 +32,8 @@ type runFlags struct {
 	afVsock                                   bool
 	kms                                       bool
 	kmsEndpoint                               string
+
+	seccompAction, uid, gid, cgroup string
 }
 
 // runConfig is nitro-cli's --config JSON (RunEnclavesArgs).
@@ -85,6 +87,10 @@ or /tmp/nitrovm-UID.`,
 	fl.StringVar(&f.parentRole, "parent-role", "", "parent IAM role ARN (PCR3)")
 	fl.StringVar(&f.parentID, "parent-id", "", "parent instance ID (PCR4 and enclave ID prefix; default "+enclave.DefaultParentID+")")
 	fl.StringVar(&f.heartbeat, "heartbeat-timeout", "", "how long to wait for the enclave's heartbeat (seconds or a duration; default 180s)")
+	fl.StringVar(&f.seccompAction, "seccomp-action", "kill", "what the supervisor's seccomp filter does with a syscall outside its allowlist: kill, errno (EPERM), log (allow, logged) or off")
+	fl.StringVar(&f.uid, "uid", "", "user (name or number) a supervisor started as root runs as (default nobody, else 65534)")
+	fl.StringVar(&f.gid, "gid", "", "group (name or number) a supervisor started as root runs as (default the user's group)")
+	fl.StringVar(&f.cgroup, "cgroup", "", "cgroup v2 directory (absolute or under /sys/fs/cgroup) to run the supervisor and its VM in")
 	return cmd
 }
 
@@ -198,6 +204,7 @@ func runOptions(cmd *cobra.Command, f *runFlags, args []string) (enclave.RunOpti
 		fmt.Fprintln(cmd.ErrOrStderr(), "The enclave CID will be auto-generated as the provided CID is 0")
 	}
 	o.VsockUDS, o.AFVsock = f.vsockUDS, f.afVsock
+	o.Jail = enclave.Jail{SeccompAction: f.seccompAction, User: f.uid, Group: f.gid, Cgroup: f.cgroup}
 	o.ParentRoleARN, o.ParentID = f.parentRole, f.parentID
 	for _, s := range f.forwards {
 		if _, err := vsockhost.ParseForward(s); err != nil {

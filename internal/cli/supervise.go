@@ -22,7 +22,10 @@ func newSuperviseCmd(env Env) *cobra.Command {
 			if env.Launcher != nil {
 				launcher = env.Launcher
 			}
-			opts := enclave.SuperviseOptions{Launcher: launcher, Logger: env.logger()}
+			opts := enclave.SuperviseOptions{
+				Launcher: launcher, Logger: env.logger(),
+				Namespaces: env.getenv(enclave.NamespacesEnv), Probe: env.getenv(enclave.ProbeEnv) == "1",
+			}
 			if f := statusPipe(); f != nil {
 				opts.Status = f
 			}

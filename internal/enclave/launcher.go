@@ -32,6 +32,12 @@ type Spec struct {
 	ParentRoleARN string // parent IAM role ARN (PCR3)
 
 	Logger *slog.Logger
+
+	// Contain, when set, is called once the VM is built and before its
+	// first vCPU runs, with the host paths the running VM still needs
+	// (beyond its vsock sockets), e.g. the local KMS's key store. An
+	// error aborts the launch.
+	Contain func(runtimePaths []string) error
 }
 
 // Launcher starts enclave VMs. The real one boots a KVM microVM from the

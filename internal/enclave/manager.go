@@ -167,7 +167,8 @@ func (m *Manager) Run(ctx context.Context, o RunOptions) (*Record, error) {
 func (m *Manager) abandon(dir, id string) {
 	rec, err := readRecord(dir)
 	if err != nil {
-		return // the supervisor has cleaned up
+		m.Store.removeDebris(dir) // the supervisor has cleaned up
+		return
 	}
 	if rec.PID != 0 && rec.alive() {
 		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
@@ -278,7 +279,7 @@ func (m *Manager) reserve(o RunOptions, mem uint64, img Image) (*Record, string,
 		ID: id, Name: name, Slot: slot, CID: cid, CPUIDs: cpus, MemoryMiB: mem, Debug: o.Debug,
 		EIFPath: o.EIFPath, ParentID: o.ParentID, ParentRoleARN: o.ParentRoleARN,
 		VsockUDS: uds, Forwards: o.Forwards, Publishes: o.Publishes, AFVsock: o.AFVsock,
-		HeartbeatTimeout: o.HeartbeatTimeout, KMS: o.KMS,
+		HeartbeatTimeout: o.HeartbeatTimeout, KMS: o.KMS, Jail: o.Jail,
 		State: StateStarting, OwnerPID: pid, OwnerStart: start, Created: now(),
 	}
 	if img.HasMetadata {
@@ -403,6 +404,7 @@ func (m *Manager) terminate(ctx context.Context, rec *Record) (*Record, error) {
 	if !resp.OK {
 		return nil, &Error{Kind: resp.Kind, Msg: resp.Error}
 	}
+	m.Store.removeDebris(dir)
 	if resp.Record == nil {
 		return rec, nil
 	}

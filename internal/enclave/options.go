@@ -61,6 +61,23 @@ type RunOptions struct {
 	// KMS starts a local KMS in the supervisor, reachable from the
 	// enclave on vsock port KMSVsockPort (TLS).
 	KMS bool
+	// Jail configures the supervisor's containment.
+	Jail Jail
+}
+
+// Jail configures how a supervisor contains itself once its VM is built
+// (internal/jail, docs/security.md).
+type Jail struct {
+	// SeccompAction is what the seccomp filter does with a syscall
+	// outside the allowlist: "kill" (also ""), "errno", "log" or "off".
+	SeccompAction string `json:",omitempty"`
+	// User and Group are the identity a supervisor started as root drops
+	// to (names or numbers; "" means nobody and its group).
+	User  string `json:",omitempty"`
+	Group string `json:",omitempty"`
+	// Cgroup is a cgroup v2 directory (absolute or under /sys/fs/cgroup)
+	// the supervisor moves into; "" means none.
+	Cgroup string `json:",omitempty"`
 }
 
 // KMSVsockPort is the parent vsock port an enclave reaches KMS on:
@@ -171,6 +188,9 @@ func checkCID(cid uint64) error {
 // checkOptions validates what can be checked without the EIF or the state
 // directory.
 func checkOptions(o *RunOptions) error {
+	if err := checkJail(o.Jail); err != nil {
+		return err
+	}
 	if o.EIFPath == "" {
 		return newErr(KindMissingArgument, "Missing mandatory argument. User did not provide the `eif-path` argument.")
 	}

@@ -39,6 +39,7 @@ type Record struct {
 	AFVsock          bool          // bridge to the host's AF_VSOCK
 	HeartbeatTimeout time.Duration // how long to wait for the heartbeat
 	KMS              bool          // run a local KMS forwarded to vsock port KMSVsockPort
+	Jail             Jail          // the supervisor's containment
 
 	State      State     // lifecycle state
 	OwnerPID   int       // process that made the reservation

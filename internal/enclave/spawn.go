@@ -2,6 +2,7 @@ package enclave
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -59,16 +60,45 @@ func (e ExecSpawner) Spawn(_ context.Context, dir string) (io.ReadCloser, error)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, logf, logf
 	cmd.ExtraFiles = []*os.File{w} // becomes StatusFD
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Env = supervisorEnv(os.Environ())
+	env := supervisorEnv(os.Environ())
+	// A root supervisor gets its own mount, IPC and UTS namespaces (see
+	// supervisor.contain); a non-root one would need a user namespace,
+	// and hosts such as containers may refuse them: the supervisor then
+	// runs without and logs why.
+	ns := "none: not started as root (the namespaces would need a user namespace)"
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
+		cmd.Env = append(env, NamespacesEnv+"=mnt,ipc,uts")
+		err := cmd.Start()
+		if err == nil {
+			return r, releaseSupervisor(cmd, r)
+		}
+		if !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOSPC) {
+			r.Close()
+			return nil, fmt.Errorf("start %s: %w", e.Executable, err)
+		}
+		ns = fmt.Sprintf("none: the host refused new namespaces (%v)", err)
+		cmd = exec.Command(e.Executable, args...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = null, logf, logf
+		cmd.ExtraFiles = []*os.File{w}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
+	cmd.Env = append(env, NamespacesEnv+"="+ns)
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("start %s: %w", e.Executable, err)
 	}
+	return r, releaseSupervisor(cmd, r)
+}
+
+// releaseSupervisor lets the started supervisor run on its own; r is
+// closed on failure.
+func releaseSupervisor(cmd *exec.Cmd, r io.Closer) error {
 	if err := cmd.Process.Release(); err != nil {
 		r.Close()
-		return nil, fmt.Errorf("release supervisor: %w", err)
+		return fmt.Errorf("release supervisor: %w", err)
 	}
-	return r, nil
+	return nil
 }
 
 // supervisorEnv returns env with GODEBUG=disablethp=1 added unless env

@@ -2,6 +2,7 @@ package enclave
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -107,7 +108,14 @@ func (s Store) scanLocked() ([]*Record, error) {
 		r, err := readRecord(dir)
 		if err != nil || !r.alive() {
 			// Directories are created together with their record under
-			// the lock, so one without a readable record is debris.
+			// the lock, so one without a readable record is debris (a
+			// contained supervisor leaves its emptied directory so).
+			// A record whose process is gone is an enclave whose
+			// supervisor died without cleaning up (killed, e.g. by
+			// its seccomp filter): say so in the events log.
+			if err == nil && r.PID != 0 {
+				s.appendEvent(diedEvent(r))
+			}
 			os.RemoveAll(dir)
 			continue
 		}
@@ -126,6 +134,31 @@ func (s Store) Scan() ([]*Record, error) {
 	}
 	defer unlock()
 	return s.scanLocked()
+}
+
+// diedEvent is the events log line for an enclave whose supervisor died.
+func diedEvent(r *Record) []byte {
+	line, _ := json.Marshal(struct {
+		Time   time.Time
+		Event  string
+		ID     string `json:"EnclaveID"`
+		Name   string `json:"EnclaveName"`
+		Detail string
+	}{now(), "died", r.ID, r.Name, fmt.Sprintf("supervisor (PID %d) exited without cleaning up; see its log", r.PID)})
+	return line
+}
+
+// removeDebris deletes an enclave directory under the lock if it has no
+// record any more: what a contained supervisor leaves at exit.
+func (s Store) removeDebris(dir string) {
+	unlock, err := s.lock()
+	if err != nil {
+		return
+	}
+	defer unlock()
+	if _, err := readRecord(dir); err != nil {
+		os.RemoveAll(dir)
+	}
 }
 
 // remove deletes an enclave directory under the lock.

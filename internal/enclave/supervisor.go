@@ -36,6 +36,12 @@ type SuperviseOptions struct {
 	// Status receives one JSON line once the heartbeat arrived or the
 	// start failed, and is then closed if it is an io.Closer. May be nil.
 	Status io.Writer
+	// Namespaces is NamespacesEnv's value: the namespaces the spawner
+	// gave the supervisor ("" means none, reason unknown).
+	Namespaces string
+	// Probe makes the supervisor call a syscall outside the seccomp
+	// allowlist once contained (ProbeEnv).
+	Probe bool
 }
 
 // startStatus is the line a supervisor sends to the process that started
@@ -60,6 +66,12 @@ type supervisor struct {
 	termReq  chan chan *Record
 	finished chan struct{} // closed when the enclave is gone
 	handlers sync.WaitGroup
+
+	namespaces string // SuperviseOptions.Namespaces
+	probe      bool   // SuperviseOptions.Probe
+	// lockFile and eventsFile are the state directory's lock and events
+	// log, opened before the supervisor confined itself; nil before.
+	lockFile, eventsFile *os.File
 }
 
 // Supervise runs the enclave whose reservation is in dir until it exits or
@@ -92,6 +104,12 @@ func Supervise(ctx context.Context, dir string, o SuperviseOptions) error {
 		rec:      rec,
 		termReq:  make(chan chan *Record),
 		finished: make(chan struct{}),
+
+		namespaces: o.Namespaces,
+		probe:      o.Probe,
+	}
+	if s.namespaces == "" {
+		s.namespaces = "none: started without " + NamespacesEnv
 	}
 	return s.run(ctx, o.Launcher)
 }
@@ -147,7 +165,7 @@ func (s *supervisor) run(ctx context.Context, launcher Launcher) (err error) {
 		VsockUDS: rec.VsockUDS, Forwards: rec.Forwards, Publishes: rec.Publishes,
 		AFVsock: rec.AFVsock, HeartbeatTimeout: timeout, KMS: rec.KMS,
 		ParentID: rec.ParentID, ParentRoleARN: rec.ParentRoleARN,
-		Logger: s.logger,
+		Logger: s.logger, Contain: s.contain,
 	})
 	if err != nil {
 		if KindOf(err) == KindUnspecified {
@@ -259,10 +277,10 @@ func (s *supervisor) finish(event, detail string) {
 		Name   string `json:"EnclaveName"`
 		Detail string `json:",omitempty"`
 	}{now(), event, rec.ID, rec.Name, detail})
-	if err := s.store.appendEvent(line); err != nil {
+	if err := s.appendEvent(line); err != nil {
 		s.logger.Warn("events log", "err", err)
 	}
-	if err := s.store.remove(s.dir); err != nil {
+	if err := s.removeDir(); err != nil {
 		s.logger.Error("remove enclave directory", "err", err)
 	}
 }

@@ -35,22 +35,23 @@ type VMLauncher struct {
 
 // startKMS starts the enclave's local KMS on a loopback TLS port and
 // returns the vsockhost forward to it.
-func (l VMLauncher) startKMS(ctx context.Context, logger *slog.Logger) (*kms.Local, vsockhost.Forward, error) {
+// It also returns the key store's directory.
+func (l VMLauncher) startKMS(ctx context.Context, logger *slog.Logger) (*kms.Local, vsockhost.Forward, string, error) {
 	cfg := kms.LocalConfig{Dir: l.KMSStateDir, CADir: l.CAStateDir, TLSAddr: "127.0.0.1:0", Logger: logger}
 	var err error
 	if cfg.Dir == "" {
 		if cfg.Dir, err = kms.DefaultDir(os.Getenv); err != nil {
-			return nil, vsockhost.Forward{}, err
+			return nil, vsockhost.Forward{}, "", err
 		}
 	}
 	if cfg.CADir == "" {
 		if cfg.CADir, err = ca.DefaultDir(os.Getenv); err != nil {
-			return nil, vsockhost.Forward{}, err
+			return nil, vsockhost.Forward{}, "", err
 		}
 	}
 	local, err := kms.StartLocal(cfg)
 	if err != nil {
-		return nil, vsockhost.Forward{}, err
+		return nil, vsockhost.Forward{}, "", err
 	}
 	go func() {
 		if err := local.Serve(ctx); err != nil {
@@ -58,7 +59,7 @@ func (l VMLauncher) startKMS(ctx context.Context, logger *slog.Logger) (*kms.Loc
 		}
 	}()
 	logger.Info("kms started", "endpoint", local.Endpoints.TLSEndpoint, "vsock_port", KMSVsockPort, "state_dir", cfg.Dir)
-	return local, vsockhost.Forward{Port: KMSVsockPort, Addr: local.TLSAddr()}, nil
+	return local, vsockhost.Forward{Port: KMSVsockPort, Addr: local.TLSAddr()}, cfg.Dir, nil
 }
 
 // Launch implements Launcher.Launch.
@@ -113,12 +114,13 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 		opts.Publishes = append(opts.Publishes, p)
 	}
 	var kmsLocal *kms.Local
+	var kmsDir string
 	if spec.KMS {
-		local, fw, err := l.startKMS(ctx, logger.With("part", "kms"))
+		local, fw, dir, err := l.startKMS(ctx, logger.With("part", "kms"))
 		if err != nil {
 			return nil, fmt.Errorf("start KMS: %w", err)
 		}
-		kmsLocal = local
+		kmsLocal, kmsDir = local, dir
 		cleanup = append(cleanup, func() { local.Close() })
 		opts.Forwards = append(opts.Forwards, fw)
 	}
@@ -164,6 +166,17 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 	// rather than at the scavenger's pace.
 	debug.FreeOSMemory()
 	vdev.OnIdle(debug.FreeOSMemory)
+
+	if spec.Contain != nil {
+		var paths []string
+		if kmsLocal != nil {
+			paths = append(paths, kmsDir)
+		}
+		if err := spec.Contain(paths); err != nil {
+			vm.Close()
+			return nil, wrapErr(KindBoot, err, "contain the enclave process")
+		}
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	in := &vmInstance{meas: measJSON, hb: host.Heartbeat(), done: make(chan struct{}), cancel: cancel, vm: vm}

@@ -83,6 +83,12 @@ func Map(layout []Range) (*Guest, error) {
 			unmapAll()
 			return nil, fmt.Errorf("memory: mmap %d bytes for guest RAM at %#x: %w", size, l.GPA, err)
 		}
+		// Guest RAM holds the enclave's secrets: never in a core dump.
+		if err := unix.Madvise(b, unix.MADV_DONTDUMP); err != nil {
+			unix.Munmap(b)
+			unmapAll()
+			return nil, fmt.Errorf("memory: madvise(MADV_DONTDUMP) guest RAM at %#x: %w", l.GPA, err)
+		}
 		rs = append(rs, Region{GPA: l.GPA, Data: b})
 	}
 	g, err := New(rs...)

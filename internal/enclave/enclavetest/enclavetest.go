@@ -53,6 +53,13 @@ func (Launcher) Launch(ctx context.Context, spec enclave.Spec) (enclave.Instance
 	if err != nil {
 		return nil, err
 	}
+	// Contain the fake supervisor as the real one is, so that the
+	// lifecycle tests run their supervisors jailed.
+	if spec.Contain != nil {
+		if err := spec.Contain(nil); err != nil {
+			return nil, fmt.Errorf("contain: %w", err)
+		}
+	}
 	in := &instance{
 		meas: mj,
 		hb:   make(chan struct{}),
@@ -174,6 +181,7 @@ func SuperviseIfAsked(sub string) {
 	status := os.NewFile(enclave.StatusFD, "status")
 	err := enclave.Supervise(context.Background(), os.Args[2], enclave.SuperviseOptions{
 		Launcher: Launcher{}, Logger: logger, Status: status,
+		Namespaces: os.Getenv(enclave.NamespacesEnv), Probe: os.Getenv(enclave.ProbeEnv) == "1",
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

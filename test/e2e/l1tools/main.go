@@ -13,6 +13,11 @@
 //	l1tools uds-echo-server PATH
 //	l1tools afvsock-echo-server PORT
 //	l1tools uds-sink --path PATH --out FILE [--timeout D]
+//	l1tools runas UID GID[,GROUP...] [VAR=VALUE...] CMD [ARG...]
+//
+// runas runs CMD as the given user and groups (the first is the primary
+// group) with the variables added to its environment, for the non-root
+// run-enclave check; its exit status is CMD's.
 //
 // echo-check opens C connections to an echo server in the enclave (one
 // after the other, or all at once with --burst) and checks each with a
@@ -48,9 +53,11 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/vsock"
@@ -71,7 +78,7 @@ const echoIdle = time.Minute
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: l1tools echo-check|connect|tcp-echo-server|uds-echo-server|afvsock-echo-server|uds-sink ...")
+		fmt.Fprintln(os.Stderr, "usage: l1tools echo-check|connect|tcp-echo-server|uds-echo-server|afvsock-echo-server|uds-sink|runas ...")
 		os.Exit(2)
 	}
 	var err error
@@ -80,12 +87,20 @@ func main() {
 		err = echoCheck(args)
 	case "connect":
 		err = connectCmd(args)
+	case "runas":
+		err = runAs(args)
 	case "tcp-echo-server":
 		err = serve("tcp", args, func(a string) (net.Listener, error) { return net.Listen("tcp", a) })
 	case "uds-echo-server":
 		err = serve("uds", args, func(a string) (net.Listener, error) {
 			os.Remove(a)
-			return net.Listen("unix", a)
+			l, err := net.Listen("unix", a)
+			if err == nil {
+				// The enclave's supervisor dials this socket after
+				// dropping to an unprivileged user (docs/security.md).
+				err = os.Chmod(a, 0o666)
+			}
+			return l, err
 		})
 	case "afvsock-echo-server":
 		err = serve("afvsock", args, func(a string) (net.Listener, error) {
@@ -446,6 +461,11 @@ func sink(path, out string, timeout time.Duration, ready func()) (int64, error) 
 		return 0, fmt.Errorf("uds-sink: listen: %w", err)
 	}
 	defer l.Close()
+	// The enclave's supervisor dials this socket after dropping to an
+	// unprivileged user (docs/security.md).
+	if err := os.Chmod(path, 0o666); err != nil {
+		return 0, fmt.Errorf("uds-sink: %w", err)
+	}
 	if err := l.(*net.UnixListener).SetDeadline(deadline); err != nil {
 		return 0, err
 	}
@@ -508,4 +528,37 @@ func (c idleConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.Conn.Write(p)
+}
+
+// runAs implements "runas UID GID[,GROUP...] CMD [ARG...]".
+func runAs(args []string) error {
+	if len(args) < 3 {
+		return errors.New("runas: want UID GID[,GROUP...] [VAR=VALUE...] CMD [ARG...]")
+	}
+	uid, err := strconv.ParseUint(args[0], 10, 32)
+	if err != nil {
+		return fmt.Errorf("runas: uid: %w", err)
+	}
+	var gids []uint32
+	for _, g := range strings.Split(args[1], ",") {
+		n, err := strconv.ParseUint(g, 10, 32)
+		if err != nil {
+			return fmt.Errorf("runas: gid: %w", err)
+		}
+		gids = append(gids, uint32(n))
+	}
+	env, rest := os.Environ(), args[2:]
+	for len(rest) > 1 && strings.Contains(rest[0], "=") {
+		env, rest = append(env, rest[0]), rest[1:]
+	}
+	cmd := exec.Command(rest[0], rest[1:]...)
+	cmd.Env = env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: gids[0], Groups: gids[1:]}}
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.ExitCode())
+	}
+	return err
 }
