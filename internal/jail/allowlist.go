@@ -112,6 +112,15 @@ func Policy(deny seccomp.Action) seccomp.Policy {
 			Names:              names,
 			NamesWithCondtions: cond,
 			Action:             seccomp.ActionAllow,
+		}, {
+			// nitrovm is built without cgo; a cgo build's glibc threads
+			// try clone3 first and fall back to clone on ENOSYS (clone3
+			// passes its flags in memory, where the filter cannot check
+			// CLONE_THREAD: ENOSYS as in Docker's default profile, and the
+			// checked clone above does the work), and register rseq,
+			// which glibc does without when the kernel says ENOSYS.
+			Names:  []string{"clone3", "rseq"},
+			Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS),
 		}},
 	}
 }
