@@ -6,7 +6,7 @@ import (
 	"os"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/nitrovm/nitrovm/internal/kmod"
 )
 
 // modulesList names the kernel modules testinit loads before its checks,
@@ -30,30 +30,11 @@ func loadModules(r *report, list string) error {
 	}
 	var loaded []string
 	for _, p := range strings.Fields(string(b)) {
-		if err := loadModule(p); err != nil {
+		if err := kmod.Load(p); err != nil {
 			return err
 		}
 		loaded = append(loaded, p[strings.LastIndex(p, "/")+1:])
 	}
 	r.kv("modules", "%s", strings.Join(loaded, ","))
-	return nil
-}
-
-// loadModule loads one module file; compressed ones (.xz, .zst, .gz) are
-// decompressed by the kernel (MODULE_INIT_COMPRESSED_FILE). Already
-// loaded is fine.
-func loadModule(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("load module: %w", err)
-	}
-	defer f.Close()
-	flags := 0
-	if strings.HasSuffix(path, ".xz") || strings.HasSuffix(path, ".zst") || strings.HasSuffix(path, ".gz") {
-		flags = unix.MODULE_INIT_COMPRESSED_FILE
-	}
-	if err := unix.FinitModule(int(f.Fd()), "", flags); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("load module %s: %w", path, err)
-	}
 	return nil
 }

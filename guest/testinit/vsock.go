@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/vsock"
+	"github.com/nitrovm/nitrovm/internal/idleconn"
 )
 
 // Ports and sizes of the vsock-echo check. The end-to-end test on the
@@ -157,7 +158,7 @@ func checkForward(r *report, port uint32, n int64) error {
 	// A transfer that stops fails after forwardIdle; a slow one (under
 	// nested emulation, with other transfers at once, 64 MiB have taken
 	// over two minutes) does not.
-	ic := idleConn{c, forwardIdle}
+	ic := idleconn.Conn{Conn: c, Idle: forwardIdle}
 	var seed [32]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return fmt.Errorf("vsock: random seed: %w", err)
@@ -194,27 +195,6 @@ func checkForward(r *report, port uint32, n int64) error {
 	}
 	r.kv("vsock-forward", "ok bytes=%d ms=%d", got, time.Since(start).Milliseconds())
 	return nil
-}
-
-// idleConn gives each Read and Write its own deadline, idle from the
-// call: a transfer that stops moving fails, a slow one does not.
-type idleConn struct {
-	*vsock.Conn
-	idle time.Duration
-}
-
-func (c idleConn) Read(p []byte) (int, error) {
-	if err := c.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(p)
-}
-
-func (c idleConn) Write(p []byte) (int, error) {
-	if err := c.SetWriteDeadline(time.Now().Add(c.idle)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(p)
 }
 
 // checkRefused connects to a parent port nobody serves and expects an

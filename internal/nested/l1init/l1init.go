@@ -25,6 +25,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nitrovm/nitrovm/internal/kmod"
 	"github.com/nitrovm/nitrovm/internal/kvm"
 	"github.com/nitrovm/nitrovm/internal/pseudofs"
 )
@@ -97,7 +98,7 @@ func run(console io.Writer) int {
 		return ExitSetupFailed
 	}
 	for _, m := range cfg.Modules {
-		if err := loadModule(m); err != nil {
+		if err := kmod.Load(m); err != nil {
 			fmt.Fprintf(console, "nested: %v\n", err)
 			return ExitSetupFailed
 		}
@@ -252,24 +253,6 @@ func mountAll() error {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("mkdir %s: %w", d, err)
 		}
-	}
-	return nil
-}
-
-// loadModule loads one module file; compressed ones are decompressed by the
-// kernel (MODULE_INIT_COMPRESSED_FILE). Already loaded is fine.
-func loadModule(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("load module: %w", err)
-	}
-	defer f.Close()
-	flags := 0
-	if strings.HasSuffix(path, ".xz") || strings.HasSuffix(path, ".zst") || strings.HasSuffix(path, ".gz") {
-		flags = unix.MODULE_INIT_COMPRESSED_FILE
-	}
-	if err := unix.FinitModule(int(f.Fd()), "", flags); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("load module %s: %w", path, err)
 	}
 	return nil
 }

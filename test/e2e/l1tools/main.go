@@ -61,6 +61,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/vsock"
+	"github.com/nitrovm/nitrovm/internal/idleconn"
 )
 
 // linePrefix starts every result line.
@@ -254,7 +255,7 @@ func echoOne(c net.Conn, n int64, start time.Time) (r echoResult) {
 	}
 	// A stuck transfer is reported, not waited on until the harness's
 	// timeout kills the whole check.
-	c = idleConn{c, echoIdle}
+	c = idleconn.Conn{Conn: c, Idle: echoIdle}
 	sent := sha256.New()
 	werr := make(chan error, 1)
 	go func() {
@@ -507,27 +508,6 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("bad size %q", s)
 	}
 	return v * mult, nil
-}
-
-// idleConn gives each Read and Write its own deadline, idle from the
-// call: a transfer that stops moving fails, a slow one does not.
-type idleConn struct {
-	net.Conn
-	idle time.Duration
-}
-
-func (c idleConn) Read(p []byte) (int, error) {
-	if err := c.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(p)
-}
-
-func (c idleConn) Write(p []byte) (int, error) {
-	if err := c.SetWriteDeadline(time.Now().Add(c.idle)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(p)
 }
 
 // runAs implements "runas UID GID[,GROUP...] CMD [ARG...]".
