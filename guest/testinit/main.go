@@ -117,6 +117,10 @@ func main() {
 	}
 	r.line(fmt.Sprintf("done failures=%d", failures))
 	r.close()
+	// Wait until the console tty has sent everything (tcdrain): reboot
+	// does not, and the kernel's own "reboot:" line would otherwise cut
+	// into the report's last lines, or they would be lost.
+	_ = unix.IoctlSetInt(int(os.Stdout.Fd()), unix.TCSBRK, 1)
 	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
 		r.logf("reboot: %v", err)
