@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -78,27 +79,17 @@ func memTotalKiB() (int64, error) {
 // virtioDevices lists the virtio devices under dir as "name:id" with the
 // decimal virtio device ID, sorted by name. A missing dir is no devices.
 func virtioDevices(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list virtio devices: %w", err)
-	}
-	var out []string
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "device"))
+	return listVirtio(dir, func(name string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(dir, name, "device"))
 		if err != nil {
-			return nil, fmt.Errorf("virtio device %s: %w", e.Name(), err)
+			return "", err
 		}
 		var id int
 		if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "0x%x", &id); err != nil {
-			return nil, fmt.Errorf("virtio device %s id %q: %w", e.Name(), b, err)
+			return "", fmt.Errorf("id %q: %w", b, err)
 		}
-		out = append(out, fmt.Sprintf("%s:%d", e.Name(), id))
-	}
-	sort.Strings(out)
-	return out, nil
+		return strconv.Itoa(id), nil
+	})
 }
 
 // virtioTransports lists the virtio devices under dir as "name:parent",
@@ -107,6 +98,19 @@ func virtioDevices(dir string) ([]string, error) {
 // when it came from a virtio_mmio.device= command-line entry. Sorted by
 // name; a missing dir is no devices.
 func virtioTransports(dir string) ([]string, error) {
+	return listVirtio(dir, func(name string) (string, error) {
+		p, err := filepath.EvalSymlinks(filepath.Join(dir, name))
+		if err != nil {
+			return "", err
+		}
+		return filepath.Base(filepath.Dir(p)), nil
+	})
+}
+
+// listVirtio returns "name:detail" for each entry of dir, sorted, where
+// detail is what describe says of that device. A missing dir is no
+// devices.
+func listVirtio(dir string, describe func(name string) (string, error)) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
 		return nil, nil
@@ -116,11 +120,11 @@ func virtioTransports(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		p, err := filepath.EvalSymlinks(filepath.Join(dir, e.Name()))
+		d, err := describe(e.Name())
 		if err != nil {
 			return nil, fmt.Errorf("virtio device %s: %w", e.Name(), err)
 		}
-		out = append(out, e.Name()+":"+filepath.Base(filepath.Dir(p)))
+		out = append(out, e.Name()+":"+d)
 	}
 	sort.Strings(out)
 	return out, nil
