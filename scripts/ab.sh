@@ -31,7 +31,9 @@
 #        [--sessions S] [--out FILE] [--session-timeout 12m] [--cmdline-extra "..."]
 # NITROVM_BIN=path tests an existing static nitrovm binary (e.g. one built
 # from another commit for a before/after comparison). NITROVM_AB_QEMU: see
-# below.
+# below. NITROVM_AB_RAW=DIR keeps each session's whole L1 console output
+# (e.g. an L1 kernel panic that the result file keeps only 60 lines of) as
+# DIR/<out's name>.<UTC time>.s<N>.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
@@ -240,6 +242,10 @@ for s in $(seq 1 "$sessions"); do
 	echo "ab: session $s of $sessions ($per rounds of: $workloads)" >&2
 	"${lock[@]}" "$bin" nested --timeout "$stimeout" "${files[@]}" --file /ab.sh="$work/l1.sh" -- /ab.sh \
 		>"$work/out.$s" 2>&1 || true
+	if [[ -n ${NITROVM_AB_RAW:-} ]]; then
+		mkdir -p "$NITROVM_AB_RAW"
+		cp "$work/out.$s" "$NITROVM_AB_RAW/$(basename "$out").$(date -u +%Y%m%dT%H%M%SZ).s$s.log"
+	fi
 	tr -d '\r' <"$work/out.$s" | grep -a '^AB \|^ABLOG\|^ab-session' >"$work/lines.$s" || true
 	# Keep the logs of failed runs with the results.
 	tr -d '\r' <"$work/out.$s" | awk '/^ABLOG begin/ {p=1} p {print} /^ABLOG end/ {p=0} /^AB |^ABXSAVE / {print}' >>"$out"
