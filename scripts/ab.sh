@@ -176,6 +176,12 @@ vsockrun() {
 			class=other
 		fi
 		nitrovm console --enclave-name ab >/tmp/ab-vs.con 2>&1 &
+		# run-enclave returns at testinit's heartbeat, which comes before
+		# its echo server listens: wait for the listen line, as for QEMU
+		# below (a CONNECT before it is refused: "no OK line ... EOF").
+		i=0
+		while [ \$class = ok ] && ! grep -q "vsock-listen" /tmp/ab-vs.con && [ \$i -lt 600 ]; do sleep 0.2; i=\$((i + 1)); done
+		[ \$class = ok ] && ! grep -q "vsock-listen" /tmp/ab-vs.con && class=hang
 	else
 		ep="--cid 7 --port 5005"
 		: >/tmp/ab-vs.con
