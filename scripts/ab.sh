@@ -33,7 +33,9 @@
 # from another commit for a before/after comparison). NITROVM_AB_QEMU: see
 # below. NITROVM_AB_RAW=DIR keeps each session's whole L1 console output
 # (e.g. an L1 kernel panic that the result file keeps only 60 lines of) as
-# DIR/<out's name>.<UTC time>.s<N>.log.
+# DIR/<out's name>.<UTC time>.s<N>.log. NITROVM_AB_KERNEL_LOG=1 adds L1's
+# kernel console (nitrovm nested --kernel-log) to that output (its lines
+# can interleave with the result lines; use it with NITROVM_AB_RAW).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
@@ -242,11 +244,14 @@ echo "AB session done"
 SCRIPT
 chmod +x "$work/l1.sh"
 
+# L1's kernel console (all levels) in the session output, for L1 panics.
+klog=()
+[[ ${NITROVM_AB_KERNEL_LOG:-} == 1 ]] && klog=(--kernel-log)
 lock=(flock /tmp/nitrovm-nested.lock)
 [[ ${AB_NO_LOCK:-} == 1 ]] && lock=()
 for s in $(seq 1 "$sessions"); do
 	echo "ab: session $s of $sessions ($per rounds of: $workloads)" >&2
-	"${lock[@]}" "$bin" nested --timeout "$stimeout" "${files[@]}" --file /ab.sh="$work/l1.sh" -- /ab.sh \
+	"${lock[@]}" "$bin" nested --timeout "$stimeout" "${klog[@]}" "${files[@]}" --file /ab.sh="$work/l1.sh" -- /ab.sh \
 		>"$work/out.$s" 2>&1 || true
 	if [[ -n ${NITROVM_AB_RAW:-} ]]; then
 		mkdir -p "$NITROVM_AB_RAW"
