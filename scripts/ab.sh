@@ -274,7 +274,7 @@ for s in $(seq 1 "$sessions"); do
 		elif [[ $last == AB-START* ]]; then
 			echo "AB ${last#AB-START } class=l1crash" | tee -a "$out" >&2
 			# The log's own result lines are defused so abstat does not count them twice.
-			{ echo "ABLOG begin l1crash"; tail -n 60 "$work/out.$s" | tr -d '\r' | sed 's/^AB/|AB/'; echo "ABLOG end"; } >>"$out"
+			{ echo "ABLOG begin l1crash"; tail -n 60 "$work/out.$s" | tr -d '\r' | sed 's/AB/|AB/g'; echo "ABLOG end"; } >>"$out"
 		fi
 		echo "AB-SESSION-INCOMPLETE $s" >>"$out"
 	fi
