@@ -20,9 +20,10 @@
 #   concurrent  --cc-guests guests (8) of --cc-cpus vCPUs (2) and 128 MiB
 #            started at once (TestEnclaveCLI's concurrent part): nitrovm
 #            run-enclave --debug-mode (testinit's boot heartbeat, ok when
-#            run-enclave returns 0) vs qemu with vhost-vsock-device (its
-#            heartbeat dial to CID 3 is refused; ok at testinit's done
-#            line). One result line per guest (guest=I).
+#            run-enclave returns 0) vs qemu with vhost-vsock-device
+#            (vhost-vsock drops the heartbeat dial to CID 3, which times
+#            out; ok at testinit's done line). One result line per guest
+#            (guest=I).
 #
 # Every run prints "AB workload=W vmm=V round=N class=C secs=S"; failed
 # runs also dump their log tail (nitrovm: SIGUSR1 state dump first) between
