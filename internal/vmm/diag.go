@@ -175,6 +175,12 @@ type vcpuState struct {
 // cr0PG is CR0.PG: paging on, so CR3 must hold a guest-physical address.
 const cr0PG = 1 << 31
 
+// ForeignStateMarker is in the dump's WARNING line for a vCPU whose state no
+// guest can reach by itself (see foreignState). Nested, the end-to-end
+// harness (package nested) matches it to tell this emulator fault from a
+// failure of nitrovm's.
+const ForeignStateMarker = "is outside guest RAM: not the guest's own state"
+
 // foreignState returns notes on state no guest can reach by itself, which
 // points below the VMM: with paging on, a CR3 whose page table is not in
 // guest RAM (inRAM reports whether a guest-physical address is). Nested,
@@ -185,7 +191,7 @@ func foreignState(s vcpuState, inRAM func(gpa uint64) bool) []string {
 		return nil
 	}
 	if pt := s.sregs.CR3 &^ 0xfff; !inRAM(pt) {
-		return []string{fmt.Sprintf("cr3=%#x is outside guest RAM: not the guest's own state (nested: the L1 emulator replaced it; see docs/multi-vcpu.md)", s.sregs.CR3)}
+		return []string{fmt.Sprintf("cr3=%#x %s (nested: the L1 emulator replaced it; see docs/multi-vcpu.md)", s.sregs.CR3, ForeignStateMarker)}
 	}
 	return nil
 }
