@@ -39,7 +39,9 @@
 #        [--cc-guests 8] [--cc-cpus 2]
 # NITROVM_BIN=path tests an existing static nitrovm binary (e.g. one built
 # from another commit for a before/after comparison). NITROVM_AB_QEMU: see
-# below.
+# below. L1 knobs: AB_L1_SETUP is a shell command run in L1 before the
+# rounds (e.g. 'echo never >/sys/kernel/mm/transparent_hugepage/enabled'),
+# AB_NESTED_ARGS extra flags of `nitrovm nested` (e.g. '--cpus 1').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
@@ -115,6 +117,8 @@ cat >"$work/l1.sh" <<SCRIPT
 #!/bin/sh
 # Runs in L1 (busybox sh).
 export NITROVM_STATE_DIR=/run/nvab
+${AB_L1_SETUP:-}
+echo "ABINFO thp=\$(cat /sys/kernel/mm/transparent_hugepage/enabled)"
 base="$base"
 vscmd="$vscmd"
 now() { cut -d' ' -f1 /proc/uptime; }
@@ -333,7 +337,7 @@ lock=(flock /tmp/nitrovm-nested.lock)
 [[ ${AB_NO_LOCK:-} == 1 ]] && lock=()
 for s in $(seq 1 "$sessions"); do
 	echo "ab: session $s of $sessions ($per rounds of: $workloads)" >&2
-	"${lock[@]}" "$bin" nested --timeout "$stimeout" "${files[@]}" --file /ab.sh="$work/l1.sh" -- /ab.sh \
+	"${lock[@]}" "$bin" nested ${AB_NESTED_ARGS:-} --timeout "$stimeout" "${files[@]}" --file /ab.sh="$work/l1.sh" -- /ab.sh \
 		>"$work/out.$s" 2>&1 || true
 	tr -d '\r' <"$work/out.$s" | grep -a '^AB \|^ABLOG\|^ab-session' >"$work/lines.$s" || true
 	# Keep the logs of failed runs with the results.
