@@ -51,7 +51,8 @@ cmdline="reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nom
 	--output "$work/bench.eif" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 
 # microvm_fw: QEMU's microvm firmware on this host (Debian's QEMU 10 ships it
-# in seabios' directory), placed where L1's QEMU looks for it.
+# in seabios' directory), placed where L1's QEMU looks for it; -kernel also
+# needs the linuxboot_dma.bin option ROM.
 microvm_fw() {
 	local f
 	for f in /usr/share/qemu/bios-microvm.bin /usr/share/seabios/bios-microvm.bin; do
@@ -64,7 +65,8 @@ files=(--file /g/bench.eif="$work/bench.eif" --file /g/bzImage="$kernel" --file 
 	--file /bin/hostbench="$work/hostbench" --file /g/nsm.test="$work/nsm.test")
 if has vsock; then
 	files+=(--file /usr/bin/qemu-system-x86_64=/usr/bin/qemu-system-x86_64
-		--file /usr/share/qemu/bios-microvm.bin="$(microvm_fw)")
+		--file /usr/share/qemu/bios-microvm.bin="$(microvm_fw)"
+	--file /usr/share/qemu/linuxboot_dma.bin=/usr/share/qemu/linuxboot_dma.bin)
 	# QEMU is dynamically linked: bring its libraries and loader along.
 	for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
 		files+=(--file "$lib=$lib")
@@ -87,8 +89,9 @@ rss() {
 		[ "\$(cat \$p/comm 2>/dev/null)" = "\$1" ] || continue
 		[ "\${p#/proc/}" = 1 ] && continue
 		awk -v g=$((mem * 1024)) -v name="\$1-\$2" '
-			function flush() { if (m != "" && !skip && r >= 64) maps = maps sprintf("smaps %s %s rss_kib=%d anon_kib=%d\n", name, m, r, an) }
-			/^[0-9a-f]+-[0-9a-f]+ / { flush(); skip = 0; m = \$1 " " \$2 " " (\$6 == "" ? "[anon]" : \$6); r = 0; an = 0 }
+			function flush() { if (m != "" && !skip && r >= 64) maps = maps sprintf("smaps %s %s rss_kib=%d anon_kib=%d thp_kib=%d\n", name, m, r, an, th) }
+			/^[0-9a-f]+-[0-9a-f]+ / { flush(); skip = 0; m = \$1 " " \$2 " " (\$6 == "" ? "[anon]" : \$6); r = 0; an = 0; th = 0 }
+			/^AnonHugePages:/ { th = \$2 }
 			/^Size:/ { if (\$2 >= g) { skip = 1; big = 1 } }
 			/^Rss:/ { r = \$2; if (!skip) t += \$2 }
 			/^Pss:/ { if (!skip) ps += \$2 }
@@ -103,6 +106,7 @@ if [ $nsmn -gt 0 ]; then
 	hostbench collect --listen \${uds}_5200 --wait 600s >/tmp/nsm.out &
 	cpid=\$!
 fi
+echo "smaps L1 transparent_hugepage \$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
 echo "== nitrovm run-enclave"
 nitrovm run-enclave --eif-path /g/bench.eif --memory $mem --cpu-count 2 --vsock-uds \$uds \
 	--enclave-name bench >/tmp/run.json 2>&1 || { cat /tmp/run.json; echo "BENCH error nitrovm run-enclave"; }
