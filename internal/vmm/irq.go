@@ -42,3 +42,23 @@ func (i *irqfdInterrupt) Trigger() error {
 
 // close releases the eventfd (KVM drops the irqfd when it sees the close).
 func (i *irqfdInterrupt) close() error { return unix.Close(i.fd) }
+
+// lineInterrupt is a devices.Interrupt that pulses a GSI with KVM_IRQ_LINE.
+// Unlike an irqfd into the IOAPIC, which KVM injects from a workqueue, the
+// pulse is delivered before the ioctl returns: the UART uses it, as it raises
+// one interrupt per transmitted byte from the vCPU thread.
+type lineInterrupt struct {
+	vm  *kvm.VM
+	gsi uint32
+}
+
+// Trigger implements devices.Interrupt.Trigger.
+func (l lineInterrupt) Trigger() error {
+	if err := l.vm.IRQLine(l.gsi, true); err != nil {
+		return fmt.Errorf("vmm: raise IRQ %d: %w", l.gsi, err)
+	}
+	if err := l.vm.IRQLine(l.gsi, false); err != nil {
+		return fmt.Errorf("vmm: lower IRQ %d: %w", l.gsi, err)
+	}
+	return nil
+}

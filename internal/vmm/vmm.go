@@ -212,20 +212,7 @@ func (v *VM) createVM(ramBytes uint64) error {
 // to announce.
 func (v *VM) attachDevices(cfg Config) ([]x86.MMIODevice, error) {
 	v.console = &consoleScanner{out: cfg.Console, onPanic: v.guestPanicked}
-	// The UART's interrupt is an irqfd like the virtio devices', as in
-	// Firecracker: each THR-empty event is one edge on the (ISA,
-	// edge-triggered) IOAPIC pin, which KVM injects without the vCPU
-	// thread issuing two KVM_IRQ_LINE ioctls per event. KVM injects an
-	// IOAPIC irqfd from a workqueue, so the edge may arrive after the OUT
-	// returns; it is never lost (the eventfd counts it). Output the guest's
-	// tty still holds is lost only if the guest reboots without waiting
-	// for it (tcdrain), as on a real UART, which is far slower than this
-	// one (see docs/multi-vcpu.md).
-	serialIRQ, err := v.newIRQ(x86.SerialIRQ)
-	if err != nil {
-		return nil, err
-	}
-	uart := serial.New(v.console, serialIRQ)
+	uart := serial.New(v.console, lineInterrupt{vm: v.vm, gsi: x86.SerialIRQ})
 	if err := v.pio.add(x86.SerialPort, x86.SerialPortCount, uart); err != nil {
 		return nil, err
 	}
