@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/sys/unix"
 
 	"github.com/nitrovm/nitrovm/image"
@@ -20,39 +21,33 @@ import (
 type pullProgress struct {
 	w     io.Writer
 	quiet bool
-	bars  *barSet    // nil without a terminal
-	mu    sync.Mutex // serializes the line output
+	bars  *mpb.Progress // nil without a terminal
+	mu    sync.Mutex    // serializes the line output
 }
 
 func newPullProgress(w io.Writer, quiet bool) *pullProgress {
 	p := &pullProgress{w: w, quiet: quiet}
-	if !quiet {
-		if cols := terminalWidth(w); cols > 0 {
-			p.bars = newBarSet(w, cols)
-		}
+	if !quiet && isTerminal(w) {
+		p.bars = mpb.New(mpb.WithOutput(w), mpb.WithWidth(32), mpb.WithRefreshRate(150*time.Millisecond))
 	}
 	return p
 }
 
-// terminalWidth returns the columns of the terminal w, 0 if w is not a
-// terminal or one of unknown width (a pty nobody sized), where bars
-// cannot be drawn.
-func terminalWidth(w io.Writer) int {
+// isTerminal reports whether w is a terminal with a known width (the bars
+// draw nothing on a terminal of width 0, as a pty nobody sized has).
+func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
-		return 0
+		return false
 	}
 	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
-	if err != nil {
-		return 0
-	}
-	return int(ws.Col)
+	return err == nil && ws.Col > 0
 }
 
-// wait draws the bars' final state and stops redrawing.
+// wait lets the bars draw their final state.
 func (p *pullProgress) wait() {
 	if p.bars != nil {
-		p.bars.close()
+		p.bars.Wait()
 	}
 }
 
@@ -72,12 +67,21 @@ func (p *pullProgress) Layer(d v1.Hash, size int64, cached bool) image.LayerProg
 	if p.bars == nil {
 		return &lineLayer{p: p, digest: d, size: size, cached: cached}
 	}
-	b := p.bars.add(shortDigest(d), size)
+	label := shortDigest(d)
 	if cached {
-		p.bars.finish(b, size, barCached)
+		b := p.bars.AddBar(size, mpb.PrependDecorators(decor.Name(label+" ", decor.WCSyncSpaceR)),
+			mpb.AppendDecorators(decor.Name("already cached")))
+		b.SetCurrent(size)
+		b.SetTotal(size, true)
 		return nopLayer{}
 	}
-	return &barLayer{set: p.bars, bar: b}
+	b := p.bars.AddBar(size,
+		mpb.PrependDecorators(decor.Name(label+" ", decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f", decor.WCSyncSpace)),
+		mpb.AppendDecorators(
+			decor.OnComplete(decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30, decor.WCSyncSpace), "pulled"),
+			decor.OnComplete(decor.OnAbort(decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace), "failed"), ""),
+		))
+	return &barLayer{bar: b, last: time.Now()}
 }
 
 type nopLayer struct{}
@@ -85,171 +89,25 @@ type nopLayer struct{}
 func (nopLayer) Write(b []byte) (int, error) { return len(b), nil }
 func (nopLayer) Done(error)                  {}
 
-// barRefresh is how often a terminal's bars are redrawn.
-const barRefresh = 150 * time.Millisecond
-
-// barState is where a layer's download stands.
-type barState int
-
-const (
-	barRunning barState = iota
-	barPulled
-	barCached
-	barFailed
-)
-
-// bar is one layer's line on the terminal.
-type bar struct {
-	label string
-	total int64
-	n     int64
-	start time.Time
-	end   time.Time // when it left barRunning
-	state barState
-}
-
-// barSet draws one line per layer on a terminal, redrawn every barRefresh
-// in place (the cursor moves back up over the lines drawn before). Layer
-// labels and figures are ASCII, so a line's bytes are its columns.
-type barSet struct {
-	w    io.Writer
-	cols int
-	stop chan struct{}
-	done chan struct{}
-
-	mu    sync.Mutex // guards the fields below
-	bars  []*bar
-	drawn int // lines drawn so far
-}
-
-func newBarSet(w io.Writer, cols int) *barSet {
-	s := &barSet{w: w, cols: cols, stop: make(chan struct{}), done: make(chan struct{})}
-	go s.refresh()
-	return s
-}
-
-func (s *barSet) refresh() {
-	defer close(s.done)
-	t := time.NewTicker(barRefresh)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			s.draw()
-		}
-	}
-}
-
-// close stops the redrawing and draws the final state.
-func (s *barSet) close() {
-	close(s.stop)
-	<-s.done
-	s.draw()
-}
-
-func (s *barSet) add(label string, total int64) *bar {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := &bar{label: label, total: total, start: time.Now()}
-	s.bars = append(s.bars, b)
-	return b
-}
-
-func (s *barSet) advance(b *bar, n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b.n += int64(n)
-}
-
-// finish ends b in state st; n >= 0 replaces its byte count.
-func (s *barSet) finish(b *bar, n int64, st barState) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if n >= 0 {
-		b.n = n
-	}
-	b.state, b.end = st, time.Now()
-}
-
-// draw rewrites every bar's line.
-func (s *barSet) draw() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out strings.Builder
-	if s.drawn > 0 {
-		fmt.Fprintf(&out, "\x1b[%dA", s.drawn)
-	}
-	now := time.Now()
-	for _, b := range s.bars {
-		line := b.line(now)
-		if len(line) > s.cols-1 {
-			line = line[:max(s.cols-1, 0)]
-		}
-		out.WriteString("\r\x1b[2K")
-		out.WriteString(line)
-		out.WriteString("\n")
-	}
-	s.drawn = len(s.bars)
-	io.WriteString(s.w, out.String())
-}
-
-// barWidth is the number of cells of a bar's gauge.
-const barWidth = 24
-
-// line formats b as "label  1.5 MiB / 3.0 MiB [=====>   ] 2.1 MiB/s 1s".
-func (b *bar) line(now time.Time) string {
-	if b.state == barCached {
-		return b.label + " already cached"
-	}
-	gauge := make([]byte, barWidth)
-	for i := range gauge {
-		gauge[i] = ' '
-	}
-	if b.total > 0 {
-		fill := int(min(b.n, b.total) * barWidth / b.total)
-		for i := range fill {
-			gauge[i] = '='
-		}
-		if fill < barWidth && b.state == barRunning {
-			gauge[fill] = '>'
-		}
-	}
-	line := fmt.Sprintf("%s %s / %s [%s]", b.label, humanBytes(b.n), humanBytes(b.total), gauge)
-	switch b.state {
-	case barPulled:
-		return line + " pulled"
-	case barFailed:
-		return line + " failed"
-	}
-	if secs := now.Sub(b.start).Seconds(); secs > 0 && b.n > 0 {
-		rate := float64(b.n) / secs
-		line += " " + humanBytes(int64(rate)) + "/s"
-		if b.total > b.n {
-			line += " " + (time.Duration(float64(b.total-b.n)/rate) * time.Second).Round(time.Second).String()
-		}
-	}
-	return line
-}
-
 // barLayer feeds a progress bar.
 type barLayer struct {
-	set *barSet
-	bar *bar
+	bar  *mpb.Bar
+	last time.Time
 }
 
 func (l *barLayer) Write(b []byte) (int, error) {
-	l.set.advance(l.bar, len(b))
+	now := time.Now()
+	l.bar.EwmaIncrBy(len(b), now.Sub(l.last))
+	l.last = now
 	return len(b), nil
 }
 
 func (l *barLayer) Done(err error) {
 	if err != nil {
-		l.set.finish(l.bar, -1, barFailed)
+		l.bar.Abort(false)
 		return
 	}
-	l.set.finish(l.bar, -1, barPulled)
+	l.bar.SetTotal(-1, true)
 }
 
 // lineLayer prints one line when the layer is done.
