@@ -21,6 +21,7 @@
 # NITROVM_BIN=path measures an existing static nitrovm binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/l1qemu.sh
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
 rounds="${1:-5}"
 
@@ -34,25 +35,8 @@ go build -trimpath -o "$work/rd/init" ./guest/testinit
 (cd "$work/rd" && echo init | cpio -o -H newc --quiet >"$work/initrd.cpio")
 
 cmdline="reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on nitrovm.test=sysinfo,hold"
-# microvm_fw: QEMU's microvm firmware on this host (Debian's QEMU 10 ships it
-# in seabios' directory), placed where L1's QEMU looks for it; -kernel also
-# needs the linuxboot_dma.bin option ROM.
-microvm_fw() {
-	local f
-	for f in /usr/share/qemu/bios-microvm.bin /usr/share/seabios/bios-microvm.bin; do
-		[[ -e $f ]] && { readlink -f "$f"; return; }
-	done
-	echo "$0: no bios-microvm.bin in /usr/share/qemu or /usr/share/seabios" >&2
-	return 1
-}
-files=(--file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio"
-	--file /usr/bin/qemu-system-x86_64=/usr/bin/qemu-system-x86_64
-	--file /usr/share/qemu/bios-microvm.bin="$(microvm_fw)"
-	--file /usr/share/qemu/linuxboot_dma.bin=/usr/share/qemu/linuxboot_dma.bin)
-# QEMU is dynamically linked: bring its libraries and loader along.
-for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
-	files+=(--file "$lib=$lib")
-done
+files=(--file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio")
+l1_qemu_files
 
 cat >"$work/bench.sh" <<SCRIPT
 #!/bin/sh

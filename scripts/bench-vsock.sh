@@ -18,6 +18,7 @@
 # NITROVM_BIN=path uses an existing static nitrovm binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/l1qemu.sh
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
 
 parts="vsock nsm" mib=32 runs=2 nsmn=200 conns=100
@@ -50,27 +51,10 @@ cmdline="reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nom
 "$bin" build-eif --kernel "$kernel" --cmdline "$cmdline bench.nsm=$nsmn" --ramdisk "$work/initrd.cpio" \
 	--output "$work/bench.eif" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 
-# microvm_fw: QEMU's microvm firmware on this host (Debian's QEMU 10 ships it
-# in seabios' directory), placed where L1's QEMU looks for it; -kernel also
-# needs the linuxboot_dma.bin option ROM.
-microvm_fw() {
-	local f
-	for f in /usr/share/qemu/bios-microvm.bin /usr/share/seabios/bios-microvm.bin; do
-		[[ -e $f ]] && { readlink -f "$f"; return; }
-	done
-	echo "$0: no bios-microvm.bin in /usr/share/qemu or /usr/share/seabios" >&2
-	return 1
-}
 files=(--file /g/bench.eif="$work/bench.eif" --file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio"
 	--file /bin/hostbench="$work/hostbench" --file /g/nsm.test="$work/nsm.test")
 if has vsock; then
-	files+=(--file /usr/bin/qemu-system-x86_64=/usr/bin/qemu-system-x86_64
-		--file /usr/share/qemu/bios-microvm.bin="$(microvm_fw)"
-	--file /usr/share/qemu/linuxboot_dma.bin=/usr/share/qemu/linuxboot_dma.bin)
-	# QEMU is dynamically linked: bring its libraries and loader along.
-	for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
-		files+=(--file "$lib=$lib")
-	done
+	l1_qemu_files
 fi
 
 mem=256
