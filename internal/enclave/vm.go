@@ -84,6 +84,10 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 	if err != nil {
 		logger.Warn("list the executable's mappings; its pages stay mapped", "err", err)
 	}
+	// Before guest RAM is mapped (see allowTHPForGuest).
+	if err := allowTHPForGuest(); err != nil {
+		logger.Warn("transparent huge pages for guest RAM", "err", err)
+	}
 
 	f, err := eif.Open(spec.EIFPath)
 	if err != nil {
