@@ -17,6 +17,13 @@
 #            (ignore_loglevel initcall_debug, thousands of lines): the
 #            console-heavy load of the debug-mode NSM run without the NSM,
 #            which QEMU microvm lacks.
+#   concurrent  --cc-guests guests (8) of --cc-cpus vCPUs (2) and 128 MiB
+#            started at once (TestEnclaveCLI's concurrent part): nitrovm
+#            run-enclave --debug-mode (testinit's boot heartbeat, ok when
+#            run-enclave returns 0) vs qemu with vhost-vsock-device
+#            (vhost-vsock drops the heartbeat dial to CID 3, which times
+#            out; ok at testinit's done line). One result line per guest
+#            (guest=I).
 #
 # Every run prints "AB workload=W vmm=V round=N class=C secs=S"; failed
 # runs also dump their log tail (nitrovm: SIGUSR1 state dump first) between
@@ -29,6 +36,7 @@
 #
 # Usage: scripts/ab.sh [--workloads "boot vsock console"] [--rounds N]
 #        [--sessions S] [--out FILE] [--session-timeout 12m] [--cmdline-extra "..."]
+#        [--cc-guests 8] [--cc-cpus 2]
 # NITROVM_BIN=path tests an existing static nitrovm binary (e.g. one built
 # from another commit for a before/after comparison). NITROVM_AB_QEMU: see
 # below. NITROVM_AB_RAW=DIR keeps each session's whole L1 console output
@@ -36,11 +44,14 @@
 # DIR/<out's name>.<UTC time>.s<N>.log. NITROVM_AB_KERNEL_LOG=1 adds L1's
 # kernel console (nitrovm nested --kernel-log) to that output (its lines
 # can interleave with the result lines; use it with NITROVM_AB_RAW).
+# L1 knobs: AB_L1_SETUP is a shell command run in L1 before the rounds
+# (e.g. 'echo never >/sys/kernel/mm/transparent_hugepage/enabled'),
+# AB_NESTED_ARGS extra flags of `nitrovm nested` (e.g. '--cpus 1').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
 
-workloads="boot" rounds=10 sessions=1 out="" stimeout=12m extra=""
+workloads="boot" rounds=10 sessions=1 out="" stimeout=12m extra="" ccn=8 ccc=2
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--workloads) workloads=$2; shift 2 ;;
@@ -49,7 +60,9 @@ while [[ $# -gt 0 ]]; do
 	--out) out=$2; shift 2 ;;
 	--session-timeout) stimeout=$2; shift 2 ;;
 	--cmdline-extra) extra=$2; shift 2 ;;
-	*) echo "usage: $0 [--workloads \"boot vsock console\"] [--rounds N] [--sessions S] [--out FILE] [--session-timeout D] [--cmdline-extra S]" >&2; exit 2 ;;
+	--cc-guests) ccn=$2; shift 2 ;;
+	--cc-cpus) ccc=$2; shift 2 ;;
+	*) echo "usage: $0 [--workloads \"boot vsock console concurrent\"] [--rounds N] [--sessions S] [--out FILE] [--session-timeout D] [--cmdline-extra S] [--cc-guests N] [--cc-cpus N]" >&2; exit 2 ;;
 	esac
 done
 has() { [[ " $workloads " == *" $1 "* ]]; }
@@ -76,6 +89,9 @@ base="reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux 
 vscmd="$base nitrovm.vsock.forward=0 nitrovm.vsock.timeout=300"
 "$bin" build-eif --kernel "$kernel" --cmdline "$vscmd nitrovm.test=heartbeat,vsock-echo" --ramdisk "$work/initrd.cpio" \
 	--output "$work/vs.eif" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+# The concurrent run's guests: testinit's boot heartbeat, done, reboot.
+"$bin" build-eif --kernel "$kernel" --cmdline "$base nitrovm.test=heartbeat" --ramdisk "$work/initrd.cpio" \
+	--output "$work/cc.eif" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 
 # The QEMU that runs microvm in L1: the same build as the L1 emulator.
 # NITROVM_AB_QEMU names its ELF binary when qemu-system-x86_64 on PATH is a
@@ -88,7 +104,7 @@ for f in share/qemu/bios-microvm.bin share/seabios/bios-microvm.bin; do
 done
 [[ -n $l2fw ]] || { echo "ab.sh: no bios-microvm.bin next to $l2q" >&2; exit 1; }
 echo "ab.sh: L1 emulator $(qemu-system-x86_64 --version | head -n 1); in L1: $l2q, $l2fw" >&2
-files=(--file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio" --file /g/vs.eif="$work/vs.eif"
+files=(--file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio" --file /g/vs.eif="$work/vs.eif" --file /g/cc.eif="$work/cc.eif"
 	--file /bin/l1tools="$work/l1tools"
 	--file /usr/bin/qemu-system-x86_64="$l2q"
 	--file /usr/share/qemu/bios-microvm.bin="$l2fw")
@@ -106,6 +122,8 @@ cat >"$work/l1.sh" <<SCRIPT
 #!/bin/sh
 # Runs in L1 (busybox sh).
 export NITROVM_STATE_DIR=/run/nvab
+${AB_L1_SETUP:-}
+echo "ABINFO thp=\$(cat /sys/kernel/mm/transparent_hugepage/enabled)"
 base="$base"
 vscmd="$vscmd"
 now() { cut -d' ' -f1 /proc/uptime; }
@@ -230,12 +248,94 @@ vsockrun() {
 	grep -q "Kernel panic" \$log && class=panic
 	result vsock "\$1" "\$2" \$class "\$s" \$log
 }
+# ccrun VMM ROUND: $ccn guests of $ccc vCPUs and 128 MiB started at once
+# in this L1; one result per guest. nitrovm: run-enclave, ok when it
+# returns 0 (heartbeat answered); a guest still waiting after 120 s gets
+# its supervisor a SIGUSR1 dump and its console copied, the supervisor
+# dumps again at the 150 s heartbeat timeout. QEMU: ok at testinit's done
+# line, stopped after 150 s.
+ccrun() {
+	echo "AB-START workload=concurrent vmm=\$1 round=\$2"
+	W=/tmp/cc
+	rm -rf \$W; mkdir -p \$W
+	s=\$(now)
+	i=1
+	while [ \$i -le $ccn ]; do
+		if [ "\$1" = nitrovm ]; then
+			(nitrovm run-enclave --eif-path /g/cc.eif --memory 128 --cpu-count $ccc --debug-mode --enclave-name cc\$i \\
+				--heartbeat-timeout 150 >\$W/r\$i.json 2>\$W/r\$i.err </dev/null; echo "\$? \$(since \$s)" >\$W/r\$i.tmp; mv \$W/r\$i.tmp \$W/r\$i.rc) &
+		else
+			(timeout -s KILL 150 qemu-system-x86_64 -M microvm -enable-kvm -cpu host -m 128 -smp $ccc -nodefaults -no-user-config \\
+				-display none -serial file:\$W/c\$i.log -no-reboot -kernel /g/bzImage -initrd /g/initrd \\
+				-append "\$base nitrovm.test=heartbeat reboot=t" -device vhost-vsock-device,guest-cid=\$((10 + i)) \\
+				</dev/null >\$W/r\$i.err 2>&1; echo "\$? \$(since \$s)" >\$W/r\$i.tmp; mv \$W/r\$i.tmp \$W/r\$i.rc) &
+		fi
+		i=\$((i + 1))
+	done
+	dumped=0
+	while [ "\$(ls \$W/r*.rc 2>/dev/null | wc -l)" -lt $ccn ]; do
+		n=\$(since \$s); n=\${n%.*}
+		if [ "\$1" = nitrovm ] && [ \$n -ge 120 ] && [ \$dumped = 0 ]; then
+			echo "ABCC stall after \$n s: \$(ls \$W/r*.rc | wc -l) of $ccn done; load \$(cat /proc/loadavg)"
+			for p in /proc/[0-9]*; do
+				grep -q "supervise" \$p/cmdline 2>/dev/null && kill -USR1 \${p#/proc/} 2>/dev/null
+			done
+			for d in \$NITROVM_STATE_DIR/i-*; do
+				[ -e \$d/console.log ] && cp \$d/console.log \$W/\$(grep -o '"Name": *"[^"]*"' \$d/*.json 2>/dev/null | head -n 1 | sed 's/.*"\\([^"]*\\)"\$/\\1/').con
+			done
+			dumped=1
+		fi
+		[ \$n -lt 200 ] || break
+		sleep 1
+	done
+	sleep 2
+	i=1
+	while [ \$i -le $ccn ]; do
+		set -- "\$1" "\$2" \$(cat \$W/r\$i.rc 2>/dev/null || echo none)
+		rc=\$3 secs=\$4
+		if [ "\$1" = nitrovm ]; then
+			if [ "\$rc" = 0 ]; then c=ok
+			elif grep -q "triple fault" \$W/r\$i.err; then c=triplefault
+			elif grep -q "anic" \$W/r\$i.err; then c=panic
+			elif grep -q "no heartbeat" \$W/r\$i.err; then c=hang
+			else c=other
+			fi
+		else
+			if grep -q "NITROVM-TEST done" \$W/c\$i.log; then c=ok
+			elif grep -q "Kernel panic" \$W/c\$i.log; then c=panic
+			elif [ "\$rc" = 137 ]; then c=hang
+			elif [ "\$rc" = 0 ]; then c=reset
+			else c=other
+			fi
+		fi
+		echo "AB workload=concurrent vmm=\$1 round=\$2 guest=\$i class=\$c secs=\${secs:-none} rc=\$rc"
+		if [ \$c != ok ]; then
+			echo "ABLOG begin concurrent \$1 \$2 guest=\$i \$c"
+			cat \$W/r\$i.err
+			# A console cut off mid-line: the echo ends it, so ABLOG end starts a line.
+			[ -e \$W/c\$i.log ] && tail -n 60 \$W/c\$i.log && echo
+			[ -e \$W/cc\$i.con ] && tail -n 60 \$W/cc\$i.con && echo
+			echo "ABLOG end"
+		fi
+		i=\$((i + 1))
+	done
+	if [ "\$1" = nitrovm ]; then
+		nitrovm terminate-enclave --all >/dev/null 2>&1
+		for l in \$(grep -l 'vm state dump begins' \$NITROVM_STATE_DIR/logs/*.log 2>/dev/null); do
+			echo "ABLOG begin concurrent nitrovm \$2 dump \$l"
+			grep -v 'level=DEBUG' \$l | tail -n 300
+			echo "ABLOG end"
+		done
+		rm -f \$NITROVM_STATE_DIR/logs/*.log
+	fi
+}
 r=1
 while [ \$r -le $per ]; do
 	for vmm in nitrovm qemu; do
 		$(has boot && echo 'bootrun boot $vmm $r 4 60 "$base nitrovm.test=sysinfo"')
 		$(has console && echo 'bootrun console $vmm $r 2 90 "$base ignore_loglevel initcall_debug nitrovm.test=sysinfo"')
 		$(has vsock && echo 'vsockrun $vmm $r')
+		$(has concurrent && echo 'ccrun $vmm $r')
 		:
 	done
 	r=\$((r + 1))
@@ -251,7 +351,7 @@ lock=(flock /tmp/nitrovm-nested.lock)
 [[ ${AB_NO_LOCK:-} == 1 ]] && lock=()
 for s in $(seq 1 "$sessions"); do
 	echo "ab: session $s of $sessions ($per rounds of: $workloads)" >&2
-	"${lock[@]}" "$bin" nested --timeout "$stimeout" "${klog[@]}" "${files[@]}" --file /ab.sh="$work/l1.sh" -- /ab.sh \
+	"${lock[@]}" "$bin" nested ${AB_NESTED_ARGS:-} --timeout "$stimeout" "${klog[@]}" "${files[@]}" --file /ab.sh="$work/l1.sh" -- /ab.sh \
 		>"$work/out.$s" 2>&1 || true
 	if [[ -n ${NITROVM_AB_RAW:-} ]]; then
 		mkdir -p "$NITROVM_AB_RAW"
@@ -259,7 +359,7 @@ for s in $(seq 1 "$sessions"); do
 	fi
 	tr -d '\r' <"$work/out.$s" | grep -a '^AB \|^ABLOG\|^ab-session' >"$work/lines.$s" || true
 	# Keep the logs of failed runs with the results.
-	tr -d '\r' <"$work/out.$s" | awk '/^ABLOG begin/ {p=1} p {print} /^ABLOG end/ {p=0} /^AB |^ABXSAVE / {print}' >>"$out"
+	tr -d '\r' <"$work/out.$s" | awk '/^ABLOG begin/ {p=1} p {print} /^ABLOG end/ {p=0} /^AB |^ABXSAVE |^ABCC / {print}' >>"$out"
 	# Which emulator, and L1's boot time (nitrovm nested's summary line).
 	echo "ABINFO session=$s emulator=\"$(qemu-system-x86_64 --version | head -n 1)\" $(grep -a -o 'boot=[^ ]* total=[^ ]*' "$work/out.$s" | tail -n 1)" >>"$out"
 	if ! grep -q '^AB session done' "$work/out.$s"; then

@@ -21,6 +21,7 @@
 # NITROVM_BIN=path measures an existing static nitrovm binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/l1qemu.sh
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
 rounds="${1:-5}"
 
@@ -34,13 +35,8 @@ go build -trimpath -o "$work/rd/init" ./guest/testinit
 (cd "$work/rd" && echo init | cpio -o -H newc --quiet >"$work/initrd.cpio")
 
 cmdline="reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on nitrovm.test=sysinfo,hold"
-files=(--file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio"
-	--file /usr/bin/qemu-system-x86_64=/usr/bin/qemu-system-x86_64
-	--file /usr/share/qemu/bios-microvm.bin=/usr/share/qemu/bios-microvm.bin)
-# QEMU is dynamically linked: bring its libraries and loader along.
-for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
-	files+=(--file "$lib=$lib")
-done
+files=(--file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio")
+l1_qemu_files
 
 cat >"$work/bench.sh" <<SCRIPT
 #!/bin/sh

@@ -15,6 +15,7 @@
 # Usage: scripts/bench-density.sh [N...]   NITROVM_BIN=path uses that binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/l1qemu.sh
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
 ns=("$@")
 [[ ${#ns[@]} -gt 0 ]] || ns=(8 16)
@@ -34,12 +35,8 @@ cmdline="reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nom
 "$bin" build-eif --kernel "$kernel" --cmdline "$cmdline bench.nsm=0" --ramdisk "$work/initrd.cpio" \
 	--output "$work/bench.eif" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 files=(--file /g/bench.eif="$work/bench.eif" --file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio"
-	--file /bin/hostbench="$work/hostbench"
-	--file /usr/bin/qemu-system-x86_64=/usr/bin/qemu-system-x86_64
-	--file /usr/share/qemu/bios-microvm.bin=/usr/share/qemu/bios-microvm.bin)
-for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
-	files+=(--file "$lib=$lib")
-done
+	--file /bin/hostbench="$work/hostbench")
+l1_qemu_files
 
 mem=128
 cat >"$work/l1.sh" <<SCRIPT

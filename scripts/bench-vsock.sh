@@ -18,6 +18,7 @@
 # NITROVM_BIN=path uses an existing static nitrovm binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/l1qemu.sh
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
 
 parts="vsock nsm" mib=32 runs=2 nsmn=200 conns=100
@@ -53,12 +54,7 @@ cmdline="reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nom
 files=(--file /g/bench.eif="$work/bench.eif" --file /g/bzImage="$kernel" --file /g/initrd="$work/initrd.cpio"
 	--file /bin/hostbench="$work/hostbench" --file /g/nsm.test="$work/nsm.test")
 if has vsock; then
-	files+=(--file /usr/bin/qemu-system-x86_64=/usr/bin/qemu-system-x86_64
-		--file /usr/share/qemu/bios-microvm.bin=/usr/share/qemu/bios-microvm.bin)
-	# QEMU is dynamically linked: bring its libraries and loader along.
-	for lib in $(ldd /usr/bin/qemu-system-x86_64 | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
-		files+=(--file "$lib=$lib")
-	done
+	l1_qemu_files
 fi
 
 mem=256
@@ -67,20 +63,24 @@ cat >"$work/l1.sh" <<SCRIPT
 # Runs in L1 (busybox sh). Prints BENCH lines.
 export NITROVM_STATE_DIR=/run/nvbench
 uds=/run/nvbench.sock
-# rss COMM WHEN: "BENCH rss-COMM-WHEN kib=N anon_kib=M", the RSS of the
-# process named COMM that maps the guest RAM, without the mappings of the
-# guest RAM's size or larger (M: its anonymous part, N-M: file pages such as
-# the program's own text).
+# rss COMM WHEN: "BENCH rss-COMM-WHEN kib=N anon_kib=M pss_kib=P", the RSS
+# of the process named COMM that maps the guest RAM, without the mappings of
+# the guest RAM's size or larger (M: its anonymous part, N-M: file pages such
+# as the program's own text; P: the same mappings' PSS). Then one "smaps"
+# line per counted mapping with at least 64 KiB resident.
 rss() {
 	for p in /proc/[0-9]*; do
 		[ "\$(cat \$p/comm 2>/dev/null)" = "\$1" ] || continue
 		[ "\${p#/proc/}" = 1 ] && continue
 		awk -v g=$((mem * 1024)) -v name="\$1-\$2" '
-			/^[0-9a-f]+-[0-9a-f]+ / { skip = 0 }
+			function flush() { if (m != "" && !skip && r >= 64) maps = maps sprintf("smaps %s %s rss_kib=%d anon_kib=%d thp_kib=%d\n", name, m, r, an, th) }
+			/^[0-9a-f]+-[0-9a-f]+ / { flush(); skip = 0; m = \$1 " " \$2 " " (\$6 == "" ? "[anon]" : \$6); r = 0; an = 0; th = 0 }
+			/^AnonHugePages:/ { th = \$2 }
 			/^Size:/ { if (\$2 >= g) { skip = 1; big = 1 } }
-			/^Rss:/ { if (!skip) t += \$2 }
-			/^Anonymous:/ { if (!skip) a += \$2 }
-			END { if (big) printf "BENCH rss-%s kib=%d anon_kib=%d\n", name, t, a }' \$p/smaps
+			/^Rss:/ { r = \$2; if (!skip) t += \$2 }
+			/^Pss:/ { if (!skip) ps += \$2 }
+			/^Anonymous:/ { an = \$2; if (!skip) a += \$2 }
+			END { flush(); if (big) printf "BENCH rss-%s kib=%d anon_kib=%d pss_kib=%d\n%s", name, t, a, ps, maps }' \$p/smaps
 	done
 }
 if [ $nsmn -gt 0 ]; then
@@ -90,6 +90,7 @@ if [ $nsmn -gt 0 ]; then
 	hostbench collect --listen \${uds}_5200 --wait 600s >/tmp/nsm.out &
 	cpid=\$!
 fi
+echo "smaps L1 transparent_hugepage \$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
 echo "== nitrovm run-enclave"
 nitrovm run-enclave --eif-path /g/bench.eif --memory $mem --cpu-count 2 --vsock-uds \$uds \
 	--enclave-name bench >/tmp/run.json 2>&1 || { cat /tmp/run.json; echo "BENCH error nitrovm run-enclave"; }
@@ -127,6 +128,7 @@ chmod +x "$work/l1.sh"
 
 "$bin" nested --timeout 20m "${files[@]}" --file /bench.sh="$work/l1.sh" -- /bench.sh >"$work/out" 2>&1 || true
 grep -a '^BENCH' "$work/out" | tr -d '\r' | tee "$work/bench" || true
+grep -a '^smaps ' "$work/out" | tr -d '\r' || true
 if ! grep -q '^BENCH' "$work/bench" || grep -q '^BENCH error' "$work/bench"; then
 	echo "--- L1 console tail:"
 	tail -n 40 "$work/out"
@@ -136,7 +138,7 @@ fi
 awk '
 function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n; i++) if (index(f[i], key "=") == 1) return substr(f[i], length(key) + 2); return "" }
 /^BENCH vsock-/ { v[$2] = kv($0, "MBps") }
-/^BENCH rss-/ { r[$2] = kv($0, "kib"); an[$2] = kv($0, "anon_kib") }
+/^BENCH rss-/ { r[$2] = kv($0, "kib"); an[$2] = kv($0, "anon_kib"); ps[$2] = kv($0, "pss_kib") }
 /^BENCH vsock-.*-conns / { cs[$2] = kv($0, "s"); cf[$2] = kv($0, "failed"); cn = kv($0, "n") }
 /^BENCH nsm-/ { n[$2] = kv($0, "per_s") }
 END {
@@ -148,7 +150,7 @@ END {
 	if (a != "" && b != "") printf "vsock %d connections at once, 64 KiB each: nitrovm %.2f s (%d failed), qemu %.2f s (%d failed), ratio nitrovm/qemu %.2fx\n", cn, a, cf["vsock-nitrovm-conns"], b, cf["vsock-qemu-conns"], a / b
 	for (w = 1; w <= 2; w++) {
 		when = w == 1 ? "idle" : "after"; a = r["rss-nitrovm-" when]; b = r["rss-qemu-system-x86-" when]
-		if (a != "") printf "VMM RSS excluding guest RAM (%s): nitrovm %.1f MiB (anon %.1f) (goal <= %d)%s\n", when == "idle" ? "booted, idle" : "after the transfers", a / 1024, an["rss-nitrovm-" when] / 1024, when == "idle" ? 8 : 10, b != "" ? sprintf(", qemu %.1f MiB (anon %.1f), ratio nitrovm/qemu %.2fx", b / 1024, an["rss-qemu-system-x86-" when] / 1024, a / b) : ""
+		if (a != "") printf "VMM RSS excluding guest RAM (%s): nitrovm %.1f MiB (anon %.1f, PSS %.1f) (goal <= %d)%s\n", when == "idle" ? "booted, idle" : "after the transfers", a / 1024, an["rss-nitrovm-" when] / 1024, ps["rss-nitrovm-" when] / 1024, when == "idle" ? 8 : 10, b != "" ? sprintf(", qemu %.1f MiB (anon %.1f), ratio nitrovm/qemu %.2fx", b / 1024, an["rss-qemu-system-x86-" when] / 1024, a / b) : ""
 	}
 	split("attest describepcr", ops, " ")
 	for (i = 1; i <= 2; i++) {

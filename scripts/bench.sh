@@ -18,6 +18,9 @@
 # Usage: scripts/bench.sh [NAME...]     (default: all six, in that order)
 #        scripts/bench.sh --summary LOGDIR [NAME...]   (table of an earlier run)
 # A benchmark that fails is reported in the table; the others still run.
+# NITROVM_BENCH_LOCK=FILE runs each nested benchmark (boot, vsock, density)
+# under flock FILE, one hold per benchmark, for hosts whose nested VMs take
+# turns (as NITROVM_E2E_LOCK does for scripts/e2e.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
@@ -47,6 +50,9 @@ for n in "${names[@]}"; do
 	vsock) cmd=(bash scripts/bench-vsock.sh) ;;
 	density) cmd=(bash scripts/bench-density.sh) ;;
 	*) echo "bench: unknown benchmark $n (eif nsm kms boot vsock density)" >&2; exit 2 ;;
+	esac
+	case $n in
+	boot | vsock | density) [[ -z ${NITROVM_BENCH_LOCK:-} ]] || cmd=(flock "$NITROVM_BENCH_LOCK" "${cmd[@]}") ;;
 	esac
 	echo "=== $n: ${cmd[*]}"
 	t0=$(date +%s)

@@ -81,6 +81,28 @@ func TestTable(t *testing.T) {
 			want: []string{"reruns: 3 of at most 2 (l1-freeze 1, l1-panic 2): too many: the run fails"},
 		},
 		{
+			name: "state in guest is counted and shown with the others",
+			recs: []Record{
+				{Test: "TestEnclaveCLI", Attempt: 1, Result: Rerun, Class: "l1-state-in-guest", Evidence: "concurrent: vcpu 0 WARNING cr3=0x101e64000 ...", Seconds: 300},
+				{Test: "TestEnclaveCLI", Attempt: 2, Result: Pass, Seconds: 280},
+				{Test: "TestBoot", Attempt: 1, Result: Rerun, Class: "l1-panic"},
+				{Test: "TestBoot", Attempt: 2, Result: Pass},
+			},
+			max: 2, ok: true,
+			want: []string{"TestEnclaveCLI  2         pass    280      l1-state-in-guest 1", "reruns: 2 of at most 2 (l1-panic 1, l1-state-in-guest 1): ok"},
+		},
+		{
+			name: "state in guest shares the cap",
+			recs: []Record{
+				{Test: "TestA", Attempt: 1, Result: Rerun, Class: "l1-state-in-guest"},
+				{Test: "TestA", Attempt: 2, Result: Rerun, Class: "l1-freeze"},
+				{Test: "TestA", Attempt: 3, Result: Rerun, Class: "l1-state-in-guest"},
+				{Test: "TestA", Attempt: 4, Result: Pass},
+			},
+			max: 2, ok: false,
+			want: []string{"reruns: 3 of at most 2 (l1-freeze 1, l1-state-in-guest 2): too many: the run fails"},
+		},
+		{
 			name:   "a failure and a missing test",
 			recs:   []Record{{Test: "TestA", Attempt: 1, Result: Fail}},
 			expect: []string{"TestA", "TestGone"}, max: 2, ok: false,

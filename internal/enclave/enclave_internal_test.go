@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -271,5 +272,25 @@ func TestSupervisorEnv(t *testing.T) {
 				t.Errorf("supervisorEnv(%q): got %q, want %q", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestValidParentID(t *testing.T) {
+	for id, want := range map[string]bool{
+		"i-0000000000000000":    true,
+		"a":                     true,
+		"A.b_c-9":               true,
+		strings.Repeat("x", 64): true,
+		strings.Repeat("x", 65): false,
+		"":                      false,
+		"-abc":                  false,
+		".hidden":               false,
+		"a/b":                   false,
+		"a b":                   false,
+		"é":                     false,
+	} {
+		if got := validParentID(id); got != want {
+			t.Errorf("validParentID(%q): got %v, wanted %v", id, got, want)
+		}
 	}
 }

@@ -69,7 +69,7 @@ func (e ExecSpawner) Spawn(_ context.Context, dir string) (io.ReadCloser, error)
 	if os.Geteuid() == 0 {
 		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
 		cmd.Env = append(env, NamespacesEnv+"=mnt,ipc,uts")
-		err := cmd.Start()
+		err := startWithoutTHP(cmd)
 		if err == nil {
 			return r, releaseSupervisor(cmd, r)
 		}
@@ -84,7 +84,7 @@ func (e ExecSpawner) Spawn(_ context.Context, dir string) (io.ReadCloser, error)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	}
 	cmd.Env = append(env, NamespacesEnv+"="+ns)
-	if err := cmd.Start(); err != nil {
+	if err := startWithoutTHP(cmd); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("start %s: %w", e.Executable, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"sync"
 
 	"github.com/nitrovm/nitrovm/ca"
@@ -79,6 +78,16 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 			}
 		}
 	}()
+
+	// Listed now: the jail (spec.Contain) hides /proc.
+	exe, err := readExePages()
+	if err != nil {
+		logger.Warn("list the executable's mappings; its pages stay mapped", "err", err)
+	}
+	// Before guest RAM is mapped (see allowTHPForGuest).
+	if err := allowTHPForGuest(); err != nil {
+		logger.Warn("transparent huge pages for guest RAM", "err", err)
+	}
 
 	f, err := eif.Open(spec.EIFPath)
 	if err != nil {
@@ -163,9 +172,15 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 	// The supervisor is a long-lived process per enclave: give the OS back
 	// the heap that reading and measuring the EIF left behind, and the
 	// connection buffers whenever the last vsock connection closes, now
-	// rather than at the scavenger's pace.
-	debug.FreeOSMemory()
-	vdev.OnIdle(debug.FreeOSMemory)
+	// rather than at the scavenger's pace; with them the executable's
+	// pages that starting up mapped (see exePages).
+	release := func() {
+		if err := releaseMemory(exe); err != nil {
+			logger.Warn("release memory", "err", err)
+		}
+	}
+	release()
+	vdev.OnIdle(release)
 
 	if spec.Contain != nil {
 		var paths []string
@@ -179,7 +194,7 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
-	in := &vmInstance{meas: measJSON, hb: host.Heartbeat(), done: make(chan struct{}), cancel: cancel, vm: vm}
+	in := &vmInstance{meas: measJSON, hb: host.Heartbeat(), done: make(chan struct{}), cancel: cancel, vm: vm, release: release}
 	go func() {
 		defer close(in.done)
 		exit, runErr := vm.Run(runCtx)
@@ -231,7 +246,13 @@ type vmInstance struct {
 
 	dumpMu sync.Mutex
 	vm     *vmm.VM // nil once Run returned; guarded by dumpMu.
+
+	release func() // see releaseMemory.
 }
+
+// ReleaseMemory gives the operating system back the freed heap and the
+// executable's pages that are mapped but not in use (see exePages).
+func (in *vmInstance) ReleaseMemory() { in.release() }
 
 // Dump writes the VM's state (vCPUs, devices, vsock connections) to the
 // enclave's log, for diagnosing a hang; it does nothing once the VM ended.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nitrovm/nitrovm/internal/vmm"
 )
 
 // Classes of L1 faults: failures of the emulated L1 itself (Debian's
@@ -23,10 +25,17 @@ const (
 	// FaultL1Freeze: L1 stopped making progress: init's once-a-second tick
 	// on ttyS2 stopped for Options.FreezeAfter while the command ran.
 	FaultL1Freeze = "l1-freeze"
+	// FaultL1StateInGuest: the command failed and its output holds
+	// nitrovm's state-dump warning that an L2 vCPU has state no guest can
+	// reach (vmm.ForeignStateMarker: CR3 outside guest RAM with paging
+	// on). nitrovm sets vCPU registers only before the first KVM_RUN, so
+	// that state was written below it, by L1's emulation of SVM (see
+	// docs/multi-vcpu.md, "Eight guests at once").
+	FaultL1StateInGuest = "l1-state-in-guest"
 )
 
 // Fault is an L1 fault: its class and the evidence for it (the kernel's
-// oops line, or how long the ticks stopped).
+// oops line, how long the ticks stopped, or the state-dump warning line).
 type Fault struct {
 	Class    string
 	Evidence string
@@ -53,12 +62,58 @@ var kernelFaultMarks = []string{
 // exits: a bug of ours, not an L1 fault.
 const initDied = "Attempted to kill init"
 
-// classify returns the L1 fault shown by kernelLog (L1's kernel console),
-// frozen (the watcher's evidence, "" if L1 kept ticking) and reset (QEMU
-// ended normally, after init started, without an exit marker: L1 reset),
-// or nil when there is none. The first oops, BUG or panic line wins; a
-// panic because init died is not an L1 fault unless an oops came first.
-func classify(kernelLog, frozen string, reset bool) *Fault {
+// observed is what a run shows about L1 and the command.
+type observed struct {
+	kernelLog string // L1's kernel console
+	frozen    string // the watcher's evidence, "" if L1 kept ticking
+	reset     bool   // QEMU ended normally, after init started, without an exit marker
+	output    string // init's console: the command's output
+	exitCode  int    // the command's exit status, if exited
+	exited    bool   // init reported the command's exit status
+}
+
+// classify returns the L1 fault that o shows, or nil when there is none.
+// In order: the first oops, BUG or panic line on L1's kernel console (a
+// panic because init died is not an L1 fault unless an oops came first),
+// a freeze, a reset, then a failed command whose output shows L1's state
+// in a guest vCPU (StateInGuest).
+func classify(o observed) *Fault {
+	if f, ours := kernelFault(o.kernelLog); f != nil || ours {
+		return f
+	}
+	if o.frozen != "" {
+		return &Fault{Class: FaultL1Freeze, Evidence: o.frozen}
+	}
+	if o.reset {
+		return &Fault{Class: FaultL1Panic, Evidence: "L1 reset before init reported the exit status (no kernel message)"}
+	}
+	if o.exited {
+		return StateInGuest(o.output, o.exitCode)
+	}
+	return nil
+}
+
+// StateInGuest returns an l1-state-in-guest fault when a command that
+// exited with exitCode failed (non-zero) and its output has a line with
+// vmm.ForeignStateMarker, the line being the evidence; else nil. A passing
+// command is never a fault, whatever it printed, and neither is a failure
+// without the marker: that one is the command's (or nitrovm's).
+func StateInGuest(output string, exitCode int) *Fault {
+	if exitCode == 0 {
+		return nil
+	}
+	for _, line := range strings.Split(output, "\n") {
+		if strings.Contains(line, vmm.ForeignStateMarker) {
+			return &Fault{Class: FaultL1StateInGuest, Evidence: strings.TrimSpace(line)}
+		}
+	}
+	return nil
+}
+
+// kernelFault returns the l1-panic fault of the first oops, BUG or panic
+// line of kernelLog, or nil; ours reports that this line is the panic
+// because init died (a bug of ours, not an L1 fault).
+func kernelFault(kernelLog string) (f *Fault, ours bool) {
 	for _, line := range strings.Split(kernelLog, "\n") {
 		line = strings.TrimSpace(line)
 		for _, m := range kernelFaultMarks {
@@ -66,18 +121,12 @@ func classify(kernelLog, frozen string, reset bool) *Fault {
 				continue
 			}
 			if strings.Contains(line, initDied) {
-				return nil
+				return nil, true
 			}
-			return &Fault{Class: FaultL1Panic, Evidence: line}
+			return &Fault{Class: FaultL1Panic, Evidence: line}, false
 		}
 	}
-	if frozen != "" {
-		return &Fault{Class: FaultL1Freeze, Evidence: frozen}
-	}
-	if reset {
-		return &Fault{Class: FaultL1Panic, Evidence: "L1 reset before init reported the exit status (no kernel message)"}
-	}
-	return nil
+	return nil, false
 }
 
 // pollInterval is how often the watcher reads the kernel console and tick

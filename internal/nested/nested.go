@@ -8,9 +8,10 @@
 // L1's kernel console (ttyS1) apart, and returns the command's exit status.
 //
 // Run boots L1 once; it never retries. When L1 itself fails (its kernel
-// oopses or panics, or it freezes: see Fault) the Result says so, with the
-// evidence, so that a caller may decide to run the session again; any
-// other failure is the command's.
+// oopses or panics, it freezes, or the command fails showing L1's state in
+// a guest vCPU: see Fault) the Result says so, with the evidence, so that
+// a caller may decide to run the session again; any other failure is the
+// command's.
 //
 // # Requirements
 //
@@ -159,8 +160,8 @@ type Result struct {
 	// KernelLog is L1's kernel console (ttyS1), kept apart from Output.
 	KernelLog string
 	// Fault is set when L1 itself failed during the run (its kernel oopsed
-	// or panicked, or it froze): see Fault. It may be set even when the
-	// command finished.
+	// or panicked, it froze, or the command failed with L1's state in a
+	// guest vCPU): see Fault. It may be set even when the command finished.
 	Fault *Fault
 	// Boot is the time from starting QEMU to L1's init starting the
 	// command; Total is the whole run including QEMU's exit.
@@ -244,7 +245,8 @@ func boot(ctx context.Context, o Options, tmp, initrd string, start time.Time) (
 	o.Logger.Info("nested: L1 run finished", "boot", res.Boot.Round(time.Millisecond), "total", res.Total.Round(time.Millisecond))
 
 	code, marked := exitStatus(res.Output)
-	res.Fault = classify(res.KernelLog, w.frozen(), ready && runErr == nil && !marked)
+	res.Fault = classify(observed{kernelLog: res.KernelLog, frozen: w.frozen(), reset: ready && runErr == nil && !marked,
+		output: res.Output, exitCode: code, exited: marked})
 	var fault error = noFault{}
 	if res.Fault != nil {
 		fault = res.Fault

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nitrovm/nitrovm/internal/vmm"
 )
 
 // fakeQEMU writes a shell script standing in for QEMU and counting its
@@ -119,6 +121,8 @@ func TestRunWithFakeQEMU(t *testing.T) {
 		{"frozen", "", "tick 1 uptime 3.00\n", ready + "; exec sleep 30", 0, true, FaultL1Freeze, `(last tick: "tick 1 uptime 3.00")`},
 		{"no ticks is no freeze", "", "", ready + "; sleep 3; echo 'NITROVM-NESTED-EXIT 0'", 0, false, "", ""},
 		{"qemu fails", "", "", "echo 'qemu: bad option' >&2; exit 1", 0, true, "", ""},
+		{"state in guest", "", "tick 1\n", ready + `; echo "vcpu 0 WARNING cr3=0x101e64000 ` + vmm.ForeignStateMarker + `"; echo 'NITROVM-NESTED-EXIT 1'`, 1, false, FaultL1StateInGuest, "cr3=0x101e64000 " + vmm.ForeignStateMarker},
+		{"state in a passing command", "", "tick 1\n", ready + `; echo "vcpu 0 WARNING cr3=0x101e64000 ` + vmm.ForeignStateMarker + `"; echo 'NITROVM-NESTED-EXIT 0'`, 0, false, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,26 +166,38 @@ func TestRunWithFakeQEMU(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
+	// warn is nitrovm's dump line for a vCPU holding L1's state, as its
+	// log prints it (internal/vmm, foreignState).
+	warn := `time=2026-12-02T04:00:00Z level=WARN msg="vm state" text="vcpu 0 WARNING cr3=0x101e64000 ` + vmm.ForeignStateMarker + ` (nested: ...)"`
+	out := "@@E2E-BEGIN b\n" + warn + "\nrun-enclave: no heartbeat\n"
 	tests := []struct {
-		name, kernel, frozen string
-		reset                bool
-		class, evidence      string
+		name            string
+		o               observed
+		class, evidence string
 	}{
-		{"clean", "[ 1.0] kvm_amd: Nested Virtualization enabled\n", "", false, "", ""},
-		{"warning only", "WARNING: CPU: 1 PID: 7 at arch/x86/kvm/x86.c:1 foo\n", "", false, "", ""},
-		{"oops", "a\n[ 5.2] Oops: int3: 0000 [#1]\nKernel panic - not syncing: Fatal exception\n", "", false, FaultL1Panic, "[ 5.2] Oops: int3: 0000 [#1]"},
-		{"bug", "  BUG: kernel NULL pointer dereference, address: 0000000000000008  \n", "", false, FaultL1Panic, "BUG: kernel NULL pointer dereference, address: 0000000000000008"},
-		{"soft lockup", "watchdog: BUG: soft lockup - CPU#0 stuck for 22s!\n", "", false, FaultL1Panic, "watchdog: BUG: soft lockup - CPU#0 stuck for 22s!"},
-		{"gp", "general protection fault, probably for non-canonical address\n", "", false, FaultL1Panic, "general protection fault, probably for non-canonical address"},
-		{"init died is ours", "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000002\n", "", true, "", ""},
-		{"oops then init died", "Oops: 0002 [#1]\nKernel panic - not syncing: Attempted to kill init!\n", "", false, FaultL1Panic, "Oops: 0002 [#1]"},
-		{"frozen", "", "no tick for 90s", false, FaultL1Freeze, "no tick for 90s"},
-		{"oops wins over freeze", "Oops: 0000\n", "no tick", false, FaultL1Panic, "Oops: 0000"},
-		{"reset", "", "", true, FaultL1Panic, "L1 reset before init reported the exit status (no kernel message)"},
+		{"clean", observed{kernelLog: "[ 1.0] kvm_amd: Nested Virtualization enabled\n", exited: true}, "", ""},
+		{"warning only", observed{kernelLog: "WARNING: CPU: 1 PID: 7 at arch/x86/kvm/x86.c:1 foo\n"}, "", ""},
+		{"oops", observed{kernelLog: "a\n[ 5.2] Oops: int3: 0000 [#1]\nKernel panic - not syncing: Fatal exception\n"}, FaultL1Panic, "[ 5.2] Oops: int3: 0000 [#1]"},
+		{"bug", observed{kernelLog: "  BUG: kernel NULL pointer dereference, address: 0000000000000008  \n"}, FaultL1Panic, "BUG: kernel NULL pointer dereference, address: 0000000000000008"},
+		{"soft lockup", observed{kernelLog: "watchdog: BUG: soft lockup - CPU#0 stuck for 22s!\n"}, FaultL1Panic, "watchdog: BUG: soft lockup - CPU#0 stuck for 22s!"},
+		{"gp", observed{kernelLog: "general protection fault, probably for non-canonical address\n"}, FaultL1Panic, "general protection fault, probably for non-canonical address"},
+		{"init died is ours", observed{kernelLog: "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000002\n", reset: true}, "", ""},
+		{"oops then init died", observed{kernelLog: "Oops: 0002 [#1]\nKernel panic - not syncing: Attempted to kill init!\n"}, FaultL1Panic, "Oops: 0002 [#1]"},
+		{"frozen", observed{frozen: "no tick for 90s"}, FaultL1Freeze, "no tick for 90s"},
+		{"oops wins over freeze", observed{kernelLog: "Oops: 0000\n", frozen: "no tick"}, FaultL1Panic, "Oops: 0000"},
+		{"reset", observed{reset: true}, FaultL1Panic, "L1 reset before init reported the exit status (no kernel message)"},
+		{"state in guest", observed{output: out, exitCode: 1, exited: true}, FaultL1StateInGuest, warn},
+		{"state in guest, timed out", observed{output: out, exitCode: 143, exited: true}, FaultL1StateInGuest, warn},
+		{"marker in a passing run", observed{output: out, exited: true}, "", ""},
+		{"failure without the marker", observed{output: "run-enclave: no heartbeat\n", exitCode: 1, exited: true}, "", ""},
+		{"marker without an exit status", observed{output: out}, "", ""},
+		{"oops wins over state in guest", observed{kernelLog: "Oops: 0000\n", output: out, exitCode: 1, exited: true}, FaultL1Panic, "Oops: 0000"},
+		{"freeze wins over state in guest", observed{frozen: "no tick", output: out, exitCode: 1, exited: true}, FaultL1Freeze, "no tick"},
+		{"init died with the marker is ours", observed{kernelLog: "Kernel panic - not syncing: Attempted to kill init!\n", output: out, exitCode: 1, exited: true}, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := classify(tt.kernel, tt.frozen, tt.reset)
+			f := classify(tt.o)
 			if tt.class == "" {
 				if f != nil {
 					t.Errorf("got %v, want no fault", f)
@@ -190,6 +206,32 @@ func TestClassify(t *testing.T) {
 			}
 			if f == nil || f.Class != tt.class || f.Evidence != tt.evidence {
 				t.Errorf("got %v, want %s: %s", f, tt.class, tt.evidence)
+			}
+		})
+	}
+}
+
+func TestStateInGuest(t *testing.T) {
+	line := "vcpu 1 WARNING cr3=0x100c8e000 " + vmm.ForeignStateMarker
+	tests := []struct {
+		name   string
+		output string
+		code   int
+		want   bool
+	}{
+		{"failed with the marker", "a\n  " + line + "  \nb\n", 1, true},
+		{"passed with the marker", line + "\n", 0, false},
+		{"failed without the marker", "vcpu 1 WARNING something else\n", 1, false},
+		{"failed, cr3 note reworded", "vcpu 1 cr3=0x100c8e000 is outside guest RAM\n", 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := StateInGuest(tt.output, tt.code)
+			if got := f != nil; got != tt.want {
+				t.Fatalf("got %v, want a fault: %v", f, tt.want)
+			}
+			if f != nil && (f.Class != FaultL1StateInGuest || f.Evidence != line) {
+				t.Errorf("got %v, want %s: %s", f, FaultL1StateInGuest, line)
 			}
 		})
 	}

@@ -169,6 +169,31 @@ type vcpuState struct {
 	total    uint64 // exits since the start.
 	noAnswer bool   // the vCPU thread did not answer; only exits are known.
 	at       time.Duration
+	notes    []string // what the dumper found wrong with the state (foreignState).
+}
+
+// cr0PG is CR0.PG: paging on, so CR3 must hold a guest-physical address.
+const cr0PG = 1 << 31
+
+// ForeignStateMarker is in the dump's WARNING line for a vCPU whose state no
+// guest can reach by itself (see foreignState). Nested, the end-to-end
+// harness (package nested) matches it to tell this emulator fault from a
+// failure of nitrovm's.
+const ForeignStateMarker = "is outside guest RAM: not the guest's own state"
+
+// foreignState returns notes on state no guest can reach by itself, which
+// points below the VMM: with paging on, a CR3 whose page table is not in
+// guest RAM (inRAM reports whether a guest-physical address is). Nested,
+// that is an L1 address the emulator wrote over the guest's (see
+// docs/multi-vcpu.md, "Eight guests at once").
+func foreignState(s vcpuState, inRAM func(gpa uint64) bool) []string {
+	if s.noAnswer || s.sregs.CR0&cr0PG == 0 {
+		return nil
+	}
+	if pt := s.sregs.CR3 &^ 0xfff; !inRAM(pt) {
+		return []string{fmt.Sprintf("cr3=%#x %s (nested: the L1 emulator replaced it; see docs/multi-vcpu.md)", s.sregs.CR3, ForeignStateMarker)}
+	}
+	return nil
 }
 
 // capture reads vc's state. It must run on vc's thread, or while no thread
@@ -295,6 +320,9 @@ func (s vcpuState) lines() []string {
 		for _, e := range s.errs {
 			add("error %s", e)
 		}
+		for _, n := range s.notes {
+			add("WARNING %s", n)
+		}
 	}
 	add("last %d of %d exits (oldest first; state read at +%.6fs):", len(s.exits), s.total, s.at.Seconds())
 	for _, r := range s.exits {
@@ -331,7 +359,9 @@ func (v *VM) Dump(cause string) {
 func (v *VM) dump(cause string, self *vcpu) {
 	if self != nil {
 		if !v.dumps.mu.TryLock() {
-			v.logDump(cause, []vcpuState{self.capture(v.start)}, false)
+			st := self.capture(v.start)
+			st.notes = foreignState(st, v.inRAM)
+			v.logDump(cause, []vcpuState{st}, false)
 			return
 		}
 	} else {
@@ -377,7 +407,16 @@ func (v *VM) dump(cause string, self *vcpu) {
 			}
 		}
 	}
+	for i := range states {
+		states[i].notes = foreignState(states[i], v.inRAM)
+	}
 	v.logDump(cause, states, true)
+}
+
+// inRAM reports whether gpa is guest RAM.
+func (v *VM) inRAM(gpa uint64) bool {
+	_, err := v.mem.Slice(gpa, 1)
+	return err == nil
 }
 
 // logDump writes the states and, if devices, the devices' debug state.

@@ -1,7 +1,9 @@
 package vmm
 
 import (
+	"bytes"
 	"encoding/binary"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +90,56 @@ func TestVCPUStateLines(t *testing.T) {
 	text = strings.Join(stuck.lines(), "\n")
 	if !strings.Contains(text, "vcpu 2 thread did not answer") || !strings.Contains(text, "intr") || strings.Contains(text, "rip=") {
 		t.Errorf("unanswered vCPU dump:\n%s", text)
+	}
+}
+
+// TestForeignState checks the dump's warning for state no guest can reach
+// by itself, with the values of the nested hangs in
+// test/ab/results/concurrent-2cpu.txt (128 MiB guests).
+func TestForeignState(t *testing.T) {
+	const ram = 128 << 20
+	inRAM := func(gpa uint64) bool { return gpa < ram }
+	paged := func(cr3 uint64) vcpuState {
+		var s vcpuState
+		s.sregs.CR0, s.sregs.CR3 = 0x80050033, cr3
+		return s
+	}
+	reset := vcpuState{}
+	reset.sregs.CR0 = 0x60000010 // an AP before INIT/SIPI: paging off, CR3 0.
+	unanswered := paged(0x101e64000)
+	unanswered.noAnswer = true
+	tests := []struct {
+		name string
+		s    vcpuState
+		warn bool
+	}{
+		{"L1 page table as guest CR3 (hang, round 1)", paged(0x101e64000), true},
+		{"L1 page table as guest CR3 (hang, round 2)", paged(0x100c8e000), true},
+		{"guest kernel page table", paged(0x1829000), false},
+		{"guest CR3 with PCID bits", paged(0x61e000 | 0x5), false},
+		{"last page of guest RAM", paged(ram - 0x1000), false},
+		{"first page past guest RAM", paged(ram), true},
+		{"paging off", reset, false},
+		{"thread did not answer", unanswered, false},
+	}
+	for _, tt := range tests {
+		notes := foreignState(tt.s, inRAM)
+		if got := len(notes) > 0; got != tt.warn {
+			t.Errorf("%s: notes %q, want warning %v", tt.name, notes, tt.warn)
+		}
+		if tt.warn {
+			tt.s.notes = notes
+			text := strings.Join(tt.s.lines(), "\n")
+			if !strings.Contains(text, "WARNING cr3=") || !strings.Contains(text, ForeignStateMarker) {
+				t.Errorf("%s: dump lacks the warning:\n%s", tt.name, text)
+			}
+			// The marker must survive the log's quoting: the nested
+			// harness matches it in nitrovm's log (package nested).
+			var log bytes.Buffer
+			slog.New(slog.NewTextHandler(&log, nil)).Warn("vm state", "text", text)
+			if !strings.Contains(log.String(), ForeignStateMarker) {
+				t.Errorf("%s: the log line lacks %q:\n%s", tt.name, ForeignStateMarker, log.String())
+			}
+		}
 	}
 }

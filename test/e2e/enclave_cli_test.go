@@ -53,9 +53,13 @@ while :; do sleep 1; echo E2E-TICK; done
 // cliConcurrent is how many enclaves TestEnclaveCLI starts at once, and
 // cliConcurrentCPUs the vCPUs of each. One vCPU: with two each (16 L2
 // vCPUs on L1's two), one of the 8 guests hung before its heartbeat in a
-// CI run while the others booted in 45 s; that is the multi-vCPU nested
-// hang docs/multi-vcpu.md measures with scripts/ab.sh, not what this test
-// is about (concurrency: names, CIDs, CPUs, listing, termination).
+// CI run while the others booted in 45 s. scripts/ab.sh's "concurrent"
+// workload reproduces it for nitrovm and QEMU microvm alike (8 guests of
+// 2 vCPUs: 5 of 16 and 2 of 9 runs failed), and L1 itself panicked in each
+// of its three sessions, one with 1-vCPU guests (docs/multi-vcpu.md): the
+// L2 state is replaced below the VMM, in the nested emulation. That is
+// not what this test is about (concurrency: names, CIDs, CPUs, listing,
+// termination).
 const (
 	cliConcurrent     = 8
 	cliConcurrentCPUs = 1
@@ -195,7 +199,7 @@ func (e *testEnv) cliEIF(t *testing.T) string {
 // EIF N CPUS MEMORY DUMP_AFTER LIMIT (seconds). Calls not done after
 // DUMP_AFTER seconds get their supervisors a SIGUSR1 state dump (see
 // docs/multi-vcpu.md), printed with the supervisor logs; LIMIT bounds the
-// wait.
+// wait. It exits 1 when a run-enclave call failed or did not end.
 const concurrentScript = `#!/bin/sh
 E=$1 N=$2 C=$3 M=$4 DUMP=$5 LIMIT=$6
 export NITROVM_STATE_DIR=/run/e2e-cc
@@ -220,9 +224,11 @@ while [ "$(ls $W/r*.rc 2>/dev/null | wc -l)" -lt $N ]; do
 	sleep 1
 done
 echo "CC-WAITED $(($(up | cut -d. -f1) - ${t0%.*})) s"
-i=1
+i=1 failed=0
 while [ $i -le $N ]; do
-	echo "CC-RC $i $(cat $W/r$i.rc 2>/dev/null || echo none) start=$t0"
+	rc=$(cat $W/r$i.rc 2>/dev/null || echo none)
+	[ "${rc%% *}" = 0 ] || failed=1
+	echo "CC-RC $i $rc start=$t0"
 	echo "CC-JSON $i $(tr -d '\n' <$W/r$i.json)"
 	sed "s/^/CC-ERR $i /" $W/r$i.err
 	i=$((i + 1))
@@ -235,6 +241,7 @@ nitrovm terminate-enclave --all >$W/t.json; echo "CC-TERMINATE rc=$? $(grep -c '
 echo "CC-AFTER $(nitrovm describe-enclaves | tr -d '\n')"
 echo "CC-SUPERVISORS $(sup | wc -l)"
 echo "CC-DIRS $(ls $NITROVM_STATE_DIR | grep -c '^i-')"
+exit $failed
 `
 
 // ccEnclave is the part of run-enclave's and describe-enclaves' JSON the
@@ -249,7 +256,13 @@ type ccEnclave struct {
 
 // checkConcurrent checks concurrentScript's report.
 func checkConcurrent(t *testing.T, b *bootRun) {
-	b.wantExit(t, 0)
+	if !b.ran {
+		t.Fatalf("%s: did not run to its end; output:\n%s", b.name, b.output)
+	}
+	// Exit 1 is a failed run-enclave call, which the CC-RC lines name.
+	if b.exit != 0 && b.exit != 1 {
+		t.Fatalf("%s: exit status %d; output:\n%s", b.name, b.exit, b.output)
+	}
 	lines := map[string][]string{}
 	for _, l := range strings.Split(b.output, "\n") {
 		if i := strings.Index(l, "CC-"); i >= 0 {

@@ -22,7 +22,9 @@
 // Nothing here reruns a command or a test because it failed. The one
 // exception is a session whose L1 itself failed, as package nested
 // classifies it (its kernel oopsed or panicked on its own console, or it
-// froze: see nested.Fault): that session is run again from a fresh L1,
+// froze: see nested.Fault), or in which a command failed with nitrovm's
+// state-dump warning that a guest vCPU holds L1's state
+// (nested.StateInGuest): that session is run again from a fresh L1,
 // with one "e2e: RERUN" line giving the class and the evidence. Reruns are
 // capped for the whole run ($NITROVM_E2E_MAX_RERUNS, default 2, counted in
 // the log below); past the cap the test fails. Every test appends its
@@ -45,6 +47,7 @@ import (
 
 	"github.com/nitrovm/nitrovm/internal/e2elog"
 	"github.com/nitrovm/nitrovm/internal/nested"
+	"github.com/nitrovm/nitrovm/internal/vmm"
 )
 
 // awsCmdline is the kernel command line of AWS's enclave images.
@@ -259,19 +262,32 @@ const (
 func (s *session) script() string {
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\n")
+	// marks prints the state-dump warnings (see nested.StateInGuest) in
+	// the supervisor logs: run-enclave's supervisor logs its no-heartbeat
+	// dump there, not to the command's output (nitrovm boot logs its dumps
+	// to stderr, which is in the output already). A failed command prints
+	// those that appeared while it ran.
+	b.WriteString(`marks() { for l in $(find /run /tmp /root -path '*/logs/*.log' 2>/dev/null); do ` +
+		`grep -F -e ` + shellQuote(vmm.ForeignStateMarker) + ` "$l" | sed "s|^|e2e: supervisor log $l: |"; done; }` + "\n")
 	// Each command runs once, bounded by busybox timeout (exit 124 or 143
 	// when it fires), its output between the begin and end markers.
-	b.WriteString(`run() { n=$1; to=$2; shift 2; s=$(cut -d' ' -f1 /proc/uptime); echo "` + beginMarker + `$n"; ` +
-		`timeout "$to" "$@" </dev/null 2>&1; rc=$?; e=$(cut -d' ' -f1 /proc/uptime); echo; echo "` + endMarker + `$n rc=$rc start=$s end=$e"; }` + "\n")
+	b.WriteString(`run() { n=$1; to=$2; shift 2; m=/tmp/e2e-marks-$n; marks >"$m"; s=$(cut -d' ' -f1 /proc/uptime); echo "` + beginMarker + `$n"; ` +
+		`timeout "$to" "$@" </dev/null 2>&1; rc=$?; [ $rc = 0 ] || marks | grep -vxF -f "$m"; ` +
+		`e=$(cut -d' ' -f1 /proc/uptime); echo; echo "` + endMarker + `$n rc=$rc start=$s end=$e"; }` + "\n")
 	b.WriteString("set -o pipefail\n")
 	for _, r := range s.boots {
 		q := make([]string, len(r.args))
 		for i, a := range r.args {
-			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+			q[i] = shellQuote(a)
 		}
 		fmt.Fprintf(&b, "run %s %d %s\n", r.name, int(r.timeout.Seconds()), strings.Join(q, " "))
 	}
 	return b.String()
+}
+
+// shellQuote quotes s for sh.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // run boots L1 and runs every boot; it fails the test if L1 itself fails
@@ -280,7 +296,9 @@ func (s *session) script() string {
 //
 // A session whose L1 failed (nested.Fault: an oops or panic on L1's kernel
 // console, or a freeze) is run again in a fresh L1, whether or not its
-// commands happened to pass: see the package comment.
+// commands happened to pass: see the package comment. So is one in which
+// a command failed showing L1's state in a guest vCPU
+// (nested.StateInGuest on that command's output and exit status).
 func (s *session) run() {
 	t := s.t
 	t.Helper()
@@ -315,19 +333,23 @@ func (s *session) run() {
 		})
 		out.flush()
 		kernel.flush()
-		if res.Fault == nil {
+		fault := res.Fault
+		if fault == nil && err == nil {
+			fault = s.stateInGuest(res.Output)
+		}
+		if fault == nil {
 			break
 		}
 		left, max := s.e.rerunsLeft(t)
 		if left <= 0 {
-			t.Fatalf("L1 failed (%v) and the run has no rerun left (%d used, at most %d)", res.Fault, max-left, max)
+			t.Fatalf("L1 failed (%v) and the run has no rerun left (%d used, at most %d)", fault, max-left, max)
 		}
-		line := fmt.Sprintf("e2e: RERUN %s attempt %d: %s: %s", t.Name(), s.e.attempt, res.Fault.Class, res.Fault.Evidence)
+		line := fmt.Sprintf("e2e: RERUN %s attempt %d: %s: %s", t.Name(), s.e.attempt, fault.Class, fault.Evidence)
 		fmt.Fprintln(os.Stderr, line)
 		t.Log(line)
 		if path := os.Getenv("NITROVM_E2E_LOG"); path != "" {
 			rec := e2elog.Record{Test: t.Name(), Attempt: s.e.attempt, Result: e2elog.Rerun,
-				Class: res.Fault.Class, Evidence: res.Fault.Evidence, Seconds: time.Since(start).Seconds()}
+				Class: fault.Class, Evidence: fault.Evidence, Seconds: time.Since(start).Seconds()}
 			if err := e2elog.Append(path, rec); err != nil {
 				t.Fatalf("e2e log: %v", err)
 			}
@@ -343,6 +365,24 @@ func (s *session) run() {
 		b.parse(res.Output)
 		t.Logf("%s: exit %d in %.1fs (L1 time)", b.name, b.exit, b.seconds)
 	}
+}
+
+// stateInGuest returns the l1-state-in-guest fault of the first command
+// of the session that ran to its end, failed, and printed the state-dump
+// warning (nested.StateInGuest), its evidence prefixed with the command's
+// name; nil if there is none.
+func (s *session) stateInGuest(out string) *nested.Fault {
+	for _, b := range s.boots {
+		b.parse(out)
+		if !b.ran {
+			continue
+		}
+		if f := nested.StateInGuest(b.output, b.exit); f != nil {
+			f.Evidence = b.name + ": " + f.Evidence
+			return f
+		}
+	}
+	return nil
 }
 
 // parse fills b from the session output.

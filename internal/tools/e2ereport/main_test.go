@@ -11,6 +11,9 @@ func TestRun(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.jsonl")
 	os.WriteFile(good, []byte(`{"test":"TestA","attempt":1,"result":"pass","seconds":3}`+"\n"), 0o644)
+	rerun := filepath.Join(dir, "rerun.jsonl")
+	os.WriteFile(rerun, []byte(`{"test":"TestA","attempt":1,"result":"rerun","class":"l1-state-in-guest","evidence":"b: vcpu 0 WARNING cr3=0x101e64000","seconds":9}`+"\n"+
+		`{"test":"TestA","attempt":2,"result":"pass","seconds":3}`+"\n"), 0o644)
 	bad := filepath.Join(dir, "bad.jsonl")
 	os.WriteFile(bad, []byte("garbage\n"), 0o644)
 	tests := []struct {
@@ -22,6 +25,8 @@ func TestRun(t *testing.T) {
 	}{
 		{"pass", []string{good}, 0, "TestA", ""},
 		{"missing expected test", []string{"-expect", "TestA, TestB", good}, 1, "TestB", ""},
+		{"state-in-guest rerun", []string{rerun}, 0, "reruns: 1 of at most 2 (l1-state-in-guest 1): ok", ""},
+		{"state-in-guest rerun past the cap", []string{"-max-reruns", "0", rerun}, 1, "too many", ""},
 		{"no log yet", []string{filepath.Join(dir, "none.jsonl")}, 0, "reruns: 0", ""},
 		{"malformed", []string{bad}, 1, "", "e2ereport: e2e log line 1"},
 		{"no argument", nil, 2, "", "want exactly one argument"},

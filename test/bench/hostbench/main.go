@@ -314,6 +314,11 @@ func runCollect(args []string) error {
 		return err
 	}
 	defer l.Close()
+	// A supervisor started as root runs as nobody (run-enclave --uid), and
+	// connecting to a Unix socket needs write permission on it.
+	if err := os.Chmod(*path, 0o666); err != nil {
+		return err
+	}
 	go func() {
 		time.Sleep(*wait)
 		l.Close()

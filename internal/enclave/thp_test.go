@@ -1,0 +1,46 @@
+package enclave
+
+import (
+	"fmt"
+	"os"
+	"testing"
+)
+
+func TestWritableMappings(t *testing.T) {
+	maps := `00400000-00d0a000 r-xp 00000000 00:1a 12 /bin/nitrovm
+00d0a000-01a21000 r--p 0090a000 00:1a 12 /bin/nitrovm
+01a21000-01a85000 rw-p 01621000 00:1a 12 /bin/nitrovm
+01a85000-01cc9000 rw-p 00000000 00:00 0
+c000000000-c004000000 rw-p 00000000 00:00 0
+7f0000000000-7f0000100000 rw-s 00000000 00:01 5 /dev/zero (deleted)
+7ffd3a1d2000-7ffd3a1f3000 rw-p 00000000 00:00 0                          [stack]
+7ffd3a1f6000-7ffd3a1fa000 r--p 00000000 00:00 0                          [vvar]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
+`
+	got, err := writableMappings([]byte(maps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []pageRange{{0x1a21000, 0x1a85000}, {0x1a85000, 0x1cc9000}, {0xc000000000, 0xc004000000}, {0x7ffd3a1d2000, 0x7ffd3a1f3000}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %x, want %x", got, want)
+	}
+	for _, bad := range []string{"zz-01 rw-p 0 00:00 0\n", "02000-01000 rw-p 0 00:00 0\n", "01000 rw-p 0 00:00 0\n"} {
+		if _, err := writableMappings([]byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// TestWritableMappingsSelf parses this process's own listing: its data
+// and heap are writable private mappings.
+func TestWritableMappingsSelf(t *testing.T) {
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Skip(err)
+	}
+	got, err := writableMappings(b)
+	if err != nil || len(got) == 0 {
+		t.Fatalf("got %d mappings, %v", len(got), err)
+	}
+}
