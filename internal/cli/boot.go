@@ -171,9 +171,11 @@ func runBoot(cmd *cobra.Command, env Env, o bootOptions) error {
 	if err != nil {
 		return fmt.Errorf("boot: %w", err)
 	}
-	if err := containBoot(action); err != nil {
-		vm.Close()
-		return fmt.Errorf("boot: %w", err)
+	if !env.InProcess {
+		if err := containBoot(action); err != nil {
+			vm.Close()
+			return fmt.Errorf("boot: %w", err)
+		}
 	}
 	// SIGUSR1 dumps the VM's state to the log (stderr), for hangs.
 	usr1 := make(chan os.Signal, 1)

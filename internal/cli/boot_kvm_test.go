@@ -49,7 +49,7 @@ func TestBootExitStatus(t *testing.T) {
 		}
 		for _, args := range [][]string{{"--kernel", path}, {"--eif-path", testEIF(t, k, eif.ArchX86_64)}} {
 			var stdout, stderr bytes.Buffer
-			env := Env{Stdout: &stdout, Stderr: &stderr, Getenv: skipHostCheck}
+			env := Env{Stdout: &stdout, Stderr: &stderr, Getenv: skipHostCheck, InProcess: true}
 			code := Run(context.Background(), append([]string{"nitrovm", "boot", "--seccomp-action", "off", "--memory", "64", "--cpu-count", "1"}, args...), env)
 			if code != tt.wantCode || stdout.String() != tt.wantOut || !strings.HasSuffix(stderr.String(), tt.wantErr) {
 				t.Errorf("%s %s: got %d %q %q, want %d %q %q", tt.name, args[0], code, stdout.String(), stderr.String(), tt.wantCode, tt.wantOut, tt.wantErr)
@@ -75,7 +75,7 @@ func TestBootStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	env := Env{Stdout: io.Discard, Stderr: &stderr, Getenv: skipHostCheck}
+	env := Env{Stdout: io.Discard, Stderr: &stderr, Getenv: skipHostCheck, InProcess: true}
 	if c := Run(context.Background(), []string{"nitrovm", "boot", "--seccomp-action", "off", "--stats", "--memory", "64", "--cpu-count", "1", "--kernel", path}, env); c != 0 {
 		t.Fatalf("got exit status %d (%s), want 0", c, stderr.String())
 	}

@@ -31,6 +31,12 @@ type Env struct {
 	// Launcher starts the VMs of the supervise command; nil means
 	// enclave.VMLauncher (KVM microVMs). Tests pass a fake.
 	Launcher enclave.Launcher
+	// InProcess marks a caller that runs commands inside its own
+	// long-lived process (a test binary running boot several times): boot
+	// then leaves the process uncontained, since dropping capabilities,
+	// installing seccomp and lowering limits are permanent and
+	// process-wide. The nitrovm binary never sets it.
+	InProcess bool
 }
 
 func (e Env) getenv(k string) string {
