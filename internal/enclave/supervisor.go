@@ -220,11 +220,7 @@ func (s *supervisor) run(ctx context.Context, launcher Launcher) (err error) {
 	// Start-up (measuring the EIF, loading the guest, booting) is done:
 	// give its garbage back to the host now rather than at the
 	// scavenger's pace, as this process stays for the enclave's lifetime.
-	if r, ok := inst.(memoryReleaser); ok {
-		r.ReleaseMemory()
-	} else {
-		debug.FreeOSMemory()
-	}
+	debug.FreeOSMemory()
 
 	select {
 	case <-inst.Done():
@@ -396,12 +392,6 @@ func reply(conn net.Conn, r ctlResponse) error {
 	}
 	_, err = conn.Write(append(b, '\n'))
 	return err
-}
-
-// memoryReleaser is an Instance that can give the operating system back
-// the memory its process no longer uses.
-type memoryReleaser interface {
-	ReleaseMemory()
 }
 
 // dumper is an Instance that can write its VM's state to the log.

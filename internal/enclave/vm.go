@@ -183,8 +183,7 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 	if err := releaseMemory(exe); err != nil {
 		logger.Warn("release memory", "err", err)
 	}
-	release := debug.FreeOSMemory
-	vdev.OnIdle(release)
+	vdev.OnIdle(debug.FreeOSMemory)
 
 	if spec.Contain != nil {
 		var paths []string
@@ -198,7 +197,7 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
-	in := &vmInstance{meas: measJSON, hb: host.Heartbeat(), done: make(chan struct{}), cancel: cancel, vm: vm, release: release}
+	in := &vmInstance{meas: measJSON, hb: host.Heartbeat(), done: make(chan struct{}), cancel: cancel, vm: vm}
 	go func() {
 		defer close(in.done)
 		exit, runErr := vm.Run(runCtx)
@@ -250,13 +249,7 @@ type vmInstance struct {
 
 	dumpMu sync.Mutex
 	vm     *vmm.VM // nil once Run returned; guarded by dumpMu.
-
-	release func() // see releaseMemory.
 }
-
-// ReleaseMemory gives the operating system back the freed heap and the
-// executable's pages that are mapped but not in use (see exePages).
-func (in *vmInstance) ReleaseMemory() { in.release() }
 
 // Dump writes the VM's state (vCPUs, devices, vsock connections) to the
 // enclave's log, for diagnosing a hang; it does nothing once the VM ended.
