@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -82,10 +81,8 @@ func writableMappings(maps []byte) ([]pageRange, error) {
 		if len(f) < 5 {
 			continue
 		}
-		lo, hi, ok := bytes.Cut(f[0], []byte("-"))
-		a, err1 := strconv.ParseUint(string(lo), 16, 64)
-		b, err2 := strconv.ParseUint(string(hi), 16, 64)
-		if !ok || err1 != nil || err2 != nil || b <= a {
+		r, ok := parseRange(f[0])
+		if !ok {
 			return nil, fmt.Errorf("read mappings: bad line %q", sc.Bytes())
 		}
 		perm := f[1]
@@ -95,7 +92,7 @@ func writableMappings(maps []byte) ([]pageRange, error) {
 		if len(f) >= 6 && bytes.HasPrefix(f[5], []byte("[v")) {
 			continue
 		}
-		out = append(out, pageRange{start: uintptr(a), end: uintptr(b)})
+		out = append(out, r)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read mappings: %w", err)

@@ -17,6 +17,18 @@ type pageRange struct {
 	start, end uintptr
 }
 
+// parseRange parses a mapping's "start-end" field of /proc/PID/maps or
+// smaps (hexadecimal); ok is false unless it is well formed and end > start.
+func parseRange(field []byte) (r pageRange, ok bool) {
+	lo, hi, found := bytes.Cut(field, []byte("-"))
+	a, err1 := strconv.ParseUint(string(lo), 16, 64)
+	b, err2 := strconv.ParseUint(string(hi), 16, 64)
+	if !found || err1 != nil || err2 != nil || b <= a {
+		return pageRange{}, false
+	}
+	return pageRange{start: uintptr(a), end: uintptr(b)}, true
+}
+
 // exePages are the read-only, private mappings of the running executable
 // (its code and read-only data) that hold no page of their own: every
 // resident page is the file's, from the page cache.
@@ -60,16 +72,15 @@ func parseExePages(r io.Reader, exe string) (exePages, error) {
 		if len(f) == 0 {
 			continue
 		}
-		if lo, hi, ok := bytes.Cut(f[0], []byte("-")); ok && !bytes.HasSuffix(f[0], []byte(":")) {
-			a, err1 := strconv.ParseUint(string(lo), 16, 64)
-			b, err2 := strconv.ParseUint(string(hi), 16, 64)
-			if err1 != nil || err2 != nil || len(f) < 6 {
+		if bytes.IndexByte(f[0], '-') >= 0 && !bytes.HasSuffix(f[0], []byte(":")) {
+			r, ok := parseRange(f[0])
+			if !ok || len(f) < 6 {
 				candidate = false
 				continue
 			}
 			perm := string(f[1])
-			candidate = (perm == "r-xp" || perm == "r--p") && string(bytes.Join(f[5:], []byte(" "))) == exe && b > a
-			cur = pageRange{start: uintptr(a), end: uintptr(b)}
+			candidate = (perm == "r-xp" || perm == "r--p") && string(bytes.Join(f[5:], []byte(" "))) == exe
+			cur = r
 			continue
 		}
 		if !candidate || string(f[0]) != "Anonymous:" || len(f) < 2 {
