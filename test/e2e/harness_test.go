@@ -229,8 +229,19 @@ type bootRun struct {
 	failures int
 }
 
+// newSession returns an empty session of an L1 with 2 vCPUs, or
+// $NITROVM_E2E_L1_CPUS.
 func (e *testEnv) newSession(t *testing.T) *session {
-	return &session{e: e, t: t, files: map[string]string{}, cpus: 2}
+	t.Helper()
+	cpus := 2
+	if v := os.Getenv("NITROVM_E2E_L1_CPUS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("NITROVM_E2E_L1_CPUS=%q: want a number >= 1", v)
+		}
+		cpus = n
+	}
+	return &session{e: e, t: t, files: map[string]string{}, cpus: cpus}
 }
 
 // file makes a host file available in L1 and returns its L1 path.
