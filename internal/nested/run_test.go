@@ -193,6 +193,9 @@ func TestClassify(t *testing.T) {
 		{"marker without an exit status", observed{output: out}, "", ""},
 		{"oops wins over state in guest", observed{kernelLog: "Oops: 0000\n", output: out, exitCode: 1, exited: true}, FaultL1Panic, "Oops: 0000"},
 		{"freeze wins over state in guest", observed{frozen: "no tick", output: out, exitCode: 1, exited: true}, FaultL1Freeze, "no tick"},
+		{"triple fault in an L1 module", observed{output: lines(tripleFault, shutdownAt("0xffffffffc038a2f1"), modKVMAMD), exitCode: 3, exited: true}, FaultL1StateInGuest,
+			vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffffc038a2f1, inside L1's module kvm_amd [0xffffffffc0389000, 0xffffffffc03ad000)"},
+		{"triple fault in the guest kernel", observed{output: lines(tripleFault, guestShutdown, modKVMAMD), exitCode: 3, exited: true}, "", ""},
 		{"init died with the marker is ours", observed{kernelLog: "Kernel panic - not syncing: Attempted to kill init!\n", output: out, exitCode: 1, exited: true}, "", ""},
 	}
 	for _, tt := range tests {
