@@ -123,6 +123,8 @@ func TestRunWithFakeQEMU(t *testing.T) {
 		{"qemu fails", "", "", "echo 'qemu: bad option' >&2; exit 1", 0, true, "", ""},
 		{"state in guest", "", "tick 1\n", ready + `; echo "vcpu 0 WARNING cr3=0x101e64000 ` + vmm.ForeignStateMarker + `"; echo 'NITROVM-NESTED-EXIT 1'`, 1, false, FaultL1StateInGuest, "cr3=0x101e64000 " + vmm.ForeignStateMarker},
 		{"state in a passing command", "", "tick 1\n", ready + `; echo "vcpu 0 WARNING cr3=0x101e64000 ` + vmm.ForeignStateMarker + `"; echo 'NITROVM-NESTED-EXIT 0'`, 0, false, "", ""},
+		{"triple fault in an L1 module", "", "tick 1\n", ready + `; echo '` + tripleFault + `'; echo '` + shutdownAt("0xffffffffc038a2f1") + `'; echo '` + modKVMAMD + `'; echo 'NITROVM-NESTED-EXIT 3'`, 3, false, FaultL1StateInGuest, "rip 0xffffffffc038a2f1, inside L1's module kvm_amd"},
+		{"triple fault in the guest kernel", "", "tick 1\n", ready + `; echo '` + tripleFault + `'; echo '` + guestShutdown + `'; echo '` + modKVMAMD + `'; echo 'NITROVM-NESTED-EXIT 3'`, 3, false, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
