@@ -28,9 +28,11 @@ const (
 	// FaultL1StateInGuest: the command failed and its output holds
 	// nitrovm's state-dump warning that an L2 vCPU has state no guest can
 	// reach (vmm.ForeignStateMarker: CR3 outside guest RAM with paging
-	// on). nitrovm sets vCPU registers only before the first KVM_RUN, so
-	// that state was written below it, by L1's emulation of SVM (see
-	// docs/multi-vcpu.md, "Eight guests at once").
+	// on), or a guest triple fault whose SVM SHUTDOWN exits L1 recorded
+	// at rips inside L1's modules (L1TripleFault). nitrovm sets vCPU
+	// registers only before the first KVM_RUN, so that state was written
+	// below it, by L1's emulation of SVM (see docs/multi-vcpu.md, "Eight
+	// guests at once").
 	FaultL1StateInGuest = "l1-state-in-guest"
 )
 
@@ -76,7 +78,7 @@ type observed struct {
 // In order: the first oops, BUG or panic line on L1's kernel console (a
 // panic because init died is not an L1 fault unless an oops came first),
 // a freeze, a reset, then a failed command whose output shows L1's state
-// in a guest vCPU (StateInGuest).
+// in a guest vCPU (CommandFault).
 func classify(o observed) *Fault {
 	if f, ours := kernelFault(o.kernelLog); f != nil || ours {
 		return f
@@ -88,7 +90,7 @@ func classify(o observed) *Fault {
 		return &Fault{Class: FaultL1Panic, Evidence: "L1 reset before init reported the exit status (no kernel message)"}
 	}
 	if o.exited {
-		return StateInGuest(o.output, o.exitCode)
+		return CommandFault(o.output, o.exitCode)
 	}
 	return nil
 }

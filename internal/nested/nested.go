@@ -13,6 +13,14 @@
 // a caller may decide to run the session again; any other failure is the
 // command's.
 //
+// A guest triple fault shows nitrovm only the reset vCPU (L1's kvm-amd
+// resets it on the SVM SHUTDOWN intercept), so L1's init records each
+// SHUTDOWN exit's guest rip with the kvm:kvm_exit tracepoint and prints
+// them with L1's module ranges after a failed command (EvidenceShell does
+// the same between the commands of a script). A triple fault at a rip
+// inside an L1 module is L1's state in the guest (L1TripleFault); one in
+// the guest's kernel is the command's failure.
+//
 // # Requirements
 //
 // Everything comes from Debian apt and is cached under

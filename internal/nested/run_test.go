@@ -123,6 +123,8 @@ func TestRunWithFakeQEMU(t *testing.T) {
 		{"qemu fails", "", "", "echo 'qemu: bad option' >&2; exit 1", 0, true, "", ""},
 		{"state in guest", "", "tick 1\n", ready + `; echo "vcpu 0 WARNING cr3=0x101e64000 ` + vmm.ForeignStateMarker + `"; echo 'NITROVM-NESTED-EXIT 1'`, 1, false, FaultL1StateInGuest, "cr3=0x101e64000 " + vmm.ForeignStateMarker},
 		{"state in a passing command", "", "tick 1\n", ready + `; echo "vcpu 0 WARNING cr3=0x101e64000 ` + vmm.ForeignStateMarker + `"; echo 'NITROVM-NESTED-EXIT 0'`, 0, false, "", ""},
+		{"triple fault in an L1 module", "", "tick 1\n", ready + `; echo '` + tripleFault + `'; echo '` + shutdownAt("0xffffffffc038a2f1") + `'; echo '` + modKVMAMD + `'; echo 'NITROVM-NESTED-EXIT 3'`, 3, false, FaultL1StateInGuest, "rip 0xffffffffc038a2f1, inside L1's module kvm_amd"},
+		{"triple fault in the guest kernel", "", "tick 1\n", ready + `; echo '` + tripleFault + `'; echo '` + guestShutdown + `'; echo '` + modKVMAMD + `'; echo 'NITROVM-NESTED-EXIT 3'`, 3, false, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,6 +195,9 @@ func TestClassify(t *testing.T) {
 		{"marker without an exit status", observed{output: out}, "", ""},
 		{"oops wins over state in guest", observed{kernelLog: "Oops: 0000\n", output: out, exitCode: 1, exited: true}, FaultL1Panic, "Oops: 0000"},
 		{"freeze wins over state in guest", observed{frozen: "no tick", output: out, exitCode: 1, exited: true}, FaultL1Freeze, "no tick"},
+		{"triple fault in an L1 module", observed{output: lines(tripleFault, shutdownAt("0xffffffffc038a2f1"), modKVMAMD), exitCode: 3, exited: true}, FaultL1StateInGuest,
+			vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffffc038a2f1, inside L1's module kvm_amd [0xffffffffc0389000, 0xffffffffc03ad000)"},
+		{"triple fault in the guest kernel", observed{output: lines(tripleFault, guestShutdown, modKVMAMD), exitCode: 3, exited: true}, "", ""},
 		{"init died with the marker is ours", observed{kernelLog: "Kernel panic - not syncing: Attempted to kill init!\n", output: out, exitCode: 1, exited: true}, "", ""},
 	}
 	for _, tt := range tests {

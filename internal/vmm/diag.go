@@ -181,6 +181,12 @@ const cr0PG = 1 << 31
 // failure of nitrovm's.
 const ForeignStateMarker = "is outside guest RAM: not the guest's own state"
 
+// TripleFaultMarker starts the exit detail (and the state dump's cause) of
+// a guest triple fault, which KVM reports as KVM_EXIT_SHUTDOWN. Nested,
+// package nested matches it to look for L1's recorded SVM SHUTDOWN exit
+// (see nested.L1TripleFault).
+const TripleFaultMarker = "guest triple fault (KVM_EXIT_SHUTDOWN)"
+
 // foreignState returns notes on state no guest can reach by itself, which
 // points below the VMM: with paging on, a CR3 whose page table is not in
 // guest RAM (inRAM reports whether a guest-physical address is). Nested,

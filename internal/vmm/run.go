@@ -157,8 +157,8 @@ func (v *VM) handleExit(vc *vcpu) (Exit, bool) {
 	case kvm.ExitHLT:
 		return Exit{Reason: ExitReboot, Detail: fmt.Sprintf("guest halted (vCPU %d)", c.ID)}, true
 	case kvm.ExitShutdown:
-		v.dump(fmt.Sprintf("guest triple fault (KVM_EXIT_SHUTDOWN) on vCPU %d", c.ID), vc)
-		return Exit{Reason: ExitPanic, Detail: fmt.Sprintf("guest triple fault (KVM_EXIT_SHUTDOWN) on vCPU %d%s", c.ID, rip(c))}, true
+		v.dump(fmt.Sprintf("%s on vCPU %d", TripleFaultMarker, c.ID), vc)
+		return Exit{Reason: ExitPanic, Detail: fmt.Sprintf("%s on vCPU %d%s", TripleFaultMarker, c.ID, rip(c))}, true
 	case kvm.ExitSystemEvent:
 		typ, _ := c.SystemEvent()
 		switch typ {

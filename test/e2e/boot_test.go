@@ -7,11 +7,23 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nitrovm/nitrovm/internal/nested"
+	"github.com/nitrovm/nitrovm/internal/vmm"
+)
+
+// Kernel image mapping of x86-64 Linux, where a guest kernel's own code
+// runs: __START_KERNEL_map up to its largest KERNEL_IMAGE_SIZE, 1 GiB
+// (arch/x86/include/asm/page_64_types.h); L1's modules lie above it.
+const (
+	kernelMapStart = 0xffffffff80000000
+	kernelMapEnd   = kernelMapStart + 1<<30
 )
 
 // TestBoot boots the enclave kernel with testinit under nitrovm in one L1
-// session: CPU and memory sizes, reboot -> exit 0, panic -> exit 3, direct
-// kernel boot, and Debian's stock cloud kernel.
+// session: CPU and memory sizes, reboot -> exit 0, panic -> exit 3, a
+// deliberate triple fault -> exit 3 and not an L1 fault, direct kernel
+// boot, and Debian's stock cloud kernel.
 func TestBoot(t *testing.T) {
 	e := setup(t)
 	s := e.newSession(t)
@@ -39,6 +51,9 @@ func TestBoot(t *testing.T) {
 	direct := s.boot("kernel-initrd", 120*time.Second, boot("--kernel", kernel, "--initrd", initrd,
 		"--cmdline", awsCmdline+" nitrovm.test=sysinfo", "--cpu-count", "1", "--memory", "128")...)
 	panicked := s.boot("panic", 120*time.Second, boot("--eif-path", panicEIF, "--cpu-count", "1", "--memory", "256")...)
+	// reboot=t (appended to the EIF's reboot=k) makes the guest kernel
+	// reboot by a triple fault (arch/x86/kernel/reboot.c, BOOT_TRIPLE).
+	triple := s.boot("triple-fault", 120*time.Second, boot("--eif-path", sysinfo, "--cmdline", "reboot=t", "--cpu-count", "1", "--memory", "128")...)
 	debian := s.boot("stock-kernel", 240*time.Second, boot("--eif-path", stock, "--cpu-count", "2", "--memory", "512")...)
 	s.run()
 
@@ -71,6 +86,32 @@ func TestBoot(t *testing.T) {
 		}
 		if !strings.Contains(strings.ToLower(panicked.output), "panic") {
 			t.Errorf("no panic message in the output:\n%s", panicked.output)
+		}
+	})
+	t.Run("triple-fault", func(t *testing.T) {
+		triple.wantExit(t, 3)
+		if !strings.Contains(triple.output, vmm.TripleFaultMarker) {
+			t.Errorf("no %q in the output:\n%s", vmm.TripleFaultMarker, triple.output)
+		}
+		// L1 recorded the SHUTDOWN exit at the guest kernel's rip, outside
+		// L1's modules, so the failure is the guest's, not L1's.
+		ev := nested.ParseL1Evidence(triple.output)
+		t.Logf("recorded SHUTDOWN rips %#x, %d L1 modules, malformed %q", ev.Shutdowns, len(ev.Modules), ev.Malformed)
+		if len(ev.Shutdowns) != 1 || len(ev.Malformed) != 0 {
+			t.Fatalf("L1's record: got rips %#x, malformed %q; want one rip", ev.Shutdowns, ev.Malformed)
+		}
+		if rip := ev.Shutdowns[0]; rip < kernelMapStart || rip >= kernelMapEnd {
+			t.Errorf("recorded rip %#x: want it in the guest kernel's image mapping [%#x, %#x)", rip, uint64(kernelMapStart), uint64(kernelMapEnd))
+		}
+		kvmAMD := false
+		for _, m := range ev.Modules {
+			kvmAMD = kvmAMD || m.Name == "kvm_amd"
+		}
+		if !kvmAMD {
+			t.Errorf("L1's modules: got %+v, want kvm_amd among them", ev.Modules)
+		}
+		if f := nested.CommandFault(triple.output, triple.exit); f != nil {
+			t.Errorf("classified as an L1 fault: %v; want the guest's own failure", f)
 		}
 	})
 	t.Run("stock-kernel", func(t *testing.T) {

@@ -23,8 +23,9 @@
 // exception is a session whose L1 itself failed, as package nested
 // classifies it (its kernel oopsed or panicked on its own console, or it
 // froze: see nested.Fault), or in which a command failed with nitrovm's
-// state-dump warning that a guest vCPU holds L1's state
-// (nested.StateInGuest): that session is run again from a fresh L1,
+// state-dump warning that a guest vCPU holds L1's state, or with a guest
+// triple fault that L1 recorded at a rip inside its own modules
+// (nested.CommandFault): that session is run again from a fresh L1,
 // with one "e2e: RERUN" line giving the class and the evidence. Reruns are
 // capped for the whole run ($NITROVM_E2E_MAX_RERUNS, default 2, counted in
 // the log below); past the cap the test fails. Every test appends its
@@ -273,17 +274,21 @@ const (
 func (s *session) script() string {
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\n")
-	// marks prints the state-dump warnings (see nested.StateInGuest) in
-	// the supervisor logs: run-enclave's supervisor logs its no-heartbeat
-	// dump there, not to the command's output (nitrovm boot logs its dumps
-	// to stderr, which is in the output already). A failed command prints
-	// those that appeared while it ran.
+	// marks prints the state-dump warnings and triple faults (see
+	// nested.CommandFault) in the supervisor logs: run-enclave's
+	// supervisor logs its dumps there, not to the command's output
+	// (nitrovm boot logs its dumps to stderr, which is in the output
+	// already). A failed command prints those that appeared while it ran.
 	b.WriteString(`marks() { for l in $(find /run /tmp /root -path '*/logs/*.log' 2>/dev/null); do ` +
-		`grep -F -e ` + shellQuote(vmm.ForeignStateMarker) + ` "$l" | sed "s|^|e2e: supervisor log $l: |"; done; }` + "\n")
+		`grep -F -e ` + shellQuote(vmm.ForeignStateMarker) + ` -e ` + shellQuote(vmm.TripleFaultMarker) + ` "$l" | sed "s|^|e2e: supervisor log $l: |"; done; }` + "\n")
+	// nitrovm_l1_evidence prints, after a failed command, the SVM
+	// SHUTDOWN exits L1 recorded while it ran and L1's modules, and clears
+	// the record (nested.EvidenceShell).
+	b.WriteString(nested.EvidenceShell + "\n")
 	// Each command runs once, bounded by busybox timeout (exit 124 or 143
 	// when it fires), its output between the begin and end markers.
 	b.WriteString(`run() { n=$1; to=$2; shift 2; m=/tmp/e2e-marks-$n; marks >"$m"; s=$(cut -d' ' -f1 /proc/uptime); echo "` + beginMarker + `$n"; ` +
-		`timeout "$to" "$@" </dev/null 2>&1; rc=$?; [ $rc = 0 ] || marks | grep -vxF -f "$m"; ` +
+		`timeout "$to" "$@" </dev/null 2>&1; rc=$?; [ $rc = 0 ] || marks | grep -vxF -f "$m"; nitrovm_l1_evidence $rc; ` +
 		`e=$(cut -d' ' -f1 /proc/uptime); echo; echo "` + endMarker + `$n rc=$rc start=$s end=$e"; }` + "\n")
 	b.WriteString("set -o pipefail\n")
 	for _, r := range s.boots {
@@ -309,7 +314,7 @@ func shellQuote(s string) string {
 // console, or a freeze) is run again in a fresh L1, whether or not its
 // commands happened to pass: see the package comment. So is one in which
 // a command failed showing L1's state in a guest vCPU
-// (nested.StateInGuest on that command's output and exit status).
+// (nested.CommandFault on that command's output and exit status).
 func (s *session) run() {
 	t := s.t
 	t.Helper()
@@ -346,7 +351,7 @@ func (s *session) run() {
 		kernel.flush()
 		fault := res.Fault
 		if fault == nil && err == nil {
-			fault = s.stateInGuest(res.Output)
+			fault = s.commandFault(res.Output)
 		}
 		if fault == nil {
 			break
@@ -378,17 +383,18 @@ func (s *session) run() {
 	}
 }
 
-// stateInGuest returns the l1-state-in-guest fault of the first command
-// of the session that ran to its end, failed, and printed the state-dump
-// warning (nested.StateInGuest), its evidence prefixed with the command's
-// name; nil if there is none.
-func (s *session) stateInGuest(out string) *nested.Fault {
+// commandFault returns the L1 fault of the first command of the session
+// that ran to its end, failed, and showed L1's state in a guest vCPU
+// (nested.CommandFault: the state-dump warning, or a triple fault that L1
+// recorded at a rip in its own modules), its evidence prefixed with the
+// command's name; nil if there is none.
+func (s *session) commandFault(out string) *nested.Fault {
 	for _, b := range s.boots {
 		b.parse(out)
 		if !b.ran {
 			continue
 		}
-		if f := nested.StateInGuest(b.output, b.exit); f != nil {
+		if f := nested.CommandFault(b.output, b.exit); f != nil {
 			f.Evidence = b.name + ": " + f.Evidence
 			return f
 		}

@@ -4,6 +4,9 @@
 // --l1init"): it mounts the pseudo file systems, loads the KVM and vsock
 // modules, brings up lo, runs the configured command, prints
 // "NITROVM-NESTED-EXIT <code>" and reboots, which ends QEMU (-no-reboot).
+// It records L2 triple faults (SVM SHUTDOWN exits) with a kernel
+// tracepoint and prints them, with L1's module ranges, after a failed
+// command (ShutdownMarker, ModuleMarker).
 //
 // Init's lines and the command's output go to ttyS0; the kernel's console
 // is ttyS1 (package nested keeps the two apart), and init writes a tick to
@@ -72,6 +75,7 @@ func Main() {
 	go tick(console)
 	start := time.Now()
 	code := run(console)
+	writeEvidence(console, TraceDir, ModulesFile, code != 0)
 	fmt.Fprintf(console, "nested: L1 command finished in %.1fs\n", time.Since(start).Seconds())
 	fmt.Fprintf(console, "\n%s %d\n", ExitMarker, code)
 	unix.Sync()
@@ -102,6 +106,9 @@ func run(console io.Writer) int {
 			fmt.Fprintf(console, "nested: %v\n", err)
 			return ExitSetupFailed
 		}
+	}
+	if err := traceShutdowns(TraceDir); err != nil {
+		fmt.Fprintf(console, "nested: %v (L2 triple faults cannot be classified)\n", err)
 	}
 	if err := loopbackUp(); err != nil {
 		fmt.Fprintf(console, "nested: %v\n", err)

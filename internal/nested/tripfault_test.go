@@ -1,0 +1,159 @@
+package nested
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nitrovm/nitrovm/internal/nested/l1init"
+	"github.com/nitrovm/nitrovm/internal/vmm"
+)
+
+// Lines as they appear in a failed command's output. guestShutdown is from
+// a nested run of a guest rebooting with reboot=t (a triple fault in its
+// kernel, at 0xffffffff8102b3d3); the module lines are that L1's
+// /proc/modules.
+const (
+	tripleFault   = "nitrovm: guest panic: " + vmm.TripleFaultMarker + " on vCPU 0, rip 0xfff0"
+	guestShutdown = l1init.ShutdownMarker + " nitrovm-157     [000] d..1.    12.349218: kvm_exit: vcpu 0 reason shutdown rip 0xffffffff8102b3d3 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x80000403 error_code 0x00000000"
+	modKVMAMD     = l1init.ModuleMarker + " kvm_amd 147456 3 - Live 0xffffffffc0389000"
+	modKVM        = l1init.ModuleMarker + " kvm 1372160 1 kvm_amd, Live 0xffffffffc0236000"
+	modTainted    = l1init.ModuleMarker + " vsock 65536 3 vhost_vsock, Live 0xffffffffc03b1000 (E)"
+)
+
+// shutdownAt returns a recorded SHUTDOWN exit at rip.
+func shutdownAt(rip string) string {
+	return l1init.ShutdownMarker + " nitrovm-160     [001] d..1.    40.000001: kvm_exit: vcpu 1 reason shutdown rip " + rip + " info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000"
+}
+
+func lines(l ...string) string { return strings.Join(l, "\n") + "\n" }
+
+func TestL1TripleFault(t *testing.T) {
+	inKVMAMD := "0xffffffffc038a2f1" // kvm_amd's base + 0x12f1
+	tests := []struct {
+		name     string
+		output   string
+		code     int
+		evidence string // "" for no fault
+	}{
+		{"rip in kvm_amd", lines(tripleFault, shutdownAt(inKVMAMD), modKVM, modKVMAMD), 3,
+			vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffffc038a2f1, inside L1's module kvm_amd [0xffffffffc0389000, 0xffffffffc03ad000)"},
+		{"rip in another module", lines(tripleFault, shutdownAt("0xffffffffc0236010"), modKVMAMD, modKVM), 1,
+			vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffffc0236010, inside L1's module kvm [0xffffffffc0236000, 0xffffffffc0385000)"},
+		{"rip at a module's base", lines(tripleFault, shutdownAt("0xffffffffc03b1000"), modTainted), 3,
+			vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffffc03b1000, inside L1's module vsock [0xffffffffc03b1000, 0xffffffffc03c1000)"},
+		{"timed out", lines(tripleFault, shutdownAt(inKVMAMD), modKVMAMD), 143,
+			vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffffc038a2f1, inside L1's module kvm_amd [0xffffffffc0389000, 0xffffffffc03ad000)"},
+		{"two exits in modules", lines(tripleFault, shutdownAt(inKVMAMD), shutdownAt("0xffffffffc0236010"), modKVMAMD, modKVM), 3,
+			vmm.TripleFaultMarker + ": L1 recorded 2 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffffc038a2f1, inside L1's module kvm_amd [0xffffffffc0389000, 0xffffffffc03ad000)"},
+		{"other exit reasons are skipped", lines(tripleFault, strings.Replace(guestShutdown, "reason shutdown", "reason npf", 1), shutdownAt(inKVMAMD), modKVMAMD), 3,
+			vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffffc038a2f1, inside L1's module kvm_amd [0xffffffffc0389000, 0xffffffffc03ad000)"},
+
+		{"rip in the guest kernel", lines(tripleFault, guestShutdown, modKVMAMD, modKVM), 3, ""},
+		{"one rip in a module, one in the guest", lines(tripleFault, shutdownAt(inKVMAMD), guestShutdown, modKVMAMD, modKVM), 3, ""},
+		{"rip just past a module", lines(tripleFault, shutdownAt("0xffffffffc03ad000"), modKVMAMD), 3, ""},
+		{"no trace", lines(tripleFault, modKVMAMD, modKVM), 3, ""},
+		{"no marked lines at all", lines(tripleFault), 3, ""},
+		{"no module lines", lines(tripleFault, shutdownAt(inKVMAMD)), 3, ""},
+		{"passing command", lines(tripleFault, shutdownAt(inKVMAMD), modKVMAMD), 0, ""},
+		{"failure without a triple fault", lines("run-enclave: no heartbeat", shutdownAt(inKVMAMD), modKVMAMD), 1, ""},
+		{"malformed rip", lines(tripleFault, shutdownAt(inKVMAMD), shutdownAt("0xfffffffg"), modKVMAMD), 3, ""},
+		{"rip not hex", lines(tripleFault, shutdownAt("18446744072645452529"), modKVMAMD), 3, ""},
+		{"no rip", lines(tripleFault, shutdownAt(inKVMAMD), l1init.ShutdownMarker+" nitrovm-1 [000] 1.0: kvm_exit: vcpu 0 reason shutdown", modKVMAMD), 3, ""},
+		{"not a kvm_exit line", lines(tripleFault, shutdownAt(inKVMAMD), l1init.ShutdownMarker+" garbage", modKVMAMD), 3, ""},
+		{"module address hidden", lines(tripleFault, shutdownAt(inKVMAMD), l1init.ModuleMarker+" kvm_amd 147456 3 - Live 0x0000000000000000"), 3, ""},
+		{"module line malformed", lines(tripleFault, shutdownAt(inKVMAMD), l1init.ModuleMarker+" kvm_amd big 3 - Live 0xffffffffc0389000", l1init.ModuleMarker+" kvm_amd"), 3, ""},
+		{"module range overflows", lines(tripleFault, shutdownAt("0xfffffffffffffff0"), l1init.ModuleMarker+" m 4096 0 - Live 0xfffffffffffffff8"), 3, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := L1TripleFault(tt.output, tt.code)
+			if tt.evidence == "" {
+				if f != nil {
+					t.Errorf("got %v, want no fault", f)
+				}
+				return
+			}
+			if f == nil || f.Class != FaultL1StateInGuest || f.Evidence != tt.evidence {
+				t.Errorf("got %v, want %s: %s", f, FaultL1StateInGuest, tt.evidence)
+			}
+		})
+	}
+}
+
+func TestParseL1Evidence(t *testing.T) {
+	ev := ParseL1Evidence(lines("x", "  "+guestShutdown, shutdownAt("zz"), modKVMAMD, modTainted))
+	if len(ev.Shutdowns) != 1 || ev.Shutdowns[0] != 0xffffffff8102b3d3 {
+		t.Errorf("shutdowns: got %#x, want [0xffffffff8102b3d3]", ev.Shutdowns)
+	}
+	if len(ev.Malformed) != 1 || !strings.Contains(ev.Malformed[0], "rip zz") {
+		t.Errorf("malformed: got %q, want the line with rip zz", ev.Malformed)
+	}
+	want := []ModuleRange{{"kvm_amd", 0xffffffffc0389000, 0xffffffffc0389000 + 147456}, {"vsock", 0xffffffffc03b1000, 0xffffffffc03b1000 + 65536}}
+	if len(ev.Modules) != len(want) || ev.Modules[0] != want[0] || ev.Modules[1] != want[1] {
+		t.Errorf("modules: got %+v, want %+v", ev.Modules, want)
+	}
+}
+
+// TestCommandFault: the state-dump warning wins; a triple fault in an L1
+// module is found without it.
+func TestCommandFault(t *testing.T) {
+	warn := "vcpu 0 WARNING cr3=0x101e64000 " + vmm.ForeignStateMarker
+	if f := CommandFault(lines(warn, tripleFault, shutdownAt("0xffffffffc038a2f1"), modKVMAMD), 3); f == nil || f.Evidence != warn {
+		t.Errorf("warning and triple fault: got %v, want the warning", f)
+	}
+	if f := CommandFault(lines(tripleFault, shutdownAt("0xffffffffc038a2f1"), modKVMAMD), 3); f == nil || !strings.Contains(f.Evidence, "kvm_amd") {
+		t.Errorf("triple fault in kvm_amd: got %v, want a fault naming kvm_amd", f)
+	}
+	if f := CommandFault(lines(tripleFault, guestShutdown, modKVMAMD), 3); f != nil {
+		t.Errorf("triple fault in the guest: got %v, want none", f)
+	}
+}
+
+// TestEvidenceShell runs EvidenceShell's function on a fake trace buffer
+// and module list: a failed command's lines are those init would print
+// (L1TripleFault reads them), a passing one prints nothing, and the buffer
+// is cleared either way.
+func TestEvidenceShell(t *testing.T) {
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("needs sh")
+	}
+	for _, grep := range []string{"grep", "sed"} {
+		if _, err := exec.LookPath(grep); err != nil {
+			t.Skipf("needs %s", grep)
+		}
+	}
+	dir := t.TempDir()
+	trace, modules := filepath.Join(dir, "trace"), filepath.Join(dir, "modules")
+	fn := strings.NewReplacer(l1init.TraceDir, dir, l1init.ModulesFile, modules).Replace(EvidenceShell)
+	event := "         nitrovm-160     [001] d..1.    40.000001: kvm_exit: vcpu 1 reason shutdown rip 0xffffffffc038a2f1 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000"
+	run := func(rc string) string {
+		t.Helper()
+		if err := os.WriteFile(trace, []byte("# tracer: nop\n#\n"+event+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("sh", "-c", fn+"\nnitrovm_l1_evidence "+rc).CombinedOutput()
+		if err != nil {
+			t.Fatalf("sh: %v: %s", err, out)
+		}
+		if b, err := os.ReadFile(trace); err != nil || len(b) != 0 {
+			t.Errorf("rc %s: trace buffer after: %q, %v; want it cleared", rc, b, err)
+		}
+		return string(out)
+	}
+	if err := os.WriteFile(modules, []byte("kvm_amd 147456 3 - Live 0xffffffffc0389000\nkvm 1372160 1 kvm_amd, Live 0xffffffffc0236000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := lines(shutdownAt("0xffffffffc038a2f1"), modKVMAMD, modKVM)
+	if got := run("3"); got != want {
+		t.Errorf("failed command: got\n%s\nwant\n%s", got, want)
+	}
+	if f := L1TripleFault(tripleFault+"\n"+run("3"), 3); f == nil {
+		t.Errorf("L1TripleFault on the function's lines: got no fault, want one")
+	}
+	if got := run("0"); got != "" {
+		t.Errorf("passing command: got %q, want nothing", got)
+	}
+}
