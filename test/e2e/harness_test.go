@@ -298,7 +298,7 @@ func (s *session) script() string {
 	// more) first gets every nitrovm supervise and boot process in L1 a
 	// SIGUSR1, so that a hang ends with the VMs' state (in the logs, or
 	// in boot's output) rather than with the kill alone.
-	b.WriteString(`usr1() { set -f; for p in /proc/[0-9]*; do set -- $(tr '\0' ' ' <$p/cmdline 2>/dev/null); ` +
+	b.WriteString(`usr1() { for p in /proc/[0-9]*; do set -f; set -- $(tr '\0' ' ' <$p/cmdline 2>/dev/null); set +f; ` +
 		`case "${1##*/} $2" in "nitrovm supervise"|"nitrovm boot"|"nitro-cli supervise") ` +
 		`kill -USR1 ${p#/proc/} 2>/dev/null && echo "e2e: SIGUSR1 to ${p#/proc/}: $*";; esac; done; }` + "\n")
 	b.WriteString(`now() { cut -d. -f1 /proc/uptime; }` + "\n")
