@@ -38,6 +38,35 @@ fail() {
 	nitro-cli terminate-enclave --all >/dev/null 2>&1 || true
 	exit 1
 }
+# stuck reports the concurrent run-enclave calls that did not end: the
+# goroutines of each one still running (SIGQUIT makes a Go program print
+# them on stderr and exit) and of its supervisor's VM (SIGUSR1: a state
+# dump in its log), then every call's status and stderr.
+stuck() {
+	for p in /proc/[0-9]*; do
+		set -f
+		set -- $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)
+		set +f
+		a0=${1-}
+		case "${a0##*/}-${2-}" in
+		nitro-cli-run-enclave | nitrovm-run-enclave)
+			echo "== SIGQUIT to ${p#/proc/} ($(cut -d' ' -f3 "$p/stat" 2>/dev/null) $(cat "$p/wchan" 2>/dev/null)): $*"
+			kill -QUIT "${p#/proc/}" 2>/dev/null || true
+			;;
+		nitrovm-supervise | nitro-cli-supervise)
+			echo "== SIGUSR1 to supervisor ${p#/proc/}: $*"
+			kill -USR1 "${p#/proc/}" 2>/dev/null || true
+			;;
+		esac
+	done
+	sleep 3
+	i=1
+	while [ $i -le $N ]; do
+		echo "== concurrent run $i: status $(cat $W/r$i.rc 2>/dev/null || echo none), stderr:"
+		cat $W/r$i.err 2>/dev/null || true
+		i=$((i + 1))
+	done
+}
 field() { sed -n "s/.*\"$1\": \"*\([^\",]*\)\"*,*$/\1/p" "$2" | head -n1; }
 
 echo "== run two enclaves from different EIFs"
@@ -93,7 +122,10 @@ wait
 n=0
 while [ "$(ls $W/r*.rc 2>/dev/null | wc -l)" -lt $N ]; do
 	n=$((n + 1))
-	[ $n -le $((HB + 90)) ] || fail "concurrent runs did not finish"
+	[ $n -le $((HB + 90)) ] || {
+		stuck
+		fail "concurrent runs did not finish"
+	}
 	sleep 1
 done
 i=1
