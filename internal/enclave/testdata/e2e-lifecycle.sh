@@ -14,6 +14,7 @@ A=$1
 B=$2
 MEM=${MEM:-256}
 N=${CONCURRENT:-8} # concurrent run-enclave calls in the last step
+CEIF=${CONCURRENT_EIF:-$A} # the EIF they run
 # Every run-enclave gives up after HEARTBEAT seconds without the guest's
 # heartbeat (guests send it 7-12 s after the start in a nested L1) and its
 # supervisor dumps the VM's state into its log, which fail prints: the
@@ -113,7 +114,14 @@ cat $W/t.json
 echo "== $N concurrent run-enclave calls"
 i=1
 while [ $i -le $N ]; do
-	(nitro-cli run-enclave --eif-path "$A" --memory "$MEM" --cpu-count 1 --heartbeat-timeout "$HB" >$W/r$i.json 2>$W/r$i.err; echo $? >$W/r$i.tmp; mv $W/r$i.tmp $W/r$i.rc) &
+	# "|| rc=$?": under set -e a failed call would end the subshell before
+	# it wrote its status, and the wait below would run to its limit.
+	(
+		rc=0
+		nitro-cli run-enclave --eif-path "$CEIF" --memory "$MEM" --cpu-count 1 --heartbeat-timeout "$HB" >$W/r$i.json 2>$W/r$i.err || rc=$?
+		echo $rc >$W/r$i.tmp
+		mv $W/r$i.tmp $W/r$i.rc
+	) &
 	i=$((i + 1))
 done
 wait
