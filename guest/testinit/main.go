@@ -8,7 +8,7 @@
 // "sysinfo"). Each check prints "NITROVM-TEST check=NAME result=ok" or
 // "result=fail err=...". The run ends with "NITROVM-TEST done failures=N",
 // then the guest reboots (the VMM exits 0), unless the "panic" check made
-// init exit, which panics the kernel.
+// init exit, which panics the kernel, or the "stall" check idles forever.
 //
 // With nitrovm.report=PORT, every NITROVM-TEST line also goes to a vsock
 // connection to the parent (CID 3) port PORT, dialed before the first
@@ -73,6 +73,7 @@ func main() {
 		"vsock-echo": vsockEcho,
 		"nsm":        nsmCheck,
 		"hold":       hold,
+		"stall":      stall,
 	}
 	if err := pseudofs.MountAll(pseudofs.Basic()); err != nil {
 		r.logf("mount: %v", err)

@@ -337,6 +337,14 @@ func (s vcpuState) lines() []string {
 	return out
 }
 
+// The messages of the records that open and close a dump in the VM's log
+// (log/slog text: msg="vm state dump begins"). Test harnesses that copy
+// dumps out of supervisor logs (test/e2e) match them.
+const (
+	DumpBeginsMsg = "vm state dump begins"
+	DumpEndsMsg   = "vm state dump ends"
+)
+
 // dumpState serializes the dumps of one VM: mu is held by the dumper while
 // it waits for the vCPU threads.
 type dumpState struct {
@@ -427,7 +435,7 @@ func (v *VM) inRAM(gpa uint64) bool {
 
 // logDump writes the states and, if devices, the devices' debug state.
 func (v *VM) logDump(cause string, states []vcpuState, devices bool) {
-	v.logger.Warn("vm state dump begins", "cause", cause, "vcpus", len(states))
+	v.logger.Warn(DumpBeginsMsg, "cause", cause, "vcpus", len(states))
 	for _, s := range states {
 		for _, l := range s.lines() {
 			v.logger.Warn("vm state", "text", l)
@@ -440,5 +448,5 @@ func (v *VM) logDump(cause string, states []vcpuState, devices bool) {
 			}
 		}
 	}
-	v.logger.Warn("vm state dump ends", "cause", cause)
+	v.logger.Warn(DumpEndsMsg, "cause", cause)
 }

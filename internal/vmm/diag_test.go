@@ -143,3 +143,36 @@ func TestForeignState(t *testing.T) {
 		}
 	}
 }
+
+// TestLogDumpFraming checks that a dump in the log (slog text, as a
+// supervisor writes it) is framed by records whose msg is DumpBeginsMsg
+// and DumpEndsMsg, with every vCPU line, the WARNING line included, in
+// between: test/e2e copies dumps out of supervisor logs by these two.
+func TestLogDumpFraming(t *testing.T) {
+	var log bytes.Buffer
+	v := &VM{logger: slog.New(slog.NewTextHandler(&log, nil))}
+	s := vcpuState{id: 0, exits: []exitRecord{{reason: kvm.ExitHLT}}}
+	s.sregs.CR0, s.sregs.CR3 = 0x80050033, 0x101e64000
+	s.notes = foreignState(s, func(gpa uint64) bool { return gpa < 128<<20 })
+	v.logDump("no heartbeat within 20s", []vcpuState{s}, true)
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	if len(lines) != len(s.lines())+2 {
+		t.Fatalf("got %d log lines, want the %d vCPU lines and 2 more:\n%s", len(lines), len(s.lines()), log.String())
+	}
+	if first := lines[0]; !strings.Contains(first, `msg="`+DumpBeginsMsg+`"`) || !strings.Contains(first, `cause="no heartbeat within 20s"`) {
+		t.Errorf("first line %q: want msg=%q with the cause", first, DumpBeginsMsg)
+	}
+	if last := lines[len(lines)-1]; !strings.Contains(last, `msg="`+DumpEndsMsg+`"`) {
+		t.Errorf("last line %q: want msg=%q", last, DumpEndsMsg)
+	}
+	warned := false
+	for _, l := range lines[1 : len(lines)-1] {
+		if !strings.Contains(l, `msg="vm state" text="vcpu 0 `) {
+			t.Errorf("line %q inside the dump is not a vCPU line", l)
+		}
+		warned = warned || strings.Contains(l, ForeignStateMarker)
+	}
+	if !warned {
+		t.Errorf("no WARNING line inside the dump:\n%s", log.String())
+	}
+}

@@ -83,11 +83,14 @@ func TestEnclaveCLI(t *testing.T) {
 	s := e.newSession(t)
 	l1eif := s.file(eif)
 	command := s.boot("command", 4*time.Minute, "sh", "-c", fmt.Sprintf(`export NITROVM_STATE_DIR=/run/e2e-cli
-nitrovm run-enclave --eif-path %s --memory 128 --cpu-count 2 --debug-mode --enclave-name cli >/tmp/cli.json 2>/tmp/cli.err
+nitrovm run-enclave --eif-path %s --memory 128 --cpu-count 2 --debug-mode --enclave-name cli %s >/tmp/cli.json 2>/tmp/cli.err
 rc=$?; cat /tmp/cli.err; [ $rc = 0 ] || exit $rc
 timeout 120 nitrovm console --enclave-name cli | tr -d '\r' | sed '/E2E-END/q'
-nitrovm terminate-enclave --enclave-name cli`, l1eif))
-	concurrent := s.boot("concurrent", 8*time.Minute, "sh", s.file(cc), l1eif, strconv.Itoa(cliConcurrent), strconv.Itoa(cliConcurrentCPUs), "128", "240", "420")
+nitrovm terminate-enclave --enclave-name cli`, l1eif, heartbeatFlag))
+	// The supervisors dump at the heartbeat timeout (90 s), run-enclave
+	// gives up 60 s later at the latest; SIGUSR1 at 120 s is for
+	// supervisors stuck past their own dump.
+	concurrent := s.boot("concurrent", 6*time.Minute, "sh", s.file(cc), l1eif, strconv.Itoa(cliConcurrent), strconv.Itoa(cliConcurrentCPUs), "128", "120", "200", heartbeatFlag)
 	s.run()
 
 	t.Run("command", func(t *testing.T) {
@@ -197,12 +200,13 @@ func (e *testEnv) cliEIF(t *testing.T) string {
 // concurrentScript starts N run-enclave calls at once in L1 and reports,
 // as "CC-..." lines, each call's status, JSON and stderr, then
 // describe-enclaves, terminate-enclave --all and what is left. Arguments:
-// EIF N CPUS MEMORY DUMP_AFTER LIMIT (seconds). Calls not done after
-// DUMP_AFTER seconds get their supervisors a SIGUSR1 state dump (see
-// docs/multi-vcpu.md), printed with the supervisor logs; LIMIT bounds the
-// wait. It exits 1 when a run-enclave call failed or did not end.
+// EIF N CPUS MEMORY DUMP_AFTER LIMIT (seconds) FLAGS (more run-enclave
+// flags, word-split). Calls not done after DUMP_AFTER seconds get their
+// supervisors a SIGUSR1 state dump (see docs/multi-vcpu.md), printed with
+// the supervisor logs; LIMIT bounds the wait. It exits 1 when a
+// run-enclave call failed or did not end.
 const concurrentScript = `#!/bin/sh
-E=$1 N=$2 C=$3 M=$4 DUMP=$5 LIMIT=$6
+E=$1 N=$2 C=$3 M=$4 DUMP=$5 LIMIT=$6 FLAGS=$7
 export NITROVM_STATE_DIR=/run/e2e-cc
 W=/tmp/cc; rm -rf $W; mkdir -p $W
 sup() { for d in /proc/[0-9]*; do { tr '\0' ' ' <$d/cmdline; } 2>/dev/null | grep -q 'nitrovm supervise ' && echo ${d#/proc/}; done; }
@@ -210,7 +214,7 @@ up() { cut -d' ' -f1 /proc/uptime; }
 t0=$(up)
 i=1
 while [ $i -le $N ]; do
-	(nitrovm run-enclave --eif-path $E --memory $M --cpu-count $C --enclave-name cc$i >$W/r$i.json 2>$W/r$i.err; echo "$? $(up)" >$W/r$i.tmp; mv $W/r$i.tmp $W/r$i.rc) &
+	(nitrovm run-enclave --eif-path $E --memory $M --cpu-count $C --enclave-name cc$i $FLAGS >$W/r$i.json 2>$W/r$i.err; echo "$? $(up)" >$W/r$i.tmp; mv $W/r$i.tmp $W/r$i.rc) &
 	i=$((i + 1))
 done
 n=0 dumped=0

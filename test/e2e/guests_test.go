@@ -74,9 +74,9 @@ func TestVMMGuests(t *testing.T) {
 	run := func(name, eif, mem string) *bootRun {
 		return s.boot(name, 240*time.Second, "sh", "-c", fmt.Sprintf(
 			`export NITROVM_STATE_DIR=/run/e2e-guests
-timeout 220 nitrovm run-enclave --eif-path %[1]s --memory %[2]s --cpu-count 2 --attach-console --enclave-name %[3]s >/tmp/%[3]s.con 2>&1
+timeout 220 nitrovm run-enclave --eif-path %[1]s --memory %[2]s --cpu-count 2 --attach-console --enclave-name %[3]s %[4]s >/tmp/%[3]s.con 2>&1
 rc=$?; tr -d '\r' </tmp/%[3]s.con; exit $rc`,
-			s.file(eif), mem, name))
+			s.file(eif), mem, name, heartbeatFlag))
 	}
 	stock := run("stock-acpi", stockEIF, "512")
 	acpiOff := run("guest-acpi-off", acpiOffEIF, "256")

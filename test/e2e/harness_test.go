@@ -51,6 +51,15 @@ import (
 	"github.com/nitrovm/nitrovm/internal/vmm"
 )
 
+// heartbeatFlag goes on every run-enclave of a real guest here. Guests
+// send their heartbeat 7-12 s (L1 time) after the start, about 25 s with
+// two booting at once; without the flag the supervisor waits 180 s
+// (enclave.DefaultHeartbeatTimeout) before it gives up and dumps the VM's
+// state, which in a script of several steps outlasted the command's limit
+// (the harness's kill then left no diagnosis). Every command's limit
+// leaves room for 90 s, the dump and the steps around it.
+const heartbeatFlag = "--heartbeat-timeout 90"
+
 // awsCmdline is the kernel command line of AWS's enclave images.
 const awsCmdline = "reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on"
 
@@ -274,21 +283,38 @@ const (
 func (s *session) script() string {
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\n")
-	// marks prints the state-dump warnings and triple faults (see
-	// nested.CommandFault) in the supervisor logs: run-enclave's
-	// supervisor logs its dumps there, not to the command's output
-	// (nitrovm boot logs its dumps to stderr, which is in the output
-	// already). A failed command prints those that appeared while it ran.
-	b.WriteString(`marks() { for l in $(find /run /tmp /root -path '*/logs/*.log' 2>/dev/null); do ` +
-		`grep -F -e ` + shellQuote(vmm.ForeignStateMarker) + ` -e ` + shellQuote(vmm.TripleFaultMarker) + ` "$l" | sed "s|^|e2e: supervisor log $l: |"; done; }` + "\n")
+	// A run-enclave supervisor writes its VM state dumps (no heartbeat,
+	// triple fault, SIGUSR1; see nested.StateInGuest for the WARNING line
+	// in them) to its log, not to the command's output (nitrovm boot
+	// writes its dumps to stderr, which is in the output already). A
+	// failed command prints the dumps the logs got while it ran, whole:
+	// sizes records each log's size at its start, dumps prints what
+	// follows from "vm state dump begins" to "vm state dump ends".
+	b.WriteString(`logs() { find /run /tmp /root -path '*/logs/*.log' 2>/dev/null; }` + "\n")
+	b.WriteString(`sizes() { for l in $(logs); do echo "$(wc -c <"$l") $l"; done; }` + "\n")
+	b.WriteString(`dumps() { for l in $(logs); do o=$(awk -v l="$l" '$2 == l { print $1 }' "$1"); ` +
+		`tail -c +$((${o:-0} + 1)) "$l" | sed -n '/msg="` + vmm.DumpBeginsMsg + `"/,/msg="` + vmm.DumpEndsMsg + `"/p' | ` +
+		`sed "s|^|e2e: supervisor log $l: |"; done; }` + "\n")
+	// A command that is still running 20 s before its limit (of 60 s or
+	// more) first gets every nitrovm supervise and boot process in L1 a
+	// SIGUSR1, so that a hang ends with the VMs' state (in the logs, or
+	// in boot's output) rather than with the kill alone.
+	b.WriteString(`usr1() { for p in /proc/[0-9]*; do set -f; set -- $(tr '\0' ' ' <$p/cmdline 2>/dev/null); set +f; ` +
+		`case "${1##*/} $2" in "nitrovm supervise"|"nitrovm boot"|"nitro-cli supervise") ` +
+		`kill -USR1 ${p#/proc/} 2>/dev/null && echo "e2e: SIGUSR1 to ${p#/proc/}: $*";; esac; done; }` + "\n")
+	b.WriteString(`now() { cut -d. -f1 /proc/uptime; }` + "\n")
+	b.WriteString(`watchdog() { end=$(($(now) + $2)); while [ "$(now)" -lt $end ]; do [ -e "$1" ] && return; sleep 1; done; ` +
+		`[ -e "$1" ] || { echo "e2e: still running after $2 s: a state dump (SIGUSR1) from every nitrovm supervise and boot"; usr1; }; }` + "\n")
 	// nitrovm_l1_evidence prints, after a failed command, the SVM
 	// SHUTDOWN exits L1 recorded while it ran and L1's modules, and clears
 	// the record (nested.EvidenceShell).
 	b.WriteString(nested.EvidenceShell + "\n")
 	// Each command runs once, bounded by busybox timeout (exit 124 or 143
 	// when it fires), its output between the begin and end markers.
-	b.WriteString(`run() { n=$1; to=$2; shift 2; m=/tmp/e2e-marks-$n; marks >"$m"; s=$(cut -d' ' -f1 /proc/uptime); echo "` + beginMarker + `$n"; ` +
-		`timeout "$to" "$@" </dev/null 2>&1; rc=$?; [ $rc = 0 ] || marks | grep -vxF -f "$m"; nitrovm_l1_evidence $rc; ` +
+	b.WriteString(`run() { n=$1; to=$2; shift 2; m=/tmp/e2e-sizes-$n; d=/tmp/e2e-done-$n; sizes >"$m"; rm -f "$d"; ` +
+		`s=$(cut -d' ' -f1 /proc/uptime); echo "` + beginMarker + `$n"; ` +
+		`[ "$to" -lt 60 ] || watchdog "$d" $((to - 20)) & ` +
+		`timeout "$to" "$@" </dev/null 2>&1; rc=$?; touch "$d"; [ $rc = 0 ] || dumps "$m"; nitrovm_l1_evidence $rc; ` +
 		`e=$(cut -d' ' -f1 /proc/uptime); echo; echo "` + endMarker + `$n rc=$rc start=$s end=$e"; }` + "\n")
 	b.WriteString("set -o pipefail\n")
 	for _, r := range s.boots {

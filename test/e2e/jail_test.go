@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nitrovm/nitrovm/internal/vmm"
 )
 
 // jailReport prints, for the enclave whose run-enclave JSON is in $1,
@@ -27,14 +29,18 @@ grep 'jail:' "$SD/logs/$id.log" | sed 's/^/JAIL log /'
 // nobody, in its own mount namespace (on L1's initramfs root, through the
 // MS_MOVE+chroot fallback); the seccomp probe kills a supervisor and
 // nothing stays reserved; a user in the kvm group runs an enclave without
-// root.
+// root. An enclave of that user whose guest never sends the heartbeat
+// (testinit's "stall") fails after --heartbeat-timeout, and its
+// supervisor's VM state dump (written to a log under the user's runtime
+// directory) reaches the command's output through the harness.
 func TestJail(t *testing.T) {
 	e := setup(t)
 	tools := e.goBuild(t, "./test/e2e/l1tools", "l1tools")
 	s := e.newSession(t)
 	eifPath := s.file(e.testEIF(t, e.guestKernel, "heartbeat"))
+	stallEIF := s.file(e.testEIF(t, e.guestKernel, "stall"))
 	l1 := s.file(tools)
-	run := "nitrovm run-enclave --eif-path " + eifPath + " --memory 256 --cpu-count 2"
+	run := "nitrovm run-enclave --eif-path " + eifPath + " --memory 256 --cpu-count 2 " + heartbeatFlag
 	root := s.boot("jail-root", 240*time.Second, "sh", "-c", jailReport+
 		"export SD=/run/e2e-jail NITROVM_STATE_DIR=/run/e2e-jail\n"+
 		run+" --enclave-name j1 >/tmp/j1.json || exit 1\njailreport /tmp/j1.json\n"+
@@ -51,6 +57,8 @@ func TestJail(t *testing.T) {
 		"export SD=/run/user/1000/nitrovm\n"+
 		as+run+" --enclave-name nr >/tmp/nr.json || exit 1\njailreport /tmp/nr.json\n"+
 		as+"nitrovm terminate-enclave --all && echo \"JAIL left=$(ls $SD | grep -c enc)\"")
+	stall := s.boot("jail-stall", 120*time.Second, "sh", "-c", "chmod a+r "+stallEIF+" || exit 1\n"+
+		"exec "+as+"nitrovm run-enclave --eif-path "+stallEIF+" --memory 256 --cpu-count 2 --heartbeat-timeout 20 --enclave-name stall")
 	s.run()
 
 	jail := func(b *bootRun) map[string]bool {
@@ -84,6 +92,14 @@ func TestJail(t *testing.T) {
 	}
 	if !strings.Contains(probe.output, "calling sysinfo(2)") || strings.Contains(probe.output, "sysinfo(2) returned") {
 		t.Errorf("probe: want the probe announced and never returning; output:\n%s", probe.output)
+	}
+	// Exit 36 is nitro-cli's E36 (enclave boot failure).
+	stall.wantExit(t, 36)
+	for _, w := range []string{"no heartbeat within 20s", "e2e: supervisor log /run/user/1000/nitrovm/logs/",
+		vmm.DumpBeginsMsg, "vcpu 0 mp_state=", "vcpu 1 mp_state=", "last ", vmm.DumpEndsMsg} {
+		if !strings.Contains(stall.output, w) {
+			t.Errorf("jail-stall: no %q; output:\n%s", w, stall.output)
+		}
 	}
 	nonroot.wantExit(t, 0)
 	check(nonroot, "status Seccomp: 2", "status NoNewPrivs: 1", "status CapEff: "+zero,

@@ -75,10 +75,10 @@ func TestKMS(t *testing.T) {
 	script := fmt.Sprintf(`export NITROVM_STATE_DIR=/e2e/state
 mkdir -p /tmp/kms
 %s -uds /tmp/kms/v.sock -out /tmp/kms/doc.cbor -timeout 280s -message ping -kms-ciphertext %s -kms-ciphertext %s -- \
-	nitrovm run-enclave --eif-path %s --memory 256 --cpu-count 2 --enclave-name kms --heartbeat-timeout 240 --kms
+	nitrovm run-enclave --eif-path %s --memory 256 --cpu-count 2 --enclave-name kms %s --kms
 rc=$?
 [ $rc = 0 ] || { for f in $NITROVM_STATE_DIR/logs/*.log; do echo "--- $f"; tail -n 40 "$f"; done; }
-exit $rc`, s.file(parent), s.file(allowed), s.file(denied), s.file(eifPath))
+exit $rc`, s.file(parent), s.file(allowed), s.file(denied), s.file(eifPath), heartbeatFlag)
 	run := s.boot("kms", 5*time.Minute, "sh", "-c", script)
 	s.run()
 	run.wantExit(t, 0)

@@ -32,7 +32,10 @@ func TestLifecycle(t *testing.T) {
 	script := s.file(filepath.Join(e.root, "internal/enclave/testdata/e2e-lifecycle.sh"))
 	a := s.file(filepath.Join(out, "a.eif"))
 	b := s.file(filepath.Join(out, "b.eif"))
-	lc := s.boot("lifecycle", 5*time.Minute, "env", "CONCURRENT=2", "MEM=128", "sh", script, a, b)
+	// The script's run-enclave calls give up after 90 s without a
+	// heartbeat (its HEARTBEAT); a failure then prints the VM state
+	// dumps, well before this limit.
+	lc := s.boot("lifecycle", 6*time.Minute, "env", "CONCURRENT=2", "MEM=128", "HEARTBEAT=90", "sh", script, a, b)
 	s.run()
 	lc.wantExit(t, 0)
 	if !strings.Contains(lc.output, "PASS: lifecycle e2e") {

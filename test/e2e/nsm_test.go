@@ -94,8 +94,8 @@ func TestNSM(t *testing.T) {
 	}
 	describe := s.boot("describe-eif", 30*time.Second, "nitrovm", "describe-eif", "--eif-path", eifPath)
 	run := s.boot("run", 240*time.Second, sh(fmt.Sprintf(
-		`timeout 200 nitrovm run-enclave --eif-path %s --memory 256 --cpu-count 2 --attach-console --enclave-name nsm --parent-role %s --parent-id %s >/tmp/nsm.con 2>&1
-rc=$?; cat /tmp/nsm.con; exit $rc`, eifPath, nsmParentRole, nsmParentID))...)
+		`timeout 200 nitrovm run-enclave --eif-path %s --memory 256 --cpu-count 2 --attach-console --enclave-name nsm --parent-role %s --parent-id %s %s >/tmp/nsm.con 2>&1
+rc=$?; cat /tmp/nsm.con; exit $rc`, eifPath, nsmParentRole, nsmParentID, heartbeatFlag))...)
 	verify := s.boot("verify", 60*time.Second, sh(fmt.Sprintf(
 		`tr -d '\r' </tmp/nsm.con >/tmp/nsm.txt
 nonce=$(sed -n 's/.*NITROVM-TEST attestation_nonce=//p' /tmp/nsm.txt)
@@ -113,12 +113,12 @@ v issued-doc-eif-pcrs --nonce "$nonce" --pcr 0=%[4]x --pcr 1=%[8]x --pcr 2=%[9]x
 	prodRun := s.boot("prod-run", 300*time.Second, sh(fmt.Sprintf(
 		`$T uds-sink --path %[1]s --out /tmp/prod.txt --timeout 280s >/tmp/sink.log 2>&1 &
 i=0; while ! grep -q 'L1TOOLS sink listen' /tmp/sink.log && [ $i -lt 20 ]; do sleep 1; i=$((i+1)); done
-nitrovm run-enclave --eif-path %[2]s --memory 256 --cpu-count 2 --enclave-name nsm-prod --vsock-uds %[3]s --parent-role %[4]s --parent-id %[5]s || exit 1
+nitrovm run-enclave --eif-path %[2]s --memory 256 --cpu-count 2 --enclave-name nsm-prod --vsock-uds %[3]s --parent-role %[4]s --parent-id %[5]s %[6]s || exit 1
 i=0; while ! grep -q 'L1TOOLS sink path=' /tmp/sink.log && [ $i -lt 240 ]; do sleep 1; i=$((i+1)); done
 i=0; while [ "$(nitrovm describe-enclaves)" != "[]" ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done
 cat /tmp/sink.log; echo "enclaves: $(nitrovm describe-enclaves | tr -d '\n ')"
 grep -q 'L1TOOLS sink .*ok=1' /tmp/sink.log && grep -q 'NITROVM-TEST done' /tmp/prod.txt`,
-		sinkPath, eifPath, nsmProdUDS, nsmParentRole, nsmParentID))...)
+		sinkPath, eifPath, nsmProdUDS, nsmParentRole, nsmParentID, heartbeatFlag))...)
 	prodReport := s.boot("prod-report", 10*time.Second, "sh", "-c", "tr -d '\\r' </tmp/prod.txt")
 	prodVerify := s.boot("prod-verify", 60*time.Second, sh(fmt.Sprintf(
 		`nonce=$(sed -n 's/^NITROVM-TEST attestation_nonce=//p' /tmp/prod.txt)

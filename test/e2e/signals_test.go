@@ -32,7 +32,7 @@ func TestSignalsAndBootTime(t *testing.T) {
 	supervised := map[string]*bootRun{}
 	for _, sig := range []string{"TERM", "INT"} {
 		supervised[sig] = s.boot("run-"+sig, 240*time.Second, "sh", "-c", fmt.Sprintf(`export NITROVM_STATE_DIR=%[1]s
-nitrovm run-enclave --eif-path %[2]s --memory 256 --cpu-count 2 --debug-mode --enclave-name sig-%[3]s >/tmp/run.json 2>/tmp/run.err
+nitrovm run-enclave --eif-path %[2]s --memory 256 --cpu-count 2 --debug-mode --enclave-name sig-%[3]s %[4]s >/tmp/run.json 2>/tmp/run.err
 rc=$?; cat /tmp/run.err /tmp/run.json; [ $rc = 0 ] || exit $rc
 nitrovm describe-enclaves --metadata
 pid=$(sed -n 's/.*"ProcessID": \([0-9]*\).*/\1/p' /tmp/run.json)
@@ -40,7 +40,7 @@ echo "signal $pid"; kill -%[3]s "$pid"
 i=0; while [ "$(nitrovm describe-enclaves | tr -d ' \n')" != "[]" ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
 i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done
 echo "after-signal listed=$(nitrovm describe-enclaves | tr -d ' \n') records=$(find %[1]s -name record.json | wc -l) alive=$(kill -0 "$pid" 2>/dev/null && echo yes || echo no)"
-tail -n 2 %[1]s/events.log`, state, eifPath, sig))
+tail -n 2 %[1]s/events.log`, state, eifPath, sig, heartbeatFlag))
 	}
 	booted := map[string]*bootRun{}
 	for _, sig := range []string{"TERM", "INT"} {

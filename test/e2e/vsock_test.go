@@ -65,8 +65,8 @@ i=0; while [ "$(cat /tmp/srv-*.log | grep -c 'L1TOOLS server')" -lt 3 ] && [ $i 
 cat /tmp/srv-*.log; grep -o '^vsock[a-z_]*' /proc/modules`, vsockTCPEcho, vsockForwardPort))...)
 	run := func(name string, cpus int, flags string) *bootRun {
 		return s.boot("run-"+name, 240*time.Second, sh(fmt.Sprintf(
-			`nitrovm run-enclave --eif-path %s --memory 256 --cpu-count %d --debug-mode --enclave-name vs-%s --vsock-uds /run/vs-%s.sock %s &&
-{ nitrovm console --enclave-name vs-%s >/tmp/vs-%s.con 2>&1 & }`, eifPath, cpus, name, name, flags, name, name))...)
+			`nitrovm run-enclave --eif-path %s --memory 256 --cpu-count %d --debug-mode --enclave-name vs-%s --vsock-uds /run/vs-%s.sock %s %s &&
+{ nitrovm console --enclave-name vs-%s >/tmp/vs-%s.con 2>&1 & }`, eifPath, cpus, name, name, flags, heartbeatFlag, name, name))...)
 	}
 	// Every enclave has 2 vCPUs, as the smallest real Nitro Enclave does
 	// (docs/multi-vcpu.md).

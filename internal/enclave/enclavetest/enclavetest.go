@@ -28,6 +28,7 @@ import (
 
 	"github.com/nitrovm/nitrovm/eif"
 	"github.com/nitrovm/nitrovm/internal/enclave"
+	"github.com/nitrovm/nitrovm/internal/vmm"
 )
 
 // Launcher is a fake enclave.Launcher: it measures the EIF for real but
@@ -60,11 +61,17 @@ func (Launcher) Launch(ctx context.Context, spec enclave.Spec) (enclave.Instance
 			return nil, fmt.Errorf("contain: %w", err)
 		}
 	}
+	logger := spec.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	in := &instance{
-		meas: mj,
-		hb:   make(chan struct{}),
-		done: make(chan struct{}),
-		stop: make(chan struct{}),
+		meas:   mj,
+		logger: logger,
+		vcpus:  len(spec.CPUIDs),
+		hb:     make(chan struct{}),
+		done:   make(chan struct{}),
+		stop:   make(chan struct{}),
 	}
 	go in.run(ctx, cmdline, spec.Console)
 	return in, nil
@@ -76,6 +83,8 @@ type instance struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	result   string
+	logger   *slog.Logger
+	vcpus    int
 }
 
 // Measurements implements enclave.Instance.Measurements.
@@ -89,6 +98,26 @@ func (in *instance) Done() <-chan struct{} { return in.done }
 
 // Result implements enclave.Instance.Result.
 func (in *instance) Result() string { return in.result }
+
+// fakeExits is how many "last exits" lines Dump writes per vCPU: a real
+// dump has up to 32 (vmm's exit ring), so that a reader that shows only a
+// log's last lines loses the first vCPU's registers.
+const fakeExits = 16
+
+// Dump writes a state dump to the enclave's log as a real VM's Dump does
+// (between records with msg vmm.DumpBeginsMsg and vmm.DumpEndsMsg, one
+// "vm state" record per line): per vCPU, "vcpu N fake: no registers" and
+// fakeExits lines "vcpu N   fake exit K".
+func (in *instance) Dump(cause string) {
+	in.logger.Warn(vmm.DumpBeginsMsg, "cause", cause, "vcpus", in.vcpus)
+	for i := range in.vcpus {
+		in.logger.Warn("vm state", "text", fmt.Sprintf("vcpu %d fake: no registers", i))
+		for k := range fakeExits {
+			in.logger.Warn("vm state", "text", fmt.Sprintf("vcpu %d   fake exit %d", i, k))
+		}
+	}
+	in.logger.Warn(vmm.DumpEndsMsg, "cause", cause)
+}
 
 // Stop implements enclave.Instance.Stop.
 func (in *instance) Stop() { in.stopOnce.Do(func() { close(in.stop) }) }

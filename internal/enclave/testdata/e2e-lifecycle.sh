@@ -14,23 +14,65 @@ A=$1
 B=$2
 MEM=${MEM:-256}
 N=${CONCURRENT:-8} # concurrent run-enclave calls in the last step
+CEIF=${CONCURRENT_EIF:-$A} # the EIF they run
+# Every run-enclave gives up after HEARTBEAT seconds without the guest's
+# heartbeat (guests send it 7-12 s after the start in a nested L1) and its
+# supervisor dumps the VM's state into its log, which fail prints: the
+# default 180 s outlasted the e2e harness's limit for the whole script.
+HB=${HEARTBEAT:-90}
 W=$(mktemp -d)
 export NITROVM_STATE_DIR=${NITROVM_STATE_DIR:-/run/nitrovm-e2e}
 command -v nitro-cli >/dev/null 2>&1 || ln -sf /bin/nitrovm /bin/nitro-cli
 fail() {
 	echo "FAIL: $*"
-	# What the supervisors saw (why an enclave ended), before cleaning up.
+	# What the supervisors saw (why an enclave ended), before cleaning up:
+	# the end of each log, and every VM state dump whole (its vCPU lines
+	# and, nested, the WARNING line the e2e harness classifies).
 	echo "== events.log and supervisor logs"
 	tail -n 20 "$NITROVM_STATE_DIR/events.log" 2>/dev/null
-	tail -n 15 "$NITROVM_STATE_DIR"/logs/*.log 2>/dev/null
+	for l in "$NITROVM_STATE_DIR"/logs/*.log; do
+		[ -e "$l" ] || continue
+		echo "== $l"
+		sed -n '/msg="vm state dump begins"/,/msg="vm state dump ends"/p' "$l"
+		tail -n 15 "$l"
+	done
 	nitro-cli terminate-enclave --all >/dev/null 2>&1 || true
 	exit 1
+}
+# stuck reports the concurrent run-enclave calls that did not end: the
+# goroutines of each one still running (SIGQUIT makes a Go program print
+# them on stderr and exit) and of its supervisor's VM (SIGUSR1: a state
+# dump in its log), then every call's status and stderr.
+stuck() {
+	for p in /proc/[0-9]*; do
+		set -f
+		set -- $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)
+		set +f
+		a0=${1-}
+		case "${a0##*/}-${2-}" in
+		nitro-cli-run-enclave | nitrovm-run-enclave)
+			echo "== SIGQUIT to ${p#/proc/} ($(cut -d' ' -f3 "$p/stat" 2>/dev/null) $(cat "$p/wchan" 2>/dev/null)): $*"
+			kill -QUIT "${p#/proc/}" 2>/dev/null || true
+			;;
+		nitrovm-supervise | nitro-cli-supervise)
+			echo "== SIGUSR1 to supervisor ${p#/proc/}: $*"
+			kill -USR1 "${p#/proc/}" 2>/dev/null || true
+			;;
+		esac
+	done
+	sleep 3
+	i=1
+	while [ $i -le $N ]; do
+		echo "== concurrent run $i: status $(cat $W/r$i.rc 2>/dev/null || echo none), stderr:"
+		cat $W/r$i.err 2>/dev/null || true
+		i=$((i + 1))
+	done
 }
 field() { sed -n "s/.*\"$1\": \"*\([^\",]*\)\"*,*$/\1/p" "$2" | head -n1; }
 
 echo "== run two enclaves from different EIFs"
-nitro-cli run-enclave --eif-path "$A" --memory "$MEM" --cpu-count 2 --debug-mode --enclave-name dbg >$W/a.json || fail "run A"
-nitro-cli run-enclave --eif-path "$B" --memory "$MEM" --cpu-count 2 --enclave-name prod >$W/b.json || fail "run B"
+nitro-cli run-enclave --eif-path "$A" --memory "$MEM" --cpu-count 2 --debug-mode --enclave-name dbg --heartbeat-timeout "$HB" >$W/a.json || fail "run A"
+nitro-cli run-enclave --eif-path "$B" --memory "$MEM" --cpu-count 2 --enclave-name prod --heartbeat-timeout "$HB" >$W/b.json || fail "run B"
 cat $W/a.json $W/b.json
 [ "$(field EnclaveID $W/a.json)" != "$(field EnclaveID $W/b.json)" ] || fail "same EnclaveID"
 [ "$(field EnclaveCID $W/a.json)" != "$(field EnclaveCID $W/b.json)" ] || fail "same EnclaveCID"
@@ -72,15 +114,26 @@ cat $W/t.json
 echo "== $N concurrent run-enclave calls"
 i=1
 while [ $i -le $N ]; do
-	(nitro-cli run-enclave --eif-path "$A" --memory "$MEM" --cpu-count 1 >$W/r$i.json 2>$W/r$i.err; echo $? >$W/r$i.tmp; mv $W/r$i.tmp $W/r$i.rc) &
+	# "|| rc=$?": under set -e a failed call would end the subshell before
+	# it wrote its status, and the wait below would run to its limit.
+	(
+		rc=0
+		nitro-cli run-enclave --eif-path "$CEIF" --memory "$MEM" --cpu-count 1 --heartbeat-timeout "$HB" >$W/r$i.json 2>$W/r$i.err || rc=$?
+		echo $rc >$W/r$i.tmp
+		mv $W/r$i.tmp $W/r$i.rc
+	) &
 	i=$((i + 1))
 done
 wait
 # Some shells' wait returns early; each run writes its status file last.
+# run-enclave gives up HB + 60 s after its start at the latest.
 n=0
 while [ "$(ls $W/r*.rc 2>/dev/null | wc -l)" -lt $N ]; do
 	n=$((n + 1))
-	[ $n -le 600 ] || fail "concurrent runs did not finish"
+	[ $n -le $((HB + 90)) ] || {
+		stuck
+		fail "concurrent runs did not finish"
+	}
 	sleep 1
 done
 i=1
