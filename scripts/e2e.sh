@@ -27,7 +27,7 @@ export NITROVM_BIN="$PWD/bin/nitrovm" NITROVM_E2E_REQUIRE=1
 # the table at the end comes from it. The only reruns are of L1 sessions
 # whose emulated L1 failed (l1-panic, l1-freeze, l1-state-in-guest:
 # internal/nested), at most
-# NITROVM_E2E_MAX_RERUNS (default 2) in the whole run; each prints one
+# NITROVM_E2E_MAX_RERUNS (default 4) in the whole run; each prints one
 # "e2e: RERUN" line. Any other failure fails its test at once.
 export NITROVM_E2E_LOG="${NITROVM_E2E_LOG:-$PWD/bin/e2e-log.jsonl}"
 : >"$NITROVM_E2E_LOG"

@@ -29,8 +29,11 @@ const (
 )
 
 // DefaultMaxReruns is how many L1 session reruns one CI run may use in all;
-// one more fails the run.
-const DefaultMaxReruns = 2
+// one more fails the run. Under QEMU 10.0.2 as the L1 emulator six runs of
+// the suite met 0 to 3 proven L1 faults each (docs/nested.md); a cap of 2
+// was used up in four of them and failed a test in two. 4 bounds the extra
+// time to about 10 minutes.
+const DefaultMaxReruns = 4
 
 // Record is one line of the log.
 type Record struct {

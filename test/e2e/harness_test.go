@@ -27,7 +27,7 @@
 // triple fault that L1 recorded at a rip inside its own modules
 // (nested.CommandFault): that session is run again from a fresh L1,
 // with one "e2e: RERUN" line giving the class and the evidence. Reruns are
-// capped for the whole run ($NITROVM_E2E_MAX_RERUNS, default 2, counted in
+// capped for the whole run ($NITROVM_E2E_MAX_RERUNS, default 4, counted in
 // the log below); past the cap the test fails. Every test appends its
 // attempts to $NITROVM_E2E_LOG (JSON lines, package e2elog), from which
 // scripts/e2e.sh prints its table.
