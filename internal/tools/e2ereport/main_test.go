@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nitrovm/nitrovm/internal/e2elog"
 )
 
 func TestRun(t *testing.T) {
@@ -25,7 +28,7 @@ func TestRun(t *testing.T) {
 	}{
 		{"pass", []string{good}, 0, "TestA", ""},
 		{"missing expected test", []string{"-expect", "TestA, TestB", good}, 1, "TestB", ""},
-		{"state-in-guest rerun", []string{rerun}, 0, "reruns: 1 of at most 2 (l1-state-in-guest 1): ok", ""},
+		{"state-in-guest rerun", []string{rerun}, 0, fmt.Sprintf("reruns: 1 of at most %d (l1-state-in-guest 1): ok", e2elog.DefaultMaxReruns), ""},
 		{"state-in-guest rerun past the cap", []string{"-max-reruns", "0", rerun}, 1, "too many", ""},
 		{"no log yet", []string{filepath.Join(dir, "none.jsonl")}, 0, "reruns: 0", ""},
 		{"malformed", []string{bad}, 1, "", "e2ereport: e2e log line 1"},
