@@ -28,6 +28,12 @@ func shutdownAt(rip string) string {
 	return l1init.ShutdownMarker + " nitrovm-160     [001] d..1.    40.000001: kvm_exit: vcpu 1 reason shutdown rip " + rip + " info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000"
 }
 
+// cr3Line returns a recorded CR3 probe line (l1init.CR3Event) as tracefs
+// prints it, from a nested run of a guest rebooting with reboot=t.
+func cr3Line(cr3, pages string) string {
+	return l1init.ShutdownMarker + " nitrovm-166     [000] ...1.    14.327858: " + l1init.CR3Event + ": (shutdown_interception+0x4/0x50 [kvm_amd]) cr3=" + cr3 + " pages=" + pages + " id=0"
+}
+
 func lines(l ...string) string { return strings.Join(l, "\n") + "\n" }
 
 func TestL1TripleFault(t *testing.T) {
@@ -51,7 +57,23 @@ func TestL1TripleFault(t *testing.T) {
 		{"other exit reasons are skipped", lines(tripleFault, strings.Replace(guestShutdown, "reason shutdown", "reason npf", 1), shutdownAt(inKVMAMD), modKVMAMD), 3,
 			vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffffc038a2f1, inside L1's module kvm_amd [0xffffffffc0389000, 0xffffffffc03ad000)"},
 
+		{"guest rip, CR3 outside the guest's RAM", lines(tripleFault, guestShutdown, cr3Line("0x100dc8000", "32768"), modKVMAMD), 3,
+			vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffff8102b3d3 with CR3 0x100dc8000, outside the guest's 128 MiB of RAM"},
+		{"CR3 with PCID bits, outside", lines(tripleFault, guestShutdown, cr3Line("0x8000000008000005", "32768"), modKVMAMD), 3,
+			vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffff8102b3d3 with CR3 0x8000000008000005, outside the guest's 128 MiB of RAM"},
+		{"CR3 in the 32-bit MMIO hole of a 4 GiB guest", lines(tripleFault, guestShutdown, cr3Line("0xd0000000", "1048576"), modKVMAMD), 3,
+			vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffff8102b3d3 with CR3 0xd0000000, outside the guest's 4096 MiB of RAM"},
+		{"module rip and outside CR3", lines(tripleFault, shutdownAt(inKVMAMD), cr3Line("0x100dc8000", "32768"), guestShutdown, cr3Line("0x100dc8000", "32768"), modKVMAMD), 3,
+			vmm.TripleFaultMarker + ": L1 recorded 2 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffffc038a2f1, inside L1's module kvm_amd [0xffffffffc0389000, 0xffffffffc03ad000)"},
+
 		{"rip in the guest kernel", lines(tripleFault, guestShutdown, modKVMAMD, modKVM), 3, ""},
+		{"guest rip, CR3 in the guest's RAM", lines(tripleFault, guestShutdown, cr3Line("0x4a4000", "32768"), modKVMAMD), 3, ""},
+		{"CR3 at the last page of RAM", lines(tripleFault, guestShutdown, cr3Line("0x7fff000", "32768"), modKVMAMD), 3, ""},
+		{"CR3 above 4 GiB in a 4 GiB guest's RAM", lines(tripleFault, guestShutdown, cr3Line("0x100000000", "1048576"), modKVMAMD), 3, ""},
+		{"CR3 line without its exit", lines(tripleFault, cr3Line("0x100dc8000", "32768"), shutdownAt(inKVMAMD), modKVMAMD), 3, ""},
+		{"two CR3 lines for one exit", lines(tripleFault, guestShutdown, cr3Line("0x100dc8000", "32768"), cr3Line("0x100dc8000", "32768"), modKVMAMD), 3, ""},
+		{"CR3 line without pages", lines(tripleFault, guestShutdown, cr3Line("0x100dc8000", "0"), modKVMAMD), 3, ""},
+		{"one exit outside, one inside", lines(tripleFault, guestShutdown, cr3Line("0x100dc8000", "32768"), guestShutdown, cr3Line("0x4a4000", "32768"), modKVMAMD), 3, ""},
 		{"one rip in a module, one in the guest", lines(tripleFault, shutdownAt(inKVMAMD), guestShutdown, modKVMAMD, modKVM), 3, ""},
 		{"rip just past a module", lines(tripleFault, shutdownAt("0xffffffffc03ad000"), modKVMAMD), 3, ""},
 		{"no trace", lines(tripleFault, modKVMAMD, modKVM), 3, ""},

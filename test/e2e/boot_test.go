@@ -110,6 +110,11 @@ func TestBoot(t *testing.T) {
 		if !kvmAMD {
 			t.Errorf("L1's modules: got %+v, want kvm_amd among them", ev.Modules)
 		}
+		// The CR3 probe recorded the guest's own page tables, inside its
+		// 128 MiB (32768 pages).
+		if x := ev.Exits[0]; !x.HasCR3 || x.RAMPages != 32768 || x.CR3&^0xfff >= 128<<20 || x.CR3 == 0 {
+			t.Errorf("L1's CR3 record: got %+v, want a CR3 inside the guest's 32768 pages", x)
+		}
 		if f := nested.CommandFault(triple.output, triple.exit); f != nil {
 			t.Errorf("classified as an L1 fault: %v; want the guest's own failure", f)
 		}

@@ -19,12 +19,14 @@ import (
 // KVM_EXIT_SHUTDOWN (arch/x86/kvm/svm/svm.c, shutdown_interception), so
 // nitrovm sees only the reset state (rip 0xfff0). Init therefore records
 // the guest rip of every SHUTDOWN exit with the kvm:kvm_exit tracepoint,
-// filtered in the kernel to that exit, and after a failed command prints
+// filtered in the kernel to that exit, and the vCPU's CR3 then with a
+// probe (CR3Event), and after a failed command prints
 // the recorded exits and L1's modules as marked lines; package nested
 // reads them (nested.L1TripleFault).
 const (
 	// ShutdownMarker starts a line holding one recorded SHUTDOWN exit as
-	// tracefs prints it: "... kvm_exit: vcpu 0 reason shutdown rip 0x...".
+	// tracefs prints it: "... kvm_exit: vcpu 0 reason shutdown rip 0x...",
+	// or the CR3Event line recorded with it.
 	ShutdownMarker = "NITROVM-L1-SHUTDOWN"
 	// ModuleMarker starts a line holding one line of L1's /proc/modules:
 	// "kvm_amd 147456 3 - Live 0xffffffffc0389000" (name, size in bytes,
@@ -35,6 +37,19 @@ const (
 	// ModulesFile lists L1's loaded modules.
 	ModulesFile = "/proc/modules"
 )
+
+// CR3Event names the probe event that records, at each SHUTDOWN exit, the
+// vCPU's CR3 (KVM copies the VMCB's CR3 to vcpu->arch.cr3 on every exit
+// under nested paging, before the exit handler runs: svm_handle_exit in
+// arch/x86/kvm/svm/svm.c) and the VM's RAM in pages (kvm->nr_memslot_pages).
+// tracefs prints it as "... shutdown_cr3: (shutdown_interception+0x4/0x50
+// [kvm_amd]) cr3=0x4a4000 pages=32768 id=0", right after the SHUTDOWN
+// exit's kvm_exit line of the same vCPU thread.
+const CR3Event = "shutdown_cr3"
+
+// cr3Probe defines CR3Event: an fprobe on kvm-amd's SHUTDOWN handler whose
+// fields are read through the kernel's BTF (CONFIG_PROBE_EVENTS_BTF_ARGS).
+const cr3Probe = "f:nitrovm/" + CR3Event + " shutdown_interception cr3=vcpu->arch.cr3:x64 pages=vcpu->kvm->nr_memslot_pages:u64 id=vcpu->vcpu_id:s32"
 
 // svmExitShutdown is SVM_EXIT_SHUTDOWN, the kvm_exit tracepoint's
 // exit_reason for a triple fault under kvm-amd
@@ -61,6 +76,20 @@ func traceShutdowns(dir string) error {
 			return fmt.Errorf("shutdown trace: %w", err)
 		}
 	}
+	f, err := os.OpenFile(filepath.Join(dir, "dynamic_events"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("shutdown trace: CR3 probe: %w", err)
+	}
+	_, err = f.WriteString(cr3Probe + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("shutdown trace: CR3 probe %q: %w", cr3Probe, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "events", "nitrovm", CR3Event, "enable"), []byte("1\n"), 0); err != nil {
+		return fmt.Errorf("shutdown trace: CR3 probe: %w", err)
+	}
 	return nil
 }
 
@@ -78,7 +107,7 @@ func writeEvidence(w io.Writer, dir, modules string, failed bool) {
 		var out bytes.Buffer
 		s := bufio.NewScanner(bytes.NewReader(b))
 		for s.Scan() {
-			if strings.Contains(s.Text(), " kvm_exit: ") {
+			if strings.Contains(s.Text(), " kvm_exit: ") || strings.Contains(s.Text(), " "+CR3Event+": ") {
 				fmt.Fprintf(&out, "%s %s\n", ShutdownMarker, strings.TrimSpace(s.Text()))
 			}
 		}

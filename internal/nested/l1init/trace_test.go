@@ -14,6 +14,9 @@ const traceHeader = "# tracer: nop\n#\n# entries-in-buffer/entries-written: 1/1 
 // rebooting with reboot=t).
 const shutdownEvent = "         nitrovm-157     [000] d..1.    12.349218: kvm_exit: vcpu 0 reason shutdown rip 0xffffffff8102b3d3 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x80000403 error_code 0x00000000"
 
+// cr3Event is the CR3 probe's line recorded with shutdownEvent.
+const cr3Event = "         nitrovm-157     [000] ...1.    12.349300: shutdown_cr3: (shutdown_interception+0x4/0x50 [kvm_amd]) cr3=0x4a4000 pages=32768 id=0"
+
 const modulesList = "kvm_amd 147456 3 - Live 0xffffffffc0389000\nkvm 1372160 1 kvm_amd, Live 0xffffffffc0236000\n"
 
 func TestWriteEvidence(t *testing.T) {
@@ -25,6 +28,11 @@ func TestWriteEvidence(t *testing.T) {
 	}{
 		{"failed", traceHeader + shutdownEvent + "\n", true,
 			ShutdownMarker + " nitrovm-157     [000] d..1.    12.349218: kvm_exit: vcpu 0 reason shutdown rip 0xffffffff8102b3d3 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x80000403 error_code 0x00000000\n" +
+				ModuleMarker + " kvm_amd 147456 3 - Live 0xffffffffc0389000\n" +
+				ModuleMarker + " kvm 1372160 1 kvm_amd, Live 0xffffffffc0236000\n"},
+		{"failed, with the CR3 probe", traceHeader + shutdownEvent + "\n" + cr3Event + "\n", true,
+			ShutdownMarker + " nitrovm-157     [000] d..1.    12.349218: kvm_exit: vcpu 0 reason shutdown rip 0xffffffff8102b3d3 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x80000403 error_code 0x00000000\n" +
+				ShutdownMarker + " nitrovm-157     [000] ...1.    12.349300: shutdown_cr3: (shutdown_interception+0x4/0x50 [kvm_amd]) cr3=0x4a4000 pages=32768 id=0\n" +
 				ModuleMarker + " kvm_amd 147456 3 - Live 0xffffffffc0389000\n" +
 				ModuleMarker + " kvm 1372160 1 kvm_amd, Live 0xffffffffc0236000\n"},
 		{"failed, nothing recorded", traceHeader, true,
