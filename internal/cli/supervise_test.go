@@ -26,15 +26,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestLifecycleScript runs the nested end-to-end script
-// (internal/enclave/testdata/e2e-lifecycle.sh) against fake VMs, so the
-// script itself is known to be right before it runs in the nested L1.
-func TestLifecycleScript(t *testing.T) {
+// lifecycleScriptSetup returns sh, a directory holding nitro-cli (this
+// test binary, see TestMain) and two fake EIFs A and B in it, for running
+// e2e-lifecycle.sh against fake VMs; it skips the test without sh.
+func lifecycleScriptSetup(t *testing.T) (sh, bin, a, b string) {
+	t.Helper()
 	sh, err := exec.LookPath("sh")
 	if err != nil {
 		t.Skip("no sh")
 	}
-	bin := t.TempDir()
+	bin = t.TempDir()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -42,13 +43,21 @@ func TestLifecycleScript(t *testing.T) {
 	if err := os.Symlink(exe, filepath.Join(bin, "nitro-cli")); err != nil {
 		t.Fatal(err)
 	}
+	a = enclavetest.WriteEIF(t, bin, "a.eif", "fake.console=booted_a", eif.ArchX86_64, 'A')
+	b = enclavetest.WriteEIF(t, bin, "b.eif", "fake.console=booted_b", eif.ArchX86_64, 'B')
+	return sh, bin, a, b
+}
+
+// TestLifecycleScript runs the nested end-to-end script
+// (internal/enclave/testdata/e2e-lifecycle.sh) against fake VMs, so the
+// script itself is known to be right before it runs in the nested L1.
+func TestLifecycleScript(t *testing.T) {
+	sh, bin, a, b := lifecycleScriptSetup(t)
 	state, err := os.MkdirTemp("", "nvme2e")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(state)
-	a := enclavetest.WriteEIF(t, bin, "a.eif", "fake.console=booted_a", eif.ArchX86_64, 'A')
-	b := enclavetest.WriteEIF(t, bin, "b.eif", "fake.console=booted_b", eif.ArchX86_64, 'B')
 	cmd := exec.Command(sh, filepath.Join("..", "enclave", "testdata", "e2e-lifecycle.sh"), a, b)
 	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "NITROVM_STATE_DIR="+state, "MEM=64", "TMPDIR="+bin)
 	out, err := cmd.CombinedOutput()
@@ -69,20 +78,7 @@ func TestLifecycleScript(t *testing.T) {
 //     reported (under set -e a failed call once ended its subshell before
 //     it wrote its status, and the script waited for it until its limit).
 func TestLifecycleScriptFailure(t *testing.T) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skip("no sh")
-	}
-	bin := t.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(exe, filepath.Join(bin, "nitro-cli")); err != nil {
-		t.Fatal(err)
-	}
-	a := enclavetest.WriteEIF(t, bin, "a.eif", "fake.console=booted_a", eif.ArchX86_64, 'A')
-	b := enclavetest.WriteEIF(t, bin, "b.eif", "fake.console=booted_b", eif.ArchX86_64, 'B')
+	sh, bin, a, b := lifecycleScriptSetup(t)
 	silent := enclavetest.WriteEIF(t, bin, "silent.eif", "fake.heartbeat=never", eif.ArchX86_64, 'S')
 	panics := enclavetest.WriteEIF(t, bin, "panics.eif", "fake.panic", eif.ArchX86_64, 'P')
 	tests := []struct {
