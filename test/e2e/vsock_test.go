@@ -69,24 +69,36 @@ $T uds-echo-server /run/vs-c.sock_%[2]d >/tmp/srv-uds.log 2>&1 &
 $T afvsock-echo-server %[2]d >/tmp/srv-afvsock.log 2>&1 &
 i=0; while [ "$(cat /tmp/srv-*.log | grep -c 'L1TOOLS server')" -lt 3 ] && [ $i -lt 25 ]; do sleep 1; i=$((i+1)); done
 cat /tmp/srv-*.log; grep -o '^vsock[a-z_]*' /proc/modules`, vsockTCPEcho, vsockForwardPort))...)
+	// run starts enclave name, only if no other enclave is running, and
+	// captures its console. run-enclave returns at testinit's heartbeat,
+	// which comes before its echo server listens: the step then waits
+	// (up to 60 s) for the vsock-listen line, so that the host steps
+	// right after it are not refused (docs/multi-vcpu.md, the harness
+	// fault of the vsock A/B).
 	run := func(name string, cpus int, flags string) *bootRun {
 		return s.boot("run-"+name, 240*time.Second, sh(fmt.Sprintf(
-			`nitrovm run-enclave --eif-path %s --memory 256 --cpu-count %d --debug-mode --enclave-name vs-%s --vsock-uds /run/vs-%s.sock %s %s &&
-{ nitrovm console --enclave-name vs-%s >/tmp/vs-%s.con 2>&1 & }`, eifPath, cpus, name, name, flags, heartbeatFlag, name, name))...)
+			`[ "$(nitrovm describe-enclaves)" = "[]" ] || { echo "an enclave is still running:"; nitrovm describe-enclaves; exit 1; }
+nitrovm run-enclave --eif-path %[1]s --memory 256 --cpu-count %[2]d --debug-mode --enclave-name vs-%[3]s --vsock-uds /run/vs-%[3]s.sock %[4]s %[5]s || exit
+{ nitrovm console --enclave-name vs-%[3]s >/tmp/vs-%[3]s.con 2>&1 & }
+i=0; while ! grep -q 'NITROVM-TEST vsock-listen=' /tmp/vs-%[3]s.con && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
+grep -q 'NITROVM-TEST vsock-listen=' /tmp/vs-%[3]s.con || echo "e2e: no vsock-listen line on vs-%[3]s's console after $i s"`,
+			eifPath, cpus, name, flags, heartbeatFlag))...)
 	}
 	// stop ends enclave name's echo check (testinit then reboots the
 	// guest, which ends the enclave) and waits until no enclave is left.
 	// The guest takes the stop connection only once its 64 MiB to the
 	// parent are through or failed (after a minute without progress). An
-	// enclave still running after 150 s gets a SIGUSR1 state dump
+	// enclave still running 150 s after the step's start (its stop
+	// connection included) gets a SIGUSR1 state dump
 	// (docs/multi-vcpu.md) in its supervisor's log, which nitrovm-logs
 	// prints, and is terminated so that the next one still runs alone;
 	// the step then fails.
 	stop := func(name string) *bootRun {
 		return s.boot("stop-"+name, 180*time.Second, sh(fmt.Sprintf(
-			`$T connect --uds /run/vs-%s.sock --port %d
-up() { cut -d. -f1 /proc/uptime; }
-end=$(($(up) + 150)); while [ "$(nitrovm describe-enclaves)" != "[]" ] && [ "$(up)" -lt $end ]; do sleep 1; done
+			`up() { cut -d. -f1 /proc/uptime; }
+end=$(($(up) + 150))
+$T connect --uds /run/vs-%s.sock --port %d
+while [ "$(nitrovm describe-enclaves)" != "[]" ] && [ "$(up)" -lt $end ]; do sleep 1; done
 nitrovm describe-enclaves
 if [ "$(nitrovm describe-enclaves)" != "[]" ]; then
 	for p in $(nitrovm describe-enclaves | sed -n 's/.*"ProcessID": \([0-9]*\).*/\1/p'); do kill -USR1 $p; done; sleep 5
