@@ -26,9 +26,9 @@ const (
 	vsockStateDir     = "/run/e2e-vsock"
 )
 
-// TestVsock boots three test enclaves with run-enclave in one L1 session
-// and exercises every vsock endpoint kind of nitrovm against
-// guest/testinit's heartbeat and vsock-echo checks:
+// TestVsock boots three test enclaves with run-enclave, one after the
+// other in one L1 session, and exercises every vsock endpoint kind of
+// nitrovm against guest/testinit's heartbeat and vsock-echo checks:
 //
 //   - a: host -> enclave through the hybrid Unix socket and a TCP publish,
 //     64 MiB of random data on one connection and 100 concurrent
@@ -46,6 +46,12 @@ const (
 // the guest. In each enclave testinit also checks that an unserved parent
 // port is refused at once. Throughputs seen by the host are logged, not
 // asserted.
+//
+// At most one enclave runs at any time: each is stopped (its stop
+// connection, then gone from describe-enclaves) before the next starts.
+// Nothing here needs two at once, and several L2 VMs alive in the
+// emulated L1 make its emulator's faults (guest triple faults, L1 panics)
+// far more likely (docs/multi-vcpu.md).
 func TestVsock(t *testing.T) {
 	e := setup(t)
 	tools := e.goBuild(t, "./test/e2e/l1tools", "l1tools")
@@ -63,23 +69,55 @@ $T uds-echo-server /run/vs-c.sock_%[2]d >/tmp/srv-uds.log 2>&1 &
 $T afvsock-echo-server %[2]d >/tmp/srv-afvsock.log 2>&1 &
 i=0; while [ "$(cat /tmp/srv-*.log | grep -c 'L1TOOLS server')" -lt 3 ] && [ $i -lt 25 ]; do sleep 1; i=$((i+1)); done
 cat /tmp/srv-*.log; grep -o '^vsock[a-z_]*' /proc/modules`, vsockTCPEcho, vsockForwardPort))...)
+	// run starts enclave name, only if no other enclave is running, and
+	// captures its console. run-enclave returns at testinit's heartbeat,
+	// which comes before its echo server listens: the step then waits
+	// (up to 60 s) for the vsock-listen line, so that the host steps
+	// right after it are not refused (docs/multi-vcpu.md, the harness
+	// fault of the vsock A/B).
 	run := func(name string, cpus int, flags string) *bootRun {
 		return s.boot("run-"+name, 240*time.Second, sh(fmt.Sprintf(
-			`nitrovm run-enclave --eif-path %s --memory 256 --cpu-count %d --debug-mode --enclave-name vs-%s --vsock-uds /run/vs-%s.sock %s %s &&
-{ nitrovm console --enclave-name vs-%s >/tmp/vs-%s.con 2>&1 & }`, eifPath, cpus, name, name, flags, heartbeatFlag, name, name))...)
+			`[ "$(nitrovm describe-enclaves)" = "[]" ] || { echo "an enclave is still running:"; nitrovm describe-enclaves; exit 1; }
+nitrovm run-enclave --eif-path %[1]s --memory 256 --cpu-count %[2]d --debug-mode --enclave-name vs-%[3]s --vsock-uds /run/vs-%[3]s.sock %[4]s %[5]s || exit
+{ nitrovm console --enclave-name vs-%[3]s >/tmp/vs-%[3]s.con 2>&1 & }
+i=0; while ! grep -q 'NITROVM-TEST vsock-listen=' /tmp/vs-%[3]s.con && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
+grep -q 'NITROVM-TEST vsock-listen=' /tmp/vs-%[3]s.con || echo "e2e: no vsock-listen line on vs-%[3]s's console after $i s"`,
+			eifPath, cpus, name, flags, heartbeatFlag))...)
+	}
+	// stop ends enclave name's echo check (testinit then reboots the
+	// guest, which ends the enclave) and waits until no enclave is left.
+	// The guest takes the stop connection only once its 64 MiB to the
+	// parent are through or failed (after a minute without progress). An
+	// enclave still running 150 s after the step's start (its stop
+	// connection included) gets a SIGUSR1 state dump
+	// (docs/multi-vcpu.md) in its supervisor's log, which nitrovm-logs
+	// prints, and is terminated so that the next one still runs alone;
+	// the step then fails.
+	stop := func(name string) *bootRun {
+		return s.boot("stop-"+name, 180*time.Second, sh(fmt.Sprintf(
+			`up() { cut -d. -f1 /proc/uptime; }
+end=$(($(up) + 150))
+$T connect --uds /run/vs-%s.sock --port %d
+while [ "$(nitrovm describe-enclaves)" != "[]" ] && [ "$(up)" -lt $end ]; do sleep 1; done
+nitrovm describe-enclaves
+if [ "$(nitrovm describe-enclaves)" != "[]" ]; then
+	for p in $(nitrovm describe-enclaves | sed -n 's/.*"ProcessID": \([0-9]*\).*/\1/p'); do kill -USR1 $p; done; sleep 5
+	nitrovm terminate-enclave --all
+	exit 1
+fi`, name, vsockStopPort))...)
 	}
 	// Every enclave has 2 vCPUs, as the smallest real Nitro Enclave does
 	// (docs/multi-vcpu.md).
 	const cpus = 2
-	runA := run("a", cpus, fmt.Sprintf("--forward %d=127.0.0.1:%d --publish %d:%d", vsockForwardPort, vsockTCPEcho, vsockPublishPort, vsockEchoPort))
-	runB := run("b", cpus, "--af-vsock")
-	runC := run("c", cpus, "")
 
+	// Enclave a: every host -> enclave endpoint, --forward.
+	runA := run("a", cpus, fmt.Sprintf("--forward %d=127.0.0.1:%d --publish %d:%d", vsockForwardPort, vsockTCPEcho, vsockPublishPort, vsockEchoPort))
 	uds := fmt.Sprintf("--uds /run/vs-a.sock --port %d", vsockEchoPort)
 	tcp := fmt.Sprintf("--tcp 127.0.0.1:%d", vsockPublishPort)
 	// Timeouts here bound hangs only: a transfer that makes no progress
 	// for a minute fails in l1tools and testinit. 64 MiB host -> enclave
-	// took 94 s beside the guest's three 64 MiB transfers to the parent.
+	// took 94 s when three enclaves ran at once, each sending 64 MiB to
+	// the parent.
 	echo := func(name, endpoint string, size, conns int) *bootRun {
 		return s.boot(name, 300*time.Second, sh(fmt.Sprintf("$T echo-check %s --bytes %d --conns %d", endpoint, size, conns))...)
 	}
@@ -87,20 +125,21 @@ cat /tmp/srv-*.log; grep -o '^vsock[a-z_]*' /proc/modules`, vsockTCPEcho, vsockF
 	tcpBig := echo("publish-64mib", tcp, vsockBigBytes, 1)
 	udsMany := echo("uds-100conns", uds, vsockManyBytes, vsockManyConns)
 	tcpMany := echo("publish-100conns", tcp, vsockManyBytes, vsockManyConns)
-	// 100 handshakes at once, on enclave b (whose echo counts are not
-	// checked): every one must succeed.
+	unserved := s.boot("uds-unserved", 30*time.Second, sh(fmt.Sprintf("$T connect --uds /run/vs-a.sock --port %d", vsockUnservedPort))...)
+	stopA := stop("a")
+
+	// Enclave b: --af-vsock, and 100 handshakes at once (its echo counts
+	// are not checked): every one must succeed.
+	runB := run("b", cpus, "--af-vsock")
 	burst := s.boot("uds-100conns-burst", 150*time.Second, sh(fmt.Sprintf(
 		"$T echo-check --uds /run/vs-b.sock --port %d --bytes %d --conns %d --burst", vsockEchoPort, vsockManyBytes, vsockManyConns))...)
-	unserved := s.boot("uds-unserved", 30*time.Second, sh(fmt.Sprintf("$T connect --uds /run/vs-a.sock --port %d", vsockUnservedPort))...)
-	stop := s.boot("stop", 240*time.Second, sh(fmt.Sprintf(
-		`for x in a b c; do $T connect --uds /run/vs-$x.sock --port %d; done
-i=0; while [ "$(nitrovm describe-enclaves)" != "[]" ] && [ $i -lt 200 ]; do sleep 1; i=$((i+1)); done
-nitrovm describe-enclaves
-# An enclave still running gets a SIGUSR1 state dump (docs/multi-vcpu.md) in
-# its supervisor's log, which nitrovm-logs prints.
-if [ "$(nitrovm describe-enclaves)" != "[]" ]; then
-	for p in $(nitrovm describe-enclaves | sed -n 's/.*"ProcessID": \([0-9]*\).*/\1/p'); do kill -USR1 $p; done; sleep 5
-fi`, vsockStopPort))...)
+	stopB := stop("b")
+
+	// Enclave c: the parent's Unix socket <uds>_8000.
+	runC := run("c", cpus, "")
+	stopC := stop("c")
+
+	left := s.boot("describe-enclaves", 10*time.Second, sh("nitrovm describe-enclaves")...)
 	consoles := map[string]*bootRun{}
 	for _, x := range []string{"a", "b", "c"} {
 		consoles[x] = s.boot("console-"+x, 10*time.Second, "cat", "/tmp/vs-"+x+".con")
@@ -114,12 +153,17 @@ fi`, vsockStopPort))...)
 		r.wantExit(t, 0)
 		t.Logf("%s: run-enclave returned after the heartbeat in %.1fs (L1 time)", r.name, r.seconds)
 	}
-	stop.wantExit(t, 0)
-	if !strings.HasSuffix(strings.TrimSpace(stop.output), "[]") {
-		t.Errorf("enclaves still running after the stop connections:\n%s", stop.output)
+	for _, r := range []*bootRun{stopA, stopB, stopC} {
+		if r.exit != 0 || !strings.HasSuffix(strings.TrimSpace(r.output), "[]") {
+			t.Errorf("%s: exit %d; enclave still running after its stop connection (then terminated):\n%s", r.name, r.exit, r.output)
+		}
+	}
+	if got := strings.TrimSpace(left.output); left.exit != 0 || got != "[]" {
+		t.Errorf("describe-enclaves at the end: exit %d, got %s, want []", left.exit, got)
 	}
 	// Every enclave: heartbeat answered, then the echo check ran to its end.
-	for x, c := range consoles {
+	for _, x := range []string{"a", "b", "c"} {
+		c := consoles[x]
 		if c.checks["heartbeat"] != "ok" || c.checks["vsock-echo"] != "ok" || c.failures != 0 {
 			t.Errorf("enclave %s: testinit checks %v, failures %d; want heartbeat and vsock-echo ok, 0\n%s", x, c.checks, c.failures, c.output)
 		}
