@@ -54,9 +54,10 @@ const (
 //
 // At most one enclave runs at any time: each is stopped (its stop
 // connection, then gone from describe-enclaves) before the next starts.
-// Nothing here needs two at once, and several L2 VMs alive in the
-// emulated L1 make its emulator's faults (guest triple faults, L1 panics)
-// far more likely (docs/multi-vcpu.md).
+// Nothing here needs two at once, and several L2 VMs alive at once in
+// the emulated L1 make its emulator's faults (guest triple faults, L1
+// panics) more likely (docs/multi-vcpu.md). One at a time does not avoid
+// them: see docs/vsock.md.
 func TestVsock(t *testing.T) {
 	e := setup(t)
 	tools := e.goBuild(t, "./test/e2e/l1tools", "l1tools")
