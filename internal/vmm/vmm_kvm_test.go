@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -18,6 +20,24 @@ import (
 
 // guestTimeout bounds a real Linux guest's run in these tests.
 const guestTimeout = 3 * time.Minute
+
+// guestLogger is a real guest's VM logger in these tests: stderr, so that
+// a state dump (a triple fault's, or runGuest's before its deadline)
+// reaches the nested e2e harness, which classifies L1 faults from it
+// (internal/nested).
+func guestLogger() *slog.Logger { return slog.New(slog.NewTextHandler(os.Stderr, nil)) }
+
+// runGuest runs vm for at most guestTimeout; a guest still running 15 s
+// before then gets its state dumped (VM.Dump) to the VM's logger.
+func runGuest(vm *VM) (Exit, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	defer cancel()
+	dump := time.AfterFunc(guestTimeout-15*time.Second, func() {
+		vm.Dump(fmt.Sprintf("no reboot within %s", guestTimeout-15*time.Second))
+	})
+	defer dump.Stop()
+	return vm.Run(ctx)
+}
 
 // fakeKernel returns a bzImage whose 64-bit entry (payload offset 0x200)
 // runs code.
@@ -165,14 +185,13 @@ func TestGuestVirtio(t *testing.T) {
 				Initrd:    []*io.SectionReader{g.initrd},
 				MemoryMiB: 256, CPUs: 2, Console: &console,
 				Devices: []virtio.Device{dummyDevice{42}, dummyDevice{43}},
+				Logger:  guestLogger(),
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer vm.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
-			defer cancel()
-			e, err := vm.Run(ctx)
+			e, err := runGuest(vm)
 			t.Logf("console:\n%s", console.String())
 			if err != nil || e.Reason != ExitReboot {
 				t.Fatalf("exit: got %v %q %v, want reboot", e.Reason, e.Detail, err)

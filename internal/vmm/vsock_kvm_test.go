@@ -44,14 +44,13 @@ func TestGuestVsockHeartbeat(t *testing.T) {
 		Initrd:    []*io.SectionReader{g.initrd},
 		MemoryMiB: 256, CPUs: 2, Console: &console,
 		Devices: []virtio.Device{dev},
+		Logger:  guestLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer vm.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
-	defer cancel()
-	e, err := vm.Run(ctx)
+	e, err := runGuest(vm)
 	t.Logf("console:\n%s", console.String())
 	if err != nil || e.Reason != ExitReboot {
 		t.Fatalf("exit: got %v %q %v, want reboot", e.Reason, e.Detail, err)
