@@ -83,9 +83,9 @@ const (
 	// SVM with nested paging included, except 5-level paging (LA57). The
 	// emulator's faults (an L2 vCPU running on L1's state, whose stack
 	// pointer was valid only under L1's 5-level paging; reserved-bit page
-	// faults on a guest's instruction fetch) were fewer without it: two
-	// e2e runs met 0 and 2 L1 faults, where nine runs with LA57 the same
-	// day met 2 to 5 each (docs/multi-vcpu.md). Not a cure.
+	// faults on a guest's instruction fetch) were fewer without it: three
+	// e2e runs met 0, 2 and 3 L1 faults, where nine runs with LA57 the
+	// same day met 2 to 5 each (docs/multi-vcpu.md). Not a cure.
 	DefaultCPU = "max,-la57"
 	// DefaultTimeout bounds a whole run, L1 boot included.
 	DefaultTimeout = 15 * time.Minute
