@@ -29,7 +29,8 @@ const (
 	// nitrovm's state-dump warning that an L2 vCPU has state no guest can
 	// reach (vmm.ForeignStateMarker: CR3 outside guest RAM with paging
 	// on), or a guest triple fault whose SVM SHUTDOWN exits L1 recorded
-	// at rips inside L1's modules (L1TripleFault). nitrovm sets vCPU
+	// at rips inside L1's modules or with a CR3 outside guest RAM
+	// (L1TripleFault). nitrovm sets vCPU
 	// registers only before the first KVM_RUN, so that state was written
 	// below it, by L1's emulation of SVM (see docs/multi-vcpu.md, "Eight
 	// guests at once").

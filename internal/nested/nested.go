@@ -15,11 +15,12 @@
 //
 // A guest triple fault shows nitrovm only the reset vCPU (L1's kvm-amd
 // resets it on the SVM SHUTDOWN intercept), so L1's init records each
-// SHUTDOWN exit's guest rip with the kvm:kvm_exit tracepoint and prints
-// them with L1's module ranges after a failed command (EvidenceShell does
-// the same between the commands of a script). A triple fault at a rip
-// inside an L1 module is L1's state in the guest (L1TripleFault); one in
-// the guest's kernel is the command's failure.
+// SHUTDOWN exit's guest rip with the kvm:kvm_exit tracepoint, and the
+// vCPU's CR3 with a probe, and prints them with L1's module ranges after a
+// failed command (EvidenceShell does the same between the commands of a
+// script). A triple fault at a rip inside an L1 module, or with a CR3
+// outside guest RAM, is L1's state in the guest (L1TripleFault); one at a
+// guest rip on the guest's own page tables is the command's failure.
 //
 // # Requirements
 //

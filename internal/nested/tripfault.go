@@ -44,19 +44,20 @@ type ShutdownExit struct {
 
 // L1Evidence is what a command's output holds of init's marked lines.
 type L1Evidence struct {
-	// Shutdowns are the guest rips of the recorded SVM SHUTDOWN exits.
-	Shutdowns []uint64
-	// Exits are the same exits with the CR3 recorded with each.
+	// Exits are the recorded SVM SHUTDOWN exits, in order, each with the
+	// CR3 recorded with it.
 	Exits []ShutdownExit
 	// Modules are L1's modules.
 	Modules []ModuleRange
-	// Malformed are shutdown lines whose reason or rip could not be read.
+	// Malformed are shutdown lines whose reason or rip could not be read,
+	// and CR3 lines that could not be read or follow no exit of their own.
 	Malformed []string
 }
 
 // ParseL1Evidence collects the l1init.ShutdownMarker and
-// l1init.ModuleMarker lines of output. A kvm_exit line of another reason
-// is skipped; a module line without a size or a non-zero base is skipped.
+// l1init.ModuleMarker lines of output; a l1init.CR3Event line completes
+// the exit recorded just before it. A kvm_exit line of another reason is
+// skipped; a module line without a size or a non-zero base is skipped.
 func ParseL1Evidence(output string) L1Evidence {
 	var ev L1Evidence
 	for _, line := range strings.Split(output, "\n") {
@@ -78,7 +79,6 @@ func ParseL1Evidence(output string) L1Evidence {
 			case !ok:
 				ev.Malformed = append(ev.Malformed, strings.TrimSpace(line))
 			case shutdown:
-				ev.Shutdowns = append(ev.Shutdowns, rip)
 				ev.Exits = append(ev.Exits, ShutdownExit{RIP: rip})
 			}
 			continue
@@ -214,7 +214,7 @@ func L1TripleFault(output string, exitCode int) *Fault {
 		return nil
 	}
 	ev := ParseL1Evidence(output)
-	if len(ev.Shutdowns) == 0 || len(ev.Malformed) > 0 {
+	if len(ev.Exits) == 0 || len(ev.Malformed) > 0 {
 		return nil
 	}
 	for _, x := range ev.Exits {

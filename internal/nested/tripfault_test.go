@@ -107,8 +107,8 @@ func TestL1TripleFault(t *testing.T) {
 
 func TestParseL1Evidence(t *testing.T) {
 	ev := ParseL1Evidence(lines("x", "  "+guestShutdown, shutdownAt("zz"), modKVMAMD, modTainted))
-	if len(ev.Shutdowns) != 1 || ev.Shutdowns[0] != 0xffffffff8102b3d3 {
-		t.Errorf("shutdowns: got %#x, want [0xffffffff8102b3d3]", ev.Shutdowns)
+	if len(ev.Exits) != 1 || ev.Exits[0] != (ShutdownExit{RIP: 0xffffffff8102b3d3}) {
+		t.Errorf("exits: got %+v, want one at rip 0xffffffff8102b3d3 without a CR3", ev.Exits)
 	}
 	if len(ev.Malformed) != 1 || !strings.Contains(ev.Malformed[0], "rip zz") {
 		t.Errorf("malformed: got %q, want the line with rip zz", ev.Malformed)

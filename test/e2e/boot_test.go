@@ -96,11 +96,11 @@ func TestBoot(t *testing.T) {
 		// L1 recorded the SHUTDOWN exit at the guest kernel's rip, outside
 		// L1's modules, so the failure is the guest's, not L1's.
 		ev := nested.ParseL1Evidence(triple.output)
-		t.Logf("recorded SHUTDOWN rips %#x, %d L1 modules, malformed %q", ev.Shutdowns, len(ev.Modules), ev.Malformed)
-		if len(ev.Shutdowns) != 1 || len(ev.Malformed) != 0 {
-			t.Fatalf("L1's record: got rips %#x, malformed %q; want one rip", ev.Shutdowns, ev.Malformed)
+		t.Logf("recorded SHUTDOWN exits %+v, %d L1 modules, malformed %q", ev.Exits, len(ev.Modules), ev.Malformed)
+		if len(ev.Exits) != 1 || len(ev.Malformed) != 0 {
+			t.Fatalf("L1's record: got exits %+v, malformed %q; want one exit", ev.Exits, ev.Malformed)
 		}
-		if rip := ev.Shutdowns[0]; rip < kernelMapStart || rip >= kernelMapEnd {
+		if rip := ev.Exits[0].RIP; rip < kernelMapStart || rip >= kernelMapEnd {
 			t.Errorf("recorded rip %#x: want it in the guest kernel's image mapping [%#x, %#x)", rip, uint64(kernelMapStart), uint64(kernelMapEnd))
 		}
 		kvmAMD := false

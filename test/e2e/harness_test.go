@@ -24,8 +24,8 @@
 // classifies it (its kernel oopsed or panicked on its own console, or it
 // froze: see nested.Fault), or in which a command failed with nitrovm's
 // state-dump warning that a guest vCPU holds L1's state, or with a guest
-// triple fault that L1 recorded at a rip inside its own modules
-// (nested.CommandFault): that session is run again from a fresh L1,
+// triple fault that L1 recorded at a rip inside its own modules or with a
+// CR3 outside guest RAM (nested.CommandFault): that session is run again from a fresh L1,
 // with one "e2e: RERUN" line giving the class and the evidence. Reruns are
 // capped for the whole run ($NITROVM_E2E_MAX_RERUNS, default 4, counted in
 // the log below); past the cap the test fails. Every test appends its
@@ -412,7 +412,8 @@ func (s *session) run() {
 // commandFault returns the L1 fault of the first command of the session
 // that ran to its end, failed, and showed L1's state in a guest vCPU
 // (nested.CommandFault: the state-dump warning, or a triple fault that L1
-// recorded at a rip in its own modules), its evidence prefixed with the
+// recorded at a rip in its own modules or with a CR3 outside guest RAM),
+// its evidence prefixed with the
 // command's name; nil if there is none.
 func (s *session) commandFault(out string) *nested.Fault {
 	for _, b := range s.boots {

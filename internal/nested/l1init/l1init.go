@@ -5,8 +5,9 @@
 // modules, brings up lo, runs the configured command, prints
 // "NITROVM-NESTED-EXIT <code>" and reboots, which ends QEMU (-no-reboot).
 // It records L2 triple faults (SVM SHUTDOWN exits) with a kernel
-// tracepoint and prints them, with L1's module ranges, after a failed
-// command (ShutdownMarker, ModuleMarker).
+// tracepoint and the vCPU's CR3 with a probe (CR3Event), and prints them,
+// with L1's module ranges, after a failed command (ShutdownMarker,
+// ModuleMarker).
 //
 // Init's lines and the command's output go to ttyS0; the kernel's console
 // is ttyS1 (package nested keeps the two apart), and init writes a tick to
