@@ -179,3 +179,30 @@ func TestEvidenceShell(t *testing.T) {
 		t.Errorf("passing command: got %q, want nothing", got)
 	}
 }
+
+// FuzzL1TripleFault feeds arbitrary command output (which holds guest
+// console text, so a guest can print marker-like lines) to the parser and
+// the classifier: no panic, every exit's CR3 belongs to it, and a fault is
+// only ever l1-state-in-guest, for a failed command that reports a triple
+// fault.
+func FuzzL1TripleFault(f *testing.F) {
+	f.Add(lines(tripleFault, shutdownAt("0xffffffffc038a2f1"), modKVMAMD), 3)
+	f.Add(lines(tripleFault, guestShutdown, cr3Line("0x100dc8000", "32768"), modKVM), 3)
+	f.Add(lines(tripleFault, guestShutdown, cr3Line("0x4a4000", "0x8000"), cr3Line("x", "y")), 1)
+	f.Add(lines(cr3Line("0x1", "18446744073709551615"), shutdownAt("0x0")), 0)
+	f.Fuzz(func(t *testing.T, out string, code int) {
+		ev := ParseL1Evidence(out)
+		for _, x := range ev.Exits {
+			if x.HasCR3 != (x.RAMPages != 0) {
+				t.Fatalf("exit %+v: a CR3 record always has its RAM size", x)
+			}
+		}
+		f := L1TripleFault(out, code)
+		if f == nil {
+			return
+		}
+		if f.Class != FaultL1StateInGuest || code == 0 || !strings.Contains(out, vmm.TripleFaultMarker) || len(ev.Exits) == 0 || len(ev.Malformed) != 0 {
+			t.Fatalf("fault %+v for exit %d and evidence %+v", f, code, ev)
+		}
+	})
+}
