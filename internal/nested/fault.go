@@ -35,6 +35,17 @@ const (
 	// below it, by L1's emulation of SVM (see docs/multi-vcpu.md, "Eight
 	// guests at once").
 	FaultL1StateInGuest = "l1-state-in-guest"
+	// FaultL1FalsePageFault: the command failed on a guest triple fault
+	// whose SVM SHUTDOWN exits L1 recorded each while delivering a page
+	// fault that the guest's own page tables contradict: the faulting
+	// address (CR2) is mapped, present and, for an instruction fetch,
+	// executable, under the very CR3 the vCPU had, as nitrovm's state
+	// dump read those tables from guest RAM right after the fault
+	// (L1TripleFault, vmm.KernelMapPrefix). The page walk that failed was
+	// L1's emulation of the CPU (QEMU's TCG walking the guest's tables
+	// through the nested page tables), not anything nitrovm does: see
+	// docs/multi-vcpu.md, "Page faults the page tables contradict".
+	FaultL1FalsePageFault = "l1-false-page-fault"
 )
 
 // Fault is an L1 fault: its class and the evidence for it (the kernel's

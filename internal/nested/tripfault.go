@@ -40,6 +40,40 @@ type ShutdownExit struct {
 	HasCR3   bool
 	CR3      uint64 // the vCPU's CR3 at the exit
 	RAMPages uint64 // the VM's memory slots in 4 KiB pages
+	// HasCR2 tells whether the probe recorded the guest's CR2 too.
+	HasCR2 bool
+	CR2    uint64 // the address of the guest's last page fault
+	// IntInfo and IntErr are the event being delivered when the vCPU
+	// shut down (the VMCB's EXITINTINFO and its error code, kvm_exit's
+	// intr_info and error_code), if the line held them.
+	HasIntInfo      bool
+	IntInfo, IntErr uint32
+}
+
+// EXITINTINFO fields (AMD APM Vol. 2, 15.7.2).
+const (
+	intInfoValid     = 1 << 31
+	intInfoTypeMask  = 7 << 8
+	intInfoException = 3 << 8
+	intInfoVector    = 0xff
+	vectorPF         = 14
+	// Page-fault error code bits (AMD APM Vol. 2, 8.4.2).
+	pfPresent = 1 << 0
+	pfFetch   = 1 << 4
+)
+
+// pageFault tells whether the vCPU shut down while delivering a page
+// fault, and that fault's error code.
+func (x ShutdownExit) pageFault() (errCode uint32, ok bool) {
+	i := x.IntInfo
+	return x.IntErr, x.HasIntInfo && i&intInfoValid != 0 && i&intInfoTypeMask == intInfoException && i&intInfoVector == vectorPF
+}
+
+// KernelMapRun is one line of a nitrovm state dump's kernel map
+// (vmm.KernelMapPrefix): under CR3, [Start, End) is mapped present.
+type KernelMapRun struct {
+	CR3, Start, End uint64
+	Exec            bool
 }
 
 // L1Evidence is what a command's output holds of init's marked lines.
@@ -52,6 +86,9 @@ type L1Evidence struct {
 	// Malformed are shutdown lines whose reason or rip could not be read,
 	// and CR3 lines that could not be read or follow no exit of their own.
 	Malformed []string
+	// KernelMaps are the kernel map lines of nitrovm's state dumps in the
+	// output: the guest's own page tables, read after the fault.
+	KernelMaps []KernelMapRun
 }
 
 // ParseL1Evidence collects the l1init.ShutdownMarker and
@@ -64,22 +101,29 @@ func ParseL1Evidence(output string) L1Evidence {
 		if i := strings.Index(line, l1init.ShutdownMarker+" "); i >= 0 {
 			rest := line[i+len(l1init.ShutdownMarker)+1:]
 			if strings.Contains(rest, " "+l1init.CR3Event+": ") {
-				cr3, pages, ok := parseCR3(rest)
+				cr3, pages, cr2, hasCR2, ok := parseCR3(rest)
 				n := len(ev.Exits)
 				switch {
 				case !ok || n == 0 || ev.Exits[n-1].HasCR3:
 					ev.Malformed = append(ev.Malformed, strings.TrimSpace(line))
 				default:
-					ev.Exits[n-1].HasCR3, ev.Exits[n-1].CR3, ev.Exits[n-1].RAMPages = true, cr3, pages
+					x := &ev.Exits[n-1]
+					x.HasCR3, x.CR3, x.RAMPages, x.HasCR2, x.CR2 = true, cr3, pages, hasCR2, cr2
 				}
 				continue
 			}
-			rip, shutdown, ok := parseShutdown(rest)
+			x, shutdown, ok := parseShutdown(rest)
 			switch {
 			case !ok:
 				ev.Malformed = append(ev.Malformed, strings.TrimSpace(line))
 			case shutdown:
-				ev.Exits = append(ev.Exits, ShutdownExit{RIP: rip})
+				ev.Exits = append(ev.Exits, x)
+			}
+			continue
+		}
+		if i := strings.Index(line, vmm.KernelMapPrefix); i >= 0 {
+			if r, ok := parseKernelMap(line[i+len(vmm.KernelMapPrefix):]); ok {
+				ev.KernelMaps = append(ev.KernelMaps, r)
 			}
 			continue
 		}
@@ -93,38 +137,50 @@ func ParseL1Evidence(output string) L1Evidence {
 }
 
 // parseShutdown reads a kvm_exit trace line, "... kvm_exit: vcpu 0 reason
-// shutdown rip 0xffffffff8102b3d3 info1 ...": the rip, whether the reason
-// is shutdown, and whether the line could be read at all.
-func parseShutdown(line string) (rip uint64, shutdown, ok bool) {
+// shutdown rip 0xffffffff8102b3d3 info1 0x0 info2 0x0 intr_info 0x80000b0e
+// error_code 0x00000010": the rip and the event being delivered, whether
+// the reason is shutdown, and whether the line could be read at all.
+func parseShutdown(line string) (x ShutdownExit, shutdown, ok bool) {
 	_, event, found := strings.Cut(line, "kvm_exit: ")
 	if !found {
-		return 0, false, false
+		return x, false, false
 	}
 	f := strings.Fields(event)
-	var reason, ripText string
+	var reason, ripText, info, code string
 	for i := 0; i+1 < len(f); i++ {
 		switch f[i] {
 		case "reason":
 			reason = f[i+1]
 		case "rip":
 			ripText = f[i+1]
+		case "intr_info":
+			info = f[i+1]
+		case "error_code":
+			code = f[i+1]
 		}
 	}
 	hex, isHex := strings.CutPrefix(ripText, "0x")
 	if reason == "" || !isHex {
-		return 0, false, false
+		return x, false, false
 	}
 	rip, err := strconv.ParseUint(hex, 16, 64)
 	if err != nil {
-		return 0, false, false
+		return x, false, false
 	}
-	return rip, reason == "shutdown", true
+	x.RIP = rip
+	i, errI := strconv.ParseUint(info, 0, 32)
+	c, errC := strconv.ParseUint(code, 0, 32)
+	if errI == nil && errC == nil {
+		x.HasIntInfo, x.IntInfo, x.IntErr = true, uint32(i), uint32(c)
+	}
+	return x, reason == "shutdown", true
 }
 
 // parseCR3 reads a CR3Event line, "... shutdown_cr3:
 // (shutdown_interception+0x4/0x50 [kvm_amd]) cr3=0x4a4000 pages=32768
-// id=0": the CR3 and the VM's RAM in pages.
-func parseCR3(line string) (cr3, pages uint64, ok bool) {
+// id=0 cr2=0xffffffff811d5600": the CR3 and the VM's RAM in pages, and
+// the CR2 if the line has one (an older probe's has not).
+func parseCR3(line string) (cr3, pages, cr2 uint64, hasCR2, ok bool) {
 	var haveCR3, havePages bool
 	for _, f := range strings.Fields(line) {
 		k, v, found := strings.Cut(f, "=")
@@ -139,9 +195,59 @@ func parseCR3(line string) (cr3, pages uint64, ok bool) {
 		case "pages":
 			pages, err = strconv.ParseUint(v, 0, 64)
 			havePages = err == nil && pages > 0
+		case "cr2":
+			cr2, err = strconv.ParseUint(v, 0, 64)
+			hasCR2 = err == nil
 		}
 	}
-	return cr3, pages, haveCR3 && havePages
+	return cr3, pages, cr2, hasCR2, haveCR3 && havePages
+}
+
+// parseKernelMap reads what follows vmm.KernelMapPrefix in a state dump:
+// "0x1829000 va=0xffffffff81000000-0xffffffff81600000 pa=0x1000000
+// prot=r-x page=2M" (possibly followed by the log line's closing quote).
+// Lines that report an error or a truncation are not runs.
+func parseKernelMap(s string) (KernelMapRun, bool) {
+	f := strings.Fields(strings.ReplaceAll(s, `"`, " "))
+	if len(f) < 4 {
+		return KernelMapRun{}, false
+	}
+	var r KernelMapRun
+	var err error
+	if r.CR3, err = strconv.ParseUint(f[0], 0, 64); err != nil {
+		return KernelMapRun{}, false
+	}
+	va, ok := strings.CutPrefix(f[1], "va=")
+	lo, hi, dash := strings.Cut(va, "-")
+	prot, okProt := strings.CutPrefix(f[3], "prot=")
+	if !ok || !dash || !okProt || len(prot) < 3 {
+		return KernelMapRun{}, false
+	}
+	if r.Start, err = strconv.ParseUint(lo, 0, 64); err != nil {
+		return KernelMapRun{}, false
+	}
+	if r.End, err = strconv.ParseUint(hi, 0, 64); err != nil || r.End <= r.Start {
+		return KernelMapRun{}, false
+	}
+	r.Exec = prot[2] == 'x'
+	return r, true
+}
+
+// contradicted returns the kernel map run that shows x's page fault false:
+// x shut down delivering a not-present page fault (for an instruction
+// fetch, or a data access), and a run recorded under x's CR3 maps its
+// CR2, executable if it was a fetch.
+func (ev L1Evidence) contradicted(x ShutdownExit) (KernelMapRun, bool) {
+	code, ok := x.pageFault()
+	if !ok || code&pfPresent != 0 || !x.HasCR3 || !x.HasCR2 {
+		return KernelMapRun{}, false
+	}
+	for _, r := range ev.KernelMaps {
+		if r.CR3&cr3Page == x.CR3&cr3Page && x.CR2 >= r.Start && x.CR2 < r.End && (r.Exec || code&pfFetch == 0) {
+			return r, true
+		}
+	}
+	return KernelMapRun{}, false
 }
 
 // cr3Page is the page-table base in a CR3 value: bits 12-51 (the low 12
@@ -200,15 +306,17 @@ func (ev L1Evidence) module(addr uint64) (ModuleRange, bool) {
 	return ModuleRange{}, false
 }
 
-// L1TripleFault returns an l1-state-in-guest fault when a command that
-// exited with exitCode failed, its output reports a guest triple fault
+// L1TripleFault returns an L1 fault when a command that exited with
+// exitCode failed, its output reports a guest triple fault
 // (vmm.TripleFaultMarker), and L1 recorded SHUTDOWN exits (ParseL1Evidence)
-// each of which shows L1's state in the vCPU: a guest rip in an L1 module
-// (code our guests, which load no modules, cannot run), or a CR3 outside
-// the guest's RAM (see ShutdownExit.outsideRAM; see also
-// FaultL1StateInGuest). The evidence names the first exit. Else nil: no
-// record, a malformed one, or any exit at a guest rip with the guest's own
-// page tables leaves the failure the command's.
+// each of which shows the emulated CPU at fault: a guest rip in an L1
+// module (code our guests, which load no modules, cannot run), or a CR3
+// outside the guest's RAM (see ShutdownExit.outsideRAM), both
+// FaultL1StateInGuest; or a not-present page fault at an address that the
+// guest's page tables under that CR3 map, as the kernel map of nitrovm's
+// state dump in the same output shows (FaultL1FalsePageFault). The class
+// and evidence are the first exit's. Else nil: no record, a malformed
+// one, or any other exit leaves the failure the command's.
 func L1TripleFault(output string, exitCode int) *Fault {
 	if exitCode == 0 || !strings.Contains(output, vmm.TripleFaultMarker) {
 		return nil
@@ -218,11 +326,20 @@ func L1TripleFault(output string, exitCode int) *Fault {
 		return nil
 	}
 	for _, x := range ev.Exits {
-		if _, ok := ev.module(x.RIP); !ok && !x.outsideRAM() {
+		if _, ok := ev.module(x.RIP); ok || x.outsideRAM() {
+			continue
+		}
+		if _, ok := ev.contradicted(x); !ok {
 			return nil
 		}
 	}
 	first := ev.Exits[0]
+	if r, ok := ev.contradicted(first); ok {
+		code, _ := first.pageFault()
+		return &Fault{Class: FaultL1FalsePageFault, Evidence: fmt.Sprintf(
+			"%s: L1 recorded %d SVM SHUTDOWN exit(s), the first at guest rip %#x delivering a not-present page fault (error code %#x) at %#x under CR3 %#x, which the guest's page tables map (%#x-%#x, executable %v) as nitrovm read them after the fault",
+			vmm.TripleFaultMarker, len(ev.Exits), first.RIP, code, first.CR2, first.CR3, r.Start, r.End, r.Exec)}
+	}
 	if m, ok := ev.module(first.RIP); ok {
 		return &Fault{Class: FaultL1StateInGuest, Evidence: fmt.Sprintf(
 			"%s: L1 recorded %d SVM SHUTDOWN exit(s), the first at guest rip %#x, inside L1's module %s [%#x, %#x)",

@@ -105,9 +105,71 @@ func TestL1TripleFault(t *testing.T) {
 	}
 }
 
+// Lines of a false page fault, from a nested TestVsock run (2026-12-02):
+// the guest shut down at io_serial_out's ret, right after its out,
+// delivering a not-present instruction-fetch fault (error code 0x10), and
+// the state dump's kernel map shows the text mapped there.
+const (
+	pfShutdown = l1init.ShutdownMarker + " nitrovm-212     [000] d..1.     7.732867: kvm_exit: vcpu 0 reason shutdown rip 0xffffffff811d5600 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x80000b0e error_code 0x00000010"
+	pfCR3      = l1init.ShutdownMarker + " nitrovm-212     [000] .....     7.733708: " + l1init.CR3Event + ": (shutdown_interception+0x4/0x50 [kvm_amd]) cr3=0x1829000 pages=65536 id=0 cr2=0xffffffff811d5600"
+	mapText    = `e2e: supervisor log /run/e2e-vsock/logs/i-0000000000000000-enc1.log: time=2026-12-02T10:49:33.859Z level=WARN msg="vm state" enclave=i-0000000000000000-enc1 part=vmm text="` + vmm.KernelMapPrefix + `0x1829000 va=0xffffffff81000000-0xffffffff81600000 pa=0x1000000 prot=r-x page=2M"`
+	mapData    = `text="` + vmm.KernelMapPrefix + `0x1829000 va=0xffffffff81800000-0xffffffff81a00000 pa=0x1800000 prot=rw- page=2M"`
+)
+
+func TestL1TripleFaultFalsePageFault(t *testing.T) {
+	edit := func(line, old, new string) string { return strings.Replace(line, old, new, 1) }
+	tests := []struct {
+		name   string
+		output string
+		class  string // "" for no fault
+	}{
+		{"fetch at mapped text", lines(tripleFault, pfShutdown, pfCR3, mapData, mapText, modKVMAMD), FaultL1FalsePageFault},
+		{"data access at mapped data", lines(tripleFault, edit(pfShutdown, "error_code 0x00000010", "error_code 0x00000002"),
+			edit(pfCR3, "cr2=0xffffffff811d5600", "cr2=0xffffffff81800040"), mapData, modKVMAMD), FaultL1FalsePageFault},
+		{"CR3 with PCID bits", lines(tripleFault, pfShutdown, edit(pfCR3, "cr3=0x1829000", "cr3=0x1829001"), mapText), FaultL1FalsePageFault},
+		{"module rip, then a false fault", lines(tripleFault, shutdownAt("0xffffffffc038a2f1"), pfShutdown, pfCR3, mapText, modKVMAMD), FaultL1StateInGuest},
+
+		{"fetch at non-executable data", lines(tripleFault, pfShutdown, edit(pfCR3, "cr2=0xffffffff811d5600", "cr2=0xffffffff81800040"), mapData), ""},
+		{"address not mapped", lines(tripleFault, pfShutdown, edit(pfCR3, "cr2=0xffffffff811d5600", "cr2=0xffffffff81700000"), mapText, mapData), ""},
+		{"map under another CR3", lines(tripleFault, pfShutdown, edit(pfCR3, "cr3=0x1829000", "cr3=0x2000000"), mapText), ""},
+		{"no kernel map", lines(tripleFault, pfShutdown, pfCR3, modKVMAMD), ""},
+		{"no CR2 (an older probe)", lines(tripleFault, pfShutdown, edit(pfCR3, " cr2=0xffffffff811d5600", ""), mapText), ""},
+		{"no CR3 line", lines(tripleFault, pfShutdown, mapText), ""},
+		{"protection fault, not a missing page", lines(tripleFault, edit(pfShutdown, "error_code 0x00000010", "error_code 0x00000011"), pfCR3, mapText), ""},
+		{"delivering a double fault", lines(tripleFault, edit(pfShutdown, "intr_info 0x80000b0e", "intr_info 0x80000b08"), pfCR3, mapText), ""},
+		{"no event being delivered", lines(tripleFault, edit(pfShutdown, "intr_info 0x80000b0e", "intr_info 0x00000b0e"), pfCR3, mapText), ""},
+		{"a software interrupt 14", lines(tripleFault, edit(pfShutdown, "intr_info 0x80000b0e", "intr_info 0x8000040e"), pfCR3, mapText), ""},
+		{"intr_info unreadable", lines(tripleFault, edit(pfShutdown, "intr_info 0x80000b0e", "intr_info zz"), pfCR3, mapText), ""},
+		{"kernel map line reporting an error", lines(tripleFault, pfShutdown, pfCR3, `text="`+vmm.KernelMapPrefix+`0x1829000: page walk: entry at 0x70000ff8 for va 0xffffffff80000000: outside guest RAM"`), ""},
+		{"kernel map malformed", lines(tripleFault, pfShutdown, pfCR3, `text="`+vmm.KernelMapPrefix+`0x1829000 va=0xffffffff81600000-0xffffffff81000000 pa=0x1000000 prot=r-x page=2M"`), ""},
+		{"one false fault, one real", lines(tripleFault, pfShutdown, pfCR3, pfShutdown, edit(pfCR3, "cr2=0xffffffff811d5600", "cr2=0xffffffff81700000"), mapText), ""},
+		{"passing command", lines(pfShutdown, pfCR3, mapText), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code := 36
+			if tt.name == "passing command" {
+				code = 0
+			}
+			f := L1TripleFault(tt.output, code)
+			switch {
+			case tt.class == "" && f != nil:
+				t.Errorf("got %v, want no fault", f)
+			case tt.class != "" && (f == nil || f.Class != tt.class):
+				t.Errorf("got %v, want class %s", f, tt.class)
+			}
+		})
+	}
+	f := L1TripleFault(lines(tripleFault, pfShutdown, pfCR3, mapText), 36)
+	want := vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffff811d5600 delivering a not-present page fault (error code 0x10) at 0xffffffff811d5600 under CR3 0x1829000, which the guest's page tables map (0xffffffff81000000-0xffffffff81600000, executable true) as nitrovm read them after the fault"
+	if f == nil || f.Evidence != want {
+		t.Errorf("evidence: got %v, want %s", f, want)
+	}
+}
+
 func TestParseL1Evidence(t *testing.T) {
 	ev := ParseL1Evidence(lines("x", "  "+guestShutdown, shutdownAt("zz"), modKVMAMD, modTainted))
-	if len(ev.Exits) != 1 || ev.Exits[0] != (ShutdownExit{RIP: 0xffffffff8102b3d3}) {
+	if len(ev.Exits) != 1 || ev.Exits[0] != (ShutdownExit{RIP: 0xffffffff8102b3d3, HasIntInfo: true, IntInfo: 0x80000403}) {
 		t.Errorf("exits: got %+v, want one at rip 0xffffffff8102b3d3 without a CR3", ev.Exits)
 	}
 	if len(ev.Malformed) != 1 || !strings.Contains(ev.Malformed[0], "rip zz") {
@@ -183,13 +245,14 @@ func TestEvidenceShell(t *testing.T) {
 // FuzzL1TripleFault feeds arbitrary command output (which holds guest
 // console text, so a guest can print marker-like lines) to the parser and
 // the classifier: no panic, every exit's CR3 belongs to it, and a fault is
-// only ever l1-state-in-guest, for a failed command that reports a triple
-// fault.
+// only ever l1-state-in-guest or l1-false-page-fault, for a failed command
+// that reports a triple fault.
 func FuzzL1TripleFault(f *testing.F) {
 	f.Add(lines(tripleFault, shutdownAt("0xffffffffc038a2f1"), modKVMAMD), 3)
 	f.Add(lines(tripleFault, guestShutdown, cr3Line("0x100dc8000", "32768"), modKVM), 3)
 	f.Add(lines(tripleFault, guestShutdown, cr3Line("0x4a4000", "0x8000"), cr3Line("x", "y")), 1)
 	f.Add(lines(cr3Line("0x1", "18446744073709551615"), shutdownAt("0x0")), 0)
+	f.Add(lines(tripleFault, pfShutdown, pfCR3, mapText, mapData), 36)
 	f.Fuzz(func(t *testing.T, out string, code int) {
 		ev := ParseL1Evidence(out)
 		for _, x := range ev.Exits {
@@ -201,7 +264,7 @@ func FuzzL1TripleFault(f *testing.F) {
 		if f == nil {
 			return
 		}
-		if f.Class != FaultL1StateInGuest || code == 0 || !strings.Contains(out, vmm.TripleFaultMarker) || len(ev.Exits) == 0 || len(ev.Malformed) != 0 {
+		if (f.Class != FaultL1StateInGuest && f.Class != FaultL1FalsePageFault) || code == 0 || !strings.Contains(out, vmm.TripleFaultMarker) || len(ev.Exits) == 0 || len(ev.Malformed) != 0 {
 			t.Fatalf("fault %+v for exit %d and evidence %+v", f, code, ev)
 		}
 	})

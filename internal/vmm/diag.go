@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nitrovm/nitrovm/internal/arch/x86"
 	"github.com/nitrovm/nitrovm/internal/kvm"
 )
 
@@ -441,6 +442,9 @@ func (v *VM) logDump(cause string, states []vcpuState, devices bool) {
 			v.logger.Warn("vm state", "text", l)
 		}
 	}
+	for _, l := range kernelMaps(states, v.mem.Uint64) {
+		v.logger.Warn("vm state", "text", l)
+	}
 	if devices {
 		for _, d := range v.debuggers {
 			for _, l := range d.DebugState() {
@@ -449,4 +453,52 @@ func (v *VM) logDump(cause string, states []vcpuState, devices bool) {
 		}
 	}
 	v.logger.Warn(DumpEndsMsg, "cause", cause)
+}
+
+// Control-register and EFER bits the kernel map needs (Intel SDM Vol. 3A,
+// 2.5 and 2.2.1).
+const (
+	cr4LA57 = 1 << 12
+	eferLMA = 1 << 10
+	eferNXE = 1 << 11
+)
+
+// kernelMapMaxRuns bounds the lines of one kernel map: a Linux guest's
+// image window is a few runs (text, read-only data, data, a hole or two).
+const kernelMapMaxRuns = 32
+
+// KernelMapPrefix starts each line of a dump that gives, for one CR3 the
+// vCPUs had, what the guest's own page tables map in the kernel image
+// window (x86.KernelImageStart to KernelImageEnd), read from guest RAM at
+// dump time: "kernel map cr3=0x1829000 va=... pa=... prot=r-x page=2M".
+// Nested, the end-to-end harness compares a triple fault's page fault,
+// which L1 recorded, with it (package nested).
+const KernelMapPrefix = "kernel map cr3="
+
+// kernelMaps returns the kernel map lines of every distinct CR3 of the
+// states' 4-level long-mode vCPUs (5-level paging is not walked).
+func kernelMaps(states []vcpuState, read func(gpa uint64) (uint64, error)) []string {
+	var out []string
+	seen := map[uint64]bool{}
+	for _, s := range states {
+		sr := s.sregs
+		if s.noAnswer || sr.CR0&cr0PG == 0 || sr.EFER&eferLMA == 0 || sr.CR4&cr4LA57 != 0 || seen[sr.CR3] {
+			continue
+		}
+		seen[sr.CR3] = true
+		head := fmt.Sprintf("%s%#x", KernelMapPrefix, sr.CR3)
+		runs, trunc, err := x86.WalkLongMode(read, sr.CR3, sr.EFER&eferNXE != 0, x86.KernelImageStart, x86.KernelImageEnd, kernelMapMaxRuns)
+		for _, r := range runs {
+			out = append(out, head+" "+r.String())
+		}
+		switch {
+		case err != nil:
+			out = append(out, fmt.Sprintf("%s: %v", head, err))
+		case trunc:
+			out = append(out, fmt.Sprintf("%s: more than %d runs, the rest left out", head, kernelMapMaxRuns))
+		case len(runs) == 0:
+			out = append(out, head+": nothing mapped")
+		}
+	}
+	return out
 }

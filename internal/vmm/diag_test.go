@@ -3,6 +3,7 @@ package vmm
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -174,5 +175,42 @@ func TestLogDumpFraming(t *testing.T) {
 	}
 	if !warned {
 		t.Errorf("no WARNING line inside the dump:\n%s", log.String())
+	}
+}
+
+// TestKernelMaps: one map per distinct CR3 of the vCPUs in 4-level long
+// mode, from the guest's tables; reset, 5-level and silent vCPUs are
+// skipped, and a broken table is reported, not fatal.
+func TestKernelMaps(t *testing.T) {
+	ram := make([]byte, 0x4000)
+	put := func(gpa, v uint64) { binary.LittleEndian.PutUint64(ram[gpa:], v) }
+	put(0x1000+511*8, 0x2000|1)
+	put(0x2000+510*8, 0x3000|1)
+	put(0x3000+8*8, 0x1000000|1|0x80) // 2 MiB of text at 0xffffffff81000000
+	read := func(gpa uint64) (uint64, error) {
+		if gpa > uint64(len(ram))-8 {
+			return 0, errors.New("outside guest RAM")
+		}
+		return binary.LittleEndian.Uint64(ram[gpa:]), nil
+	}
+	long := func(id int, cr3 uint64) vcpuState {
+		return vcpuState{id: id, sregs: kvm.Sregs{CR0: cr0PG | 1, CR3: cr3, EFER: eferLMA | eferNXE}}
+	}
+	la57 := long(3, 0x1000)
+	la57.sregs.CR4 = cr4LA57
+	silent := long(4, 0x2000)
+	silent.noAnswer = true
+	states := []vcpuState{
+		{id: 0, sregs: kvm.Sregs{CR0: 0x60000010}}, // reset by a triple fault
+		long(1, 0x1000), long(2, 0x1000), la57, silent,
+		long(5, 0x7000_0000),
+	}
+	got := strings.Join(kernelMaps(states, read), "\n")
+	want := strings.Join([]string{
+		"kernel map cr3=0x1000 va=0xffffffff81000000-0xffffffff81200000 pa=0x1000000 prot=r-x page=2M",
+		"kernel map cr3=0x70000000: page walk: entry at 0x70000ff8 for va 0xffffffff80000000: outside guest RAM",
+	}, "\n")
+	if got != want {
+		t.Errorf("kernel maps:\n%s\nwant:\n%s", got, want)
 	}
 }

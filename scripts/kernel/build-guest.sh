@@ -3,7 +3,7 @@
 # linux-source-6.12: `make tinyconfig` plus scripts/kernel/enclave.config.
 # The result is cached under ${NITROVM_CACHE:-$HOME/.cache/nitrovm}/kernel/
 # keyed by a hash of the fragment, the recipe version and the source version, so a
-# second run is instant. Prints the bzImage path on stdout; progress on stderr.
+# second run is instant (System.map is kept beside it). Prints the bzImage path on stdout; progress on stderr.
 # Usage: scripts/kernel/build-guest.sh [--print-config | --cached]
 # (--cached: print the path if built, else fail without building)
 set -euo pipefail
@@ -21,7 +21,9 @@ if [ ! -f "$tarball" ]; then
 fi
 srcver="$(dpkg-query -W -f='${Version}' linux-source-6.12)"
 # Bump recipe when a change to this script changes the kernel it builds.
-recipe=1
+# 2: System.map is kept beside the bzImage (symbols for a guest rip in a
+# triple fault's record; the kernel has no kallsyms).
+recipe=2
 key="$( { echo "$srcver recipe=$recipe"; cat "$frag"; } | sha256sum | cut -c1-16)"
 out="$cache/kernel/guest-$key"
 if [ -f "$out/bzImage" ]; then
@@ -80,6 +82,7 @@ tmp="$out.tmp.$$"
 rm -rf "$tmp" && mkdir -p "$tmp"
 cp "$build/arch/x86/boot/bzImage" "$tmp/bzImage"
 cp "$build/.config" "$tmp/config"
+cp "$build/System.map" "$tmp/System.map"
 rm -rf "$out" && mv "$tmp" "$out"
 rm -rf "$build"
 [ "${1:-}" = --print-config ] && echo "$out/config" || echo "$out/bzImage"

@@ -98,12 +98,18 @@ grep -q 'NITROVM-TEST vsock-listen=' /tmp/vs-%[3]s.con || echo "e2e: no vsock-li
 	// connection included) gets a SIGUSR1 state dump
 	// (docs/multi-vcpu.md) in its supervisor's log, which nitrovm-logs
 	// prints, and is terminated so that the next one still runs alone;
-	// the step then fails.
+	// the step then fails. A stop connection that cannot be made means the
+	// enclave ended before its check did (a crash, a triple fault): the
+	// step prints its console's end and its log, and exits 2.
 	stop := func(name string) *bootRun {
 		return s.boot("stop-"+name, 180*time.Second, sh(fmt.Sprintf(
 			`up() { cut -d. -f1 /proc/uptime; }
 end=$(($(up) + 150))
-$T connect --uds /run/vs-%s.sock --port %d
+if ! $T connect --uds /run/vs-%[1]s.sock --port %[2]d; then
+	echo "e2e: enclave %[1]s was gone before its stop connection; its console's end and its log:"
+	tail -n 20 /tmp/vs-%[1]s.con; tail -n 60 "$(ls -t $NITROVM_STATE_DIR/logs/*.log | head -n 1)"
+	exit 2
+fi
 while [ "$(nitrovm describe-enclaves)" != "[]" ] && [ "$(up)" -lt $end ]; do sleep 1; done
 nitrovm describe-enclaves
 if [ "$(nitrovm describe-enclaves)" != "[]" ]; then
@@ -160,7 +166,10 @@ fi`, name, vsockStopPort))...)
 		t.Logf("%s: run-enclave returned after the heartbeat in %.1fs (L1 time)", r.name, r.seconds)
 	}
 	for _, r := range []*bootRun{stopA, stopB, stopC} {
-		if r.exit != 0 || !strings.HasSuffix(strings.TrimSpace(r.output), "[]") {
+		switch {
+		case r.exit == 2:
+			t.Errorf("%s: the enclave had ended before its stop connection:\n%s", r.name, r.output)
+		case r.exit != 0 || !strings.HasSuffix(strings.TrimSpace(r.output), "[]"):
 			t.Errorf("%s: exit %d; enclave still running after its stop connection (then terminated):\n%s", r.name, r.exit, r.output)
 		}
 	}
@@ -221,8 +230,10 @@ fi`, name, vsockStopPort))...)
 	})
 	t.Run("host-unserved-port", func(t *testing.T) {
 		res := toolLine(unserved, "connect")
-		if unserved.exit != 1 || res == nil || res["ok"] != "0" {
-			t.Errorf("CONNECT %d (no listener): exit %d, result %v; want exit 1, ok=0\n%s", vsockUnservedPort, unserved.exit, res, unserved.output)
+		// The refusal must be nitrovm's answer to CONNECT, not a Unix
+		// socket no one listens on (enclave a already gone).
+		if unserved.exit != 1 || res == nil || res["ok"] != "0" || !strings.HasPrefix(res["err"], "CONNECT_") {
+			t.Errorf("CONNECT %d (no listener): exit %d, result %v; want exit 1, ok=0, err from the CONNECT handshake\n%s", vsockUnservedPort, unserved.exit, res, unserved.output)
 		}
 		t.Logf("CONNECT %d refused after %s ms: %s", vsockUnservedPort, res["ms"], res["err"])
 	})

@@ -43,13 +43,15 @@ const (
 // under nested paging, before the exit handler runs: svm_handle_exit in
 // arch/x86/kvm/svm/svm.c) and the VM's RAM in pages (kvm->nr_memslot_pages).
 // tracefs prints it as "... shutdown_cr3: (shutdown_interception+0x4/0x50
-// [kvm_amd]) cr3=0x4a4000 pages=32768 id=0", right after the SHUTDOWN
+// [kvm_amd]) cr3=0x4a4000 pages=32768 id=0 cr2=0x0", right after the SHUTDOWN
 // exit's kvm_exit line of the same vCPU thread.
 const CR3Event = "shutdown_cr3"
 
 // cr3Probe defines CR3Event: an fprobe on kvm-amd's SHUTDOWN handler whose
 // fields are read through the kernel's BTF (CONFIG_PROBE_EVENTS_BTF_ARGS).
-const cr3Probe = "f:nitrovm/" + CR3Event + " shutdown_interception cr3=vcpu->arch.cr3:x64 pages=vcpu->kvm->nr_memslot_pages:u64 id=vcpu->vcpu_id:s32"
+// cr2 is the guest's CR2, which KVM also copies from the VMCB on every
+// exit (svm_vcpu_run): the address of the guest's last page fault.
+const cr3Probe = "f:nitrovm/" + CR3Event + " shutdown_interception cr3=vcpu->arch.cr3:x64 pages=vcpu->kvm->nr_memslot_pages:u64 id=vcpu->vcpu_id:s32 cr2=vcpu->arch.cr2:x64"
 
 // svmExitShutdown is SVM_EXIT_SHUTDOWN, the kvm_exit tracepoint's
 // exit_reason for a triple fault under kvm-amd
