@@ -25,7 +25,8 @@ go build -trimpath -o bin/nitrovm ./cmd/nitrovm
 export NITROVM_BIN="$PWD/bin/nitrovm" NITROVM_E2E_REQUIRE=1
 # Every test appends its attempts to this log (JSON lines, internal/e2elog);
 # the table at the end comes from it. The only reruns are of L1 sessions
-# whose emulated L1 failed (l1-panic, l1-freeze, l1-state-in-guest:
+# whose emulated L1 failed (l1-panic, l1-freeze, l1-state-in-guest,
+# l1-false-page-fault:
 # internal/nested), at most
 # NITROVM_E2E_MAX_RERUNS (default 4) in the whole run; each prints one
 # "e2e: RERUN" line. Any other failure fails its test at once.

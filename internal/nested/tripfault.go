@@ -11,15 +11,18 @@ import (
 	"github.com/nitrovm/nitrovm/internal/vmm"
 )
 
-// EvidenceShell defines the sh function "nitrovm_l1_evidence RC" for L1
-// scripts that run several commands in one session (the e2e harness).
-// Called after each command with its exit status RC, it prints, when RC is
-// not 0, what init prints after a failed command: a l1init.ShutdownMarker
-// line per SVM SHUTDOWN exit recorded since the last call and a
-// l1init.ModuleMarker line per L1 module; then it clears the trace buffer,
-// so that each command's lines are its own.
-const EvidenceShell = `nitrovm_l1_evidence() { t=` + l1init.TraceDir + `; [ -r "$t/trace" ] || return 0; ` +
-	`if [ "$1" != 0 ]; then grep -F -e ' kvm_exit: ' -e ' ` + l1init.CR3Event + `: ' "$t/trace" | sed 's/^ */` + l1init.ShutdownMarker + ` /'; ` +
+// EvidenceShell defines two sh functions for L1 scripts that run several
+// commands in one session (the e2e harness). "nitrovm_l1_shutdowns"
+// succeeds when L1 recorded an SVM SHUTDOWN exit since the last
+// "nitrovm_l1_evidence RC". That one, called after each command with its
+// exit status RC, prints, when RC is not 0 or a SHUTDOWN exit was
+// recorded (a guest that died during a passing command), what init
+// prints after a failed command: a l1init.ShutdownMarker line per
+// recorded exit and a l1init.ModuleMarker line per L1 module; then it
+// clears the trace buffer, so that each command's lines are its own.
+const EvidenceShell = `nitrovm_l1_shutdowns() { grep -qF ' kvm_exit: ' ` + l1init.TraceDir + `/trace 2>/dev/null; }` + "\n" +
+	`nitrovm_l1_evidence() { t=` + l1init.TraceDir + `; [ -r "$t/trace" ] || return 0; ` +
+	`if [ "$1" != 0 ] || nitrovm_l1_shutdowns; then grep -F -e ' kvm_exit: ' -e ' ` + l1init.CR3Event + `: ' "$t/trace" | sed 's/^ */` + l1init.ShutdownMarker + ` /'; ` +
 	`sed 's/^/` + l1init.ModuleMarker + ` /' ` + l1init.ModulesFile + `; fi; : >"$t/trace"; }`
 
 // ModuleRange is an L1 kernel module's memory as /proc/modules gives it:
@@ -318,7 +321,18 @@ func (ev L1Evidence) module(addr uint64) (ModuleRange, bool) {
 // and evidence are the first exit's. Else nil: no record, a malformed
 // one, or any other exit leaves the failure the command's.
 func L1TripleFault(output string, exitCode int) *Fault {
-	if exitCode == 0 || !strings.Contains(output, vmm.TripleFaultMarker) {
+	if exitCode == 0 {
+		return nil
+	}
+	return ProvenTripleFault(output)
+}
+
+// ProvenTripleFault is L1TripleFault for the output of a command whatever
+// its exit status: a guest can die of the emulator's fault while a
+// command that does not watch it passes (a stop request the guest took
+// just before), and the session it ran in is then not to be trusted.
+func ProvenTripleFault(output string) *Fault {
+	if !strings.Contains(output, vmm.TripleFaultMarker) {
 		return nil
 	}
 	ev := ParseL1Evidence(output)

@@ -213,12 +213,13 @@ func TestEvidenceShell(t *testing.T) {
 	trace, modules := filepath.Join(dir, "trace"), filepath.Join(dir, "modules")
 	fn := strings.NewReplacer(l1init.TraceDir, dir, l1init.ModulesFile, modules).Replace(EvidenceShell)
 	event := "         nitrovm-160     [001] d..1.    40.000001: kvm_exit: vcpu 1 reason shutdown rip 0xffffffffc038a2f1 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000"
+	record := event + "\n"
 	run := func(rc string) string {
 		t.Helper()
-		if err := os.WriteFile(trace, []byte("# tracer: nop\n#\n"+event+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(trace, []byte("# tracer: nop\n#\n"+record), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out, err := exec.Command("sh", "-c", fn+"\nnitrovm_l1_evidence "+rc).CombinedOutput()
+		out, err := exec.Command("sh", "-c", fn+"\nnitrovm_l1_shutdowns && echo recorded\nnitrovm_l1_evidence "+rc).CombinedOutput()
 		if err != nil {
 			t.Fatalf("sh: %v: %s", err, out)
 		}
@@ -230,15 +231,39 @@ func TestEvidenceShell(t *testing.T) {
 	if err := os.WriteFile(modules, []byte("kvm_amd 147456 3 - Live 0xffffffffc0389000\nkvm 1372160 1 kvm_amd, Live 0xffffffffc0236000\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want := lines(shutdownAt("0xffffffffc038a2f1"), modKVMAMD, modKVM)
+	want := lines("recorded", shutdownAt("0xffffffffc038a2f1"), modKVMAMD, modKVM)
 	if got := run("3"); got != want {
 		t.Errorf("failed command: got\n%s\nwant\n%s", got, want)
 	}
 	if f := L1TripleFault(tripleFault+"\n"+run("3"), 3); f == nil {
 		t.Errorf("L1TripleFault on the function's lines: got no fault, want one")
 	}
+	// A guest triple fault during a passing command is printed too.
+	if got := run("0"); got != want {
+		t.Errorf("passing command with a SHUTDOWN exit: got\n%s\nwant\n%s", got, want)
+	}
+	record = ""
 	if got := run("0"); got != "" {
-		t.Errorf("passing command: got %q, want nothing", got)
+		t.Errorf("passing command, nothing recorded: got %q, want nothing", got)
+	}
+	want = lines(modKVMAMD, modKVM)
+	if got := run("1"); got != want {
+		t.Errorf("failed command, nothing recorded: got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestProvenTripleFault: the exit status does not matter to it, only the
+// record; L1TripleFault needs a failed command as well.
+func TestProvenTripleFault(t *testing.T) {
+	out := lines(tripleFault, pfShutdown, pfCR3, mapText)
+	if f := ProvenTripleFault(out); f == nil || f.Class != FaultL1FalsePageFault {
+		t.Errorf("ProvenTripleFault: got %v, want %s", f, FaultL1FalsePageFault)
+	}
+	if f := L1TripleFault(out, 0); f != nil {
+		t.Errorf("L1TripleFault of a passing command: got %v, want none", f)
+	}
+	if f := ProvenTripleFault(lines(tripleFault, guestShutdown, cr3Line("0x4a4000", "32768"))); f != nil {
+		t.Errorf("the guest's own triple fault: got %v, want none", f)
 	}
 }
 

@@ -305,16 +305,18 @@ func (s *session) script() string {
 	b.WriteString(`now() { cut -d. -f1 /proc/uptime; }` + "\n")
 	b.WriteString(`watchdog() { end=$(($(now) + $2)); while [ "$(now)" -lt $end ]; do [ -e "$1" ] && return; sleep 1; done; ` +
 		`[ -e "$1" ] || { echo "e2e: still running after $2 s: a state dump (SIGUSR1) from every nitrovm supervise and boot"; usr1; }; }` + "\n")
-	// nitrovm_l1_evidence prints, after a failed command, the SVM
-	// SHUTDOWN exits L1 recorded while it ran and L1's modules, and clears
-	// the record (nested.EvidenceShell).
+	// nitrovm_l1_evidence prints, after a failed command or one during
+	// which L1 recorded an SVM SHUTDOWN exit (nitrovm_l1_shutdowns: a guest
+	// triple-faulted), those exits and L1's modules, and clears the
+	// record (nested.EvidenceShell); such a command's dumps are printed
+	// too, whatever its exit status.
 	b.WriteString(nested.EvidenceShell + "\n")
 	// Each command runs once, bounded by busybox timeout (exit 124 or 143
 	// when it fires), its output between the begin and end markers.
 	b.WriteString(`run() { n=$1; to=$2; shift 2; m=/tmp/e2e-sizes-$n; d=/tmp/e2e-done-$n; sizes >"$m"; rm -f "$d"; ` +
 		`s=$(cut -d' ' -f1 /proc/uptime); echo "` + beginMarker + `$n"; ` +
 		`[ "$to" -lt 60 ] || watchdog "$d" $((to - 20)) & ` +
-		`timeout "$to" "$@" </dev/null 2>&1; rc=$?; touch "$d"; [ $rc = 0 ] || dumps "$m"; nitrovm_l1_evidence $rc; ` +
+		`timeout "$to" "$@" </dev/null 2>&1; rc=$?; touch "$d"; if [ $rc != 0 ] || nitrovm_l1_shutdowns; then dumps "$m"; fi; nitrovm_l1_evidence $rc; ` +
 		`e=$(cut -d' ' -f1 /proc/uptime); echo; echo "` + endMarker + `$n rc=$rc start=$s end=$e"; }` + "\n")
 	b.WriteString("set -o pipefail\n")
 	for _, r := range s.boots {
@@ -412,9 +414,10 @@ func (s *session) run() {
 // commandFault returns the L1 fault of the first command of the session
 // that ran to its end, failed, and showed L1's state in a guest vCPU
 // (nested.CommandFault: the state-dump warning, or a triple fault that L1
-// recorded at a rip in its own modules or with a CR3 outside guest RAM),
-// its evidence prefixed with the
-// command's name; nil if there is none.
+// recorded at a rip in its own modules, with a CR3 outside guest RAM, or
+// on a page fault the guest's page tables contradict), or that passed
+// while a guest died of such a triple fault (nested.ProvenTripleFault),
+// its evidence prefixed with the command's name; nil if there is none.
 func (s *session) commandFault(out string) *nested.Fault {
 	for _, b := range s.boots {
 		b.parse(out)
@@ -423,6 +426,13 @@ func (s *session) commandFault(out string) *nested.Fault {
 		}
 		if f := nested.CommandFault(b.output, b.exit); f != nil {
 			f.Evidence = b.name + ": " + f.Evidence
+			return f
+		}
+		// A guest that the emulator killed during a passing command
+		// (its record and dump are printed then too) taints the session
+		// as an L1 panic does.
+		if f := nested.ProvenTripleFault(b.output); f != nil {
+			f.Evidence = b.name + " (exit " + strconv.Itoa(b.exit) + "): " + f.Evidence
 			return f
 		}
 	}
