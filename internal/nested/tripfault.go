@@ -60,9 +60,9 @@ const (
 	intInfoException = 3 << 8
 	intInfoVector    = 0xff
 	vectorPF         = 14
-	// Page-fault error code bits (AMD APM Vol. 2, 8.4.2).
+	// pfPresent is the page-fault error code's P bit: the fault was on
+	// a present page (AMD APM Vol. 2, 8.4.2).
 	pfPresent = 1 << 0
-	pfFetch   = 1 << 4
 )
 
 // pageFault tells whether the vCPU shut down while delivering a page
@@ -237,16 +237,18 @@ func parseKernelMap(s string) (KernelMapRun, bool) {
 }
 
 // contradicted returns the kernel map run that shows x's page fault false:
-// x shut down delivering a not-present page fault (for an instruction
-// fetch, or a data access), and a run recorded under x's CR3 maps its
-// CR2, executable if it was a fetch.
+// x shut down delivering a page fault whose error code says the page was
+// not present (bit 0 clear), and a run recorded under x's CR3 maps its
+// CR2 present. Any access to a present page that faults (a write to a
+// read-only page, a fetch from an NX page, a reserved bit) sets bit 0,
+// whatever the access was.
 func (ev L1Evidence) contradicted(x ShutdownExit) (KernelMapRun, bool) {
 	code, ok := x.pageFault()
 	if !ok || code&pfPresent != 0 || !x.HasCR3 || !x.HasCR2 {
 		return KernelMapRun{}, false
 	}
 	for _, r := range ev.KernelMaps {
-		if r.CR3&cr3Page == x.CR3&cr3Page && x.CR2 >= r.Start && x.CR2 < r.End && (r.Exec || code&pfFetch == 0) {
+		if r.CR3&cr3Page == x.CR3&cr3Page && x.CR2 >= r.Start && x.CR2 < r.End {
 			return r, true
 		}
 	}
@@ -351,8 +353,8 @@ func ProvenTripleFault(output string) *Fault {
 	if r, ok := ev.contradicted(first); ok {
 		code, _ := first.pageFault()
 		return &Fault{Class: FaultL1FalsePageFault, Evidence: fmt.Sprintf(
-			"%s: L1 recorded %d SVM SHUTDOWN exit(s), the first at guest rip %#x delivering a not-present page fault (error code %#x) at %#x under CR3 %#x, which the guest's page tables map (%#x-%#x, executable %v) as nitrovm read them after the fault",
-			vmm.TripleFaultMarker, len(ev.Exits), first.RIP, code, first.CR2, first.CR3, r.Start, r.End, r.Exec)}
+			"%s: L1 recorded %d SVM SHUTDOWN exit(s), the first at guest rip %#x delivering a not-present page fault (error code %#x) at %#x under CR3 %#x, which the guest's page tables map present (%#x-%#x) as nitrovm read them after the fault",
+			vmm.TripleFaultMarker, len(ev.Exits), first.RIP, code, first.CR2, first.CR3, r.Start, r.End)}
 	}
 	if m, ok := ev.module(first.RIP); ok {
 		return &Fault{Class: FaultL1StateInGuest, Evidence: fmt.Sprintf(

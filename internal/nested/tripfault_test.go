@@ -108,12 +108,15 @@ func TestL1TripleFault(t *testing.T) {
 // Lines of a false page fault, from a nested TestVsock run (2026-12-02):
 // the guest shut down at io_serial_out's ret, right after its out,
 // delivering a not-present instruction-fetch fault (error code 0x10), and
-// the state dump's kernel map shows the text mapped there.
+// the state dump's kernel map shows the text mapped there. In another
+// run CR2 was the IDT's #DF entry (0xfffffe0000000080), which mapIDT
+// maps.
 const (
 	pfShutdown = l1init.ShutdownMarker + " nitrovm-212     [000] d..1.     7.732867: kvm_exit: vcpu 0 reason shutdown rip 0xffffffff811d5600 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x80000b0e error_code 0x00000010"
 	pfCR3      = l1init.ShutdownMarker + " nitrovm-212     [000] .....     7.733708: " + l1init.CR3Event + ": (shutdown_interception+0x4/0x50 [kvm_amd]) cr3=0x1829000 pages=65536 id=0 cr2=0xffffffff811d5600"
 	mapText    = `e2e: supervisor log /run/e2e-vsock/logs/i-0000000000000000-enc1.log: time=2026-12-02T10:49:33.859Z level=WARN msg="vm state" enclave=i-0000000000000000-enc1 part=vmm text="` + vmm.KernelMapPrefix + `0x1829000 va=0xffffffff81000000-0xffffffff81600000 pa=0x1000000 prot=r-x page=2M"`
 	mapData    = `text="` + vmm.KernelMapPrefix + `0x1829000 va=0xffffffff81800000-0xffffffff81a00000 pa=0x1800000 prot=rw- page=2M"`
+	mapIDT     = `text="` + vmm.KernelMapPrefix + `0x1829000 va=0xfffffe0000000000-0xfffffe0000001000 pa=0x18cb000 prot=r-- page=4K"`
 )
 
 func TestL1TripleFaultFalsePageFault(t *testing.T) {
@@ -129,7 +132,9 @@ func TestL1TripleFaultFalsePageFault(t *testing.T) {
 		{"CR3 with PCID bits", lines(tripleFault, pfShutdown, edit(pfCR3, "cr3=0x1829000", "cr3=0x1829001"), mapText), FaultL1FalsePageFault},
 		{"module rip, then a false fault", lines(tripleFault, shutdownAt("0xffffffffc038a2f1"), pfShutdown, pfCR3, mapText, modKVMAMD), FaultL1StateInGuest},
 
-		{"fetch at non-executable data", lines(tripleFault, pfShutdown, edit(pfCR3, "cr2=0xffffffff811d5600", "cr2=0xffffffff81800040"), mapData), ""},
+		{"IDT read while delivering a double fault", lines(tripleFault, edit(pfShutdown, "rip 0xffffffff811d5600", "rip 0xffffffff811d55eb"),
+			edit(pfCR3, "cr2=0xffffffff811d5600", "cr2=0xfffffe0000000080"), mapText, mapIDT), FaultL1FalsePageFault},
+		{"fetch at non-executable data", lines(tripleFault, pfShutdown, edit(pfCR3, "cr2=0xffffffff811d5600", "cr2=0xffffffff81800040"), mapData), FaultL1FalsePageFault},
 		{"address not mapped", lines(tripleFault, pfShutdown, edit(pfCR3, "cr2=0xffffffff811d5600", "cr2=0xffffffff81700000"), mapText, mapData), ""},
 		{"map under another CR3", lines(tripleFault, pfShutdown, edit(pfCR3, "cr3=0x1829000", "cr3=0x2000000"), mapText), ""},
 		{"no kernel map", lines(tripleFault, pfShutdown, pfCR3, modKVMAMD), ""},
@@ -161,7 +166,7 @@ func TestL1TripleFaultFalsePageFault(t *testing.T) {
 		})
 	}
 	f := L1TripleFault(lines(tripleFault, pfShutdown, pfCR3, mapText), 36)
-	want := vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffff811d5600 delivering a not-present page fault (error code 0x10) at 0xffffffff811d5600 under CR3 0x1829000, which the guest's page tables map (0xffffffff81000000-0xffffffff81600000, executable true) as nitrovm read them after the fault"
+	want := vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffff811d5600 delivering a not-present page fault (error code 0x10) at 0xffffffff811d5600 under CR3 0x1829000, which the guest's page tables map present (0xffffffff81000000-0xffffffff81600000) as nitrovm read them after the fault"
 	if f == nil || f.Evidence != want {
 		t.Errorf("evidence: got %v, want %s", f, want)
 	}

@@ -3,6 +3,7 @@ package vmm
 import (
 	"encoding/binary"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -468,11 +469,13 @@ const (
 const kernelMapMaxRuns = 32
 
 // KernelMapPrefix starts each line of a dump that gives, for one CR3 the
-// vCPUs had, what the guest's own page tables map in the kernel image
-// window (x86.KernelImageStart to KernelImageEnd), read from guest RAM at
+// vCPUs had, what the guest's own page tables map, read from guest RAM at
 // dump time: "kernel map cr3=0x1829000 va=... pa=... prot=r-x page=2M".
-// Nested, the end-to-end harness compares a triple fault's page fault,
-// which L1 recorded, with it (package nested).
+// It covers the kernel image window (x86.KernelImageStart to
+// KernelImageEnd) and the pages of every vCPU's IDT, GDT and TSS, which
+// delivering an exception reads. Nested, the end-to-end harness compares
+// a triple fault's page fault, which L1 recorded, with it (package
+// nested).
 const KernelMapPrefix = "kernel map cr3="
 
 // kernelMaps returns the kernel map lines of every distinct CR3 of the
@@ -480,25 +483,70 @@ const KernelMapPrefix = "kernel map cr3="
 func kernelMaps(states []vcpuState, read func(gpa uint64) (uint64, error)) []string {
 	var out []string
 	seen := map[uint64]bool{}
+	windows := mapWindows(states)
 	for _, s := range states {
 		sr := s.sregs
-		if s.noAnswer || sr.CR0&cr0PG == 0 || sr.EFER&eferLMA == 0 || sr.CR4&cr4LA57 != 0 || seen[sr.CR3] {
+		if !longMode4(s) || seen[sr.CR3] {
 			continue
 		}
 		seen[sr.CR3] = true
 		head := fmt.Sprintf("%s%#x", KernelMapPrefix, sr.CR3)
-		runs, trunc, err := x86.WalkLongMode(read, sr.CR3, sr.EFER&eferNXE != 0, x86.KernelImageStart, x86.KernelImageEnd, kernelMapMaxRuns)
-		for _, r := range runs {
-			out = append(out, head+" "+r.String())
+		n, failed := 0, false
+		for _, w := range windows {
+			runs, trunc, err := x86.WalkLongMode(read, sr.CR3, sr.EFER&eferNXE != 0, w[0], w[1], kernelMapMaxRuns)
+			for _, r := range runs {
+				out = append(out, head+" "+r.String())
+			}
+			n += len(runs)
+			switch {
+			case err != nil:
+				failed = true
+				out = append(out, fmt.Sprintf("%s: %v", head, err))
+			case trunc:
+				out = append(out, fmt.Sprintf("%s: more than %d runs in %#x-%#x, the rest left out", head, kernelMapMaxRuns, w[0], w[1]))
+			}
 		}
-		switch {
-		case err != nil:
-			out = append(out, fmt.Sprintf("%s: %v", head, err))
-		case trunc:
-			out = append(out, fmt.Sprintf("%s: more than %d runs, the rest left out", head, kernelMapMaxRuns))
-		case len(runs) == 0:
+		if n == 0 && !failed {
 			out = append(out, head+": nothing mapped")
 		}
 	}
 	return out
+}
+
+// longMode4 tells whether s is a vCPU in long mode with 4-level paging.
+func longMode4(s vcpuState) bool {
+	sr := s.sregs
+	return !s.noAnswer && sr.CR0&cr0PG != 0 && sr.EFER&eferLMA != 0 && sr.CR4&cr4LA57 == 0
+}
+
+// mapWindows returns the page-aligned windows a kernel map covers, sorted
+// and merged: the kernel image window and the IDT, GDT and TSS of each
+// long-mode vCPU, where they are canonical and in the upper half.
+func mapWindows(states []vcpuState) [][2]uint64 {
+	ws := [][2]uint64{{x86.KernelImageStart, x86.KernelImageEnd}}
+	add := func(base, limit uint64) {
+		lo, hi := base&^0xfff, (base+limit+1+0xfff)&^0xfff
+		if base>>47 == 0x1ffff && hi > lo { // upper half; hi wraps to 0 at the very top
+			ws = append(ws, [2]uint64{lo, hi})
+		}
+	}
+	for _, s := range states {
+		if !longMode4(s) {
+			continue
+		}
+		add(s.sregs.IDT.Base, uint64(s.sregs.IDT.Limit))
+		add(s.sregs.GDT.Base, uint64(s.sregs.GDT.Limit))
+		add(s.sregs.TR.Base, uint64(s.sregs.TR.Limit))
+	}
+	sort.Slice(ws, func(i, j int) bool { return ws[i][0] < ws[j][0] })
+	merged := ws[:1]
+	for _, w := range ws[1:] {
+		last := &merged[len(merged)-1]
+		if w[0] <= last[1] {
+			last[1] = max(last[1], w[1])
+			continue
+		}
+		merged = append(merged, w)
+	}
+	return merged
 }

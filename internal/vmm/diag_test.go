@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -182,11 +183,17 @@ func TestLogDumpFraming(t *testing.T) {
 // mode, from the guest's tables; reset, 5-level and silent vCPUs are
 // skipped, and a broken table is reported, not fatal.
 func TestKernelMaps(t *testing.T) {
-	ram := make([]byte, 0x4000)
+	ram := make([]byte, 0x8000)
 	put := func(gpa, v uint64) { binary.LittleEndian.PutUint64(ram[gpa:], v) }
 	put(0x1000+511*8, 0x2000|1)
 	put(0x2000+510*8, 0x3000|1)
 	put(0x3000+8*8, 0x1000000|1|0x80) // 2 MiB of text at 0xffffffff81000000
+	// The IDT at 0xfffffe0000000000 (Linux's read-only cpu_entry_area
+	// mapping), one 4 KiB NX page; the GDT page after it is not mapped.
+	put(0x1000+508*8, 0x4000|1)
+	put(0x4000, 0x5000|1)
+	put(0x5000, 0x6000|1)
+	put(0x6000, 0x7000|1|1<<63)
 	read := func(gpa uint64) (uint64, error) {
 		if gpa > uint64(len(ram))-8 {
 			return 0, errors.New("outside guest RAM")
@@ -194,7 +201,8 @@ func TestKernelMaps(t *testing.T) {
 		return binary.LittleEndian.Uint64(ram[gpa:]), nil
 	}
 	long := func(id int, cr3 uint64) vcpuState {
-		return vcpuState{id: id, sregs: kvm.Sregs{CR0: cr0PG | 1, CR3: cr3, EFER: eferLMA | eferNXE}}
+		return vcpuState{id: id, sregs: kvm.Sregs{CR0: cr0PG | 1, CR3: cr3, EFER: eferLMA | eferNXE,
+			IDT: kvm.DTable{Base: 0xfffffe0000000000, Limit: 0xfff}, GDT: kvm.DTable{Base: 0xfffffe0000001000, Limit: 0x7f}}}
 	}
 	la57 := long(3, 0x1000)
 	la57.sregs.CR4 = cr4LA57
@@ -207,10 +215,34 @@ func TestKernelMaps(t *testing.T) {
 	}
 	got := strings.Join(kernelMaps(states, read), "\n")
 	want := strings.Join([]string{
+		"kernel map cr3=0x1000 va=0xfffffe0000000000-0xfffffe0000001000 pa=0x7000 prot=r-- page=4K",
 		"kernel map cr3=0x1000 va=0xffffffff81000000-0xffffffff81200000 pa=0x1000000 prot=r-x page=2M",
+		"kernel map cr3=0x70000000: page walk: entry at 0x70000fe0 for va 0xfffffe0000000000: outside guest RAM",
 		"kernel map cr3=0x70000000: page walk: entry at 0x70000ff8 for va 0xffffffff80000000: outside guest RAM",
 	}, "\n")
 	if got != want {
 		t.Errorf("kernel maps:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestMapWindows: the kernel image, then the IDT, GDT and TSS pages of
+// long-mode vCPUs, merged; lower-half and wrapping tables are left out.
+func TestMapWindows(t *testing.T) {
+	st := func(idt, gdt, tr uint64, limit uint16) vcpuState {
+		return vcpuState{sregs: kvm.Sregs{CR0: cr0PG, EFER: eferLMA, IDT: kvm.DTable{Base: idt, Limit: limit},
+			GDT: kvm.DTable{Base: gdt, Limit: limit}, TR: kvm.Segment{Base: tr, Limit: uint32(limit)}}}
+	}
+	got := mapWindows([]vcpuState{
+		st(0xfffffe0000000000, 0xfffffe0000001000, 0xfffffe0000003000, 0xfff),
+		st(0xfffffe0000000000, 0x1000, 0xfffffffffffff800, 0x7ff),     // GDT in the lower half; TSS wraps
+		{sregs: kvm.Sregs{IDT: kvm.DTable{Base: 0xffffffffff000000}}}, // paging off
+	})
+	want := [][2]uint64{
+		{0xfffffe0000000000, 0xfffffe0000002000},
+		{0xfffffe0000003000, 0xfffffe0000004000},
+		{0xffffffff80000000, 0xffffffffc0000000},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("windows %x, want %x", got, want)
 	}
 }
