@@ -312,11 +312,17 @@ func (s *session) script() string {
 	// too, whatever its exit status.
 	b.WriteString(nested.EvidenceShell + "\n")
 	// Each command runs once, bounded by busybox timeout (exit 124 or 143
-	// when it fires), its output between the begin and end markers.
+	// when it fires), its output between the begin and end markers. One
+	// that failed after 30 s or more (a transfer that stalled, a boot
+	// that never answered: not one of the quick failures some steps
+	// expect) first gets every VM's state dumped with SIGUSR1, so that
+	// the VMs' and devices' state at the failure is in its output.
 	b.WriteString(`run() { n=$1; to=$2; shift 2; m=/tmp/e2e-sizes-$n; d=/tmp/e2e-done-$n; sizes >"$m"; rm -f "$d"; ` +
 		`s=$(cut -d' ' -f1 /proc/uptime); echo "` + beginMarker + `$n"; ` +
 		`[ "$to" -lt 60 ] || watchdog "$d" $((to - 20)) & ` +
-		`timeout "$to" "$@" </dev/null 2>&1; rc=$?; touch "$d"; if [ $rc != 0 ] || nitrovm_l1_shutdowns; then dumps "$m"; fi; nitrovm_l1_evidence $rc; ` +
+		`timeout "$to" "$@" </dev/null 2>&1; rc=$?; touch "$d"; ` +
+		`if [ $rc != 0 ] && [ $(($(now) - ${s%.*})) -ge 30 ]; then echo "e2e: failed after 30 s or more: a state dump (SIGUSR1) from every nitrovm supervise and boot"; usr1; sleep 2; fi; ` +
+		`if [ $rc != 0 ] || nitrovm_l1_shutdowns; then dumps "$m"; fi; nitrovm_l1_evidence $rc; ` +
 		`e=$(cut -d' ' -f1 /proc/uptime); echo; echo "` + endMarker + `$n rc=$rc start=$s end=$e"; }` + "\n")
 	b.WriteString("set -o pipefail\n")
 	for _, r := range s.boots {
