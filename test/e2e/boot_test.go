@@ -54,7 +54,7 @@ func TestBoot(t *testing.T) {
 	// reboot=t (appended to the EIF's reboot=k) makes the guest kernel
 	// reboot by a triple fault (arch/x86/kernel/reboot.c, BOOT_TRIPLE).
 	triple := s.boot("triple-fault", 120*time.Second, boot("--eif-path", sysinfo, "--cmdline", "reboot=t", "--cpu-count", "1", "--memory", "128")...)
-	debian := s.boot("stock-kernel", 240*time.Second, boot("--eif-path", stock, "--cpu-count", "2", "--memory", "512")...)
+	debian := s.boot("stock-kernel", 120*time.Second, boot("--eif-path", stock, "--cpu-count", "2", "--memory", "512")...)
 	s.run()
 
 	for _, sz := range sizes {

@@ -62,6 +62,8 @@ func TestSessionScriptDumps(t *testing.T) {
 	s := &session{t: t, files: map[string]string{}}
 	passed := s.boot("passed", 10*time.Second, "sh", "-c", appendTo(dump("SIGUSR1", "vcpu 0 PASSED"))+" && echo done")
 	failed := s.boot("failed", 10*time.Second, "sh", "-c", appendTo("time=T level=INFO msg=\"launch\"\n"+newDump)+" && echo 'Waiting on enclave to boot failed' && exit 36")
+	// L1's state in a guest ends the session after the failed command.
+	after := s.boot("after", 10*time.Second, "echo", "AFTER")
 	out, err := exec.Command(sh, "sh", "-c", s.script()).CombinedOutput()
 	if err != nil {
 		t.Fatalf("script: %v\n%s", err, out)
@@ -84,6 +86,12 @@ func TestSessionScriptDumps(t *testing.T) {
 		if strings.Contains(failed.output, unwanted) {
 			t.Errorf("failed: %q is not from a dump of this command's run; output:\n%s", unwanted, failed.output)
 		}
+	}
+	if after.parse(string(out)); after.ran || strings.Contains(string(out), "AFTER") {
+		t.Errorf("after: ran after a command that showed L1's state in a guest; output:\n%s", out)
+	}
+	if !strings.Contains(failed.output, "e2e: failed failed with L1's state in a guest vCPU: the session ends here") {
+		t.Errorf("failed: no line saying the session ends; output:\n%s", failed.output)
 	}
 	f := s.commandFault(string(out))
 	if f == nil || f.Class != nested.FaultL1StateInGuest || !strings.HasPrefix(f.Evidence, "failed: ") || !strings.Contains(f.Evidence, warning) {
