@@ -1,9 +1,11 @@
 package enclave
 
 import (
+	"context"
 	"errors"
 	"math"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -292,5 +294,56 @@ func TestValidParentID(t *testing.T) {
 		if got := validParentID(id); got != want {
 			t.Errorf("validParentID(%q): got %v, wanted %v", id, got, want)
 		}
+	}
+}
+
+// TestTerminateEndedByItself: a supervisor that no longer answers because
+// its enclave ended by itself (it exited, or exits within the grace) is
+// terminated already, not a connection failure (E39); one that stays
+// alive without answering is.
+func TestTerminateEndedByItself(t *testing.T) {
+	m := &Manager{Store: Store{Dir: t.TempDir()}}
+	start := func(args ...string) (*Record, *exec.Cmd) {
+		t.Helper()
+		cmd := exec.Command(args[0], args[1:]...)
+		if err := cmd.Start(); err != nil {
+			t.Skipf("%s: %v", args[0], err)
+		}
+		st, err := processStart(cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Record{ID: "i-0000000000000000-enc1", PID: cmd.Process.Pid, PIDStart: st}, cmd
+	}
+	ctx := context.Background()
+
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skipf("true: %v", err)
+	}
+	gone := &Record{ID: "i-0000000000000000-enc1", PID: cmd.Process.Pid, PIDStart: 1}
+	if r, err := m.terminate(ctx, gone); err != nil || r != gone {
+		t.Errorf("exited supervisor: got %v, %v; want its record, nil", r, err)
+	}
+
+	exiting, cmd := start("sleep", "0.3")
+	go cmd.Wait() // reaped as its parent would be
+	t0 := time.Now()
+	if r, err := m.terminate(ctx, exiting); err != nil || r != exiting {
+		t.Errorf("exiting supervisor: got %v, %v; want its record, nil", r, err)
+	}
+	if d := time.Since(t0); d > exitGrace {
+		t.Errorf("exiting supervisor: took %s, more than the grace", d)
+	}
+
+	stuck, cmd := start("sleep", "30")
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if waitExit(ctx, stuck, 100*time.Millisecond) {
+		t.Errorf("waitExit: a live process reported gone")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := m.terminate(cctx, stuck); KindOf(err) != KindConnection {
+		t.Errorf("live supervisor not answering: got %v, want a connection error", err)
 	}
 }

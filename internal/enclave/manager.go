@@ -408,8 +408,13 @@ func (m *Manager) terminate(ctx context.Context, rec *Record) (*Record, error) {
 	dir := m.Store.enclaveDir(rec.ID)
 	resp, conn, _, err := controlCall(ctx, dir, opTerminate)
 	if err != nil {
-		if !rec.alive() {
+		// An enclave that ended by itself (its guest powered off) has a
+		// supervisor that closes its control socket before it exits and
+		// its record goes: that enclave is terminated already, not
+		// unreachable.
+		if waitExit(ctx, rec, exitGrace) {
 			m.Store.remove(dir)
+			return rec, nil
 		}
 		return nil, wrapErr(KindConnection, err, "Failed to connect to the enclave process of %s", rec.ID)
 	}
@@ -505,4 +510,22 @@ func (m *Manager) Console(ctx context.Context, id string, w io.Writer, disconnec
 		return wrapErr(KindConsole, err, "Enclave console read error")
 	}
 	return nil
+}
+
+// exitGrace is how long terminate waits for a supervisor that no longer
+// answers to exit: one ends its enclave's VM, logs and removes its record
+// in well under a second.
+const exitGrace = 3 * time.Second
+
+// waitExit reports whether rec's supervisor is gone, or goes within
+// grace (polling), before ctx ends.
+func waitExit(ctx context.Context, rec *Record, grace time.Duration) bool {
+	deadline := time.Now().Add(grace)
+	for rec.alive() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }
