@@ -28,7 +28,7 @@ export NITROVM_BIN="$PWD/bin/nitrovm" NITROVM_E2E_REQUIRE=1
 # whose emulated L1 failed (l1-panic, l1-freeze, l1-state-in-guest,
 # l1-false-page-fault:
 # internal/nested), at most
-# NITROVM_E2E_MAX_RERUNS (default 6) in the whole run; each prints one
+# NITROVM_E2E_MAX_RERUNS (default 10) in the whole run; each prints one
 # "e2e: RERUN" line. Any other failure fails its test at once.
 export NITROVM_E2E_LOG="${NITROVM_E2E_LOG:-$PWD/bin/e2e-log.jsonl}"
 : >"$NITROVM_E2E_LOG"
