@@ -137,8 +137,13 @@ result() {
 	if [ "\$4" != ok ]; then
 		echo "ABLOG begin \$1 \$2 \$3 \$4"
 		tail -n 400 "\$6"
+		# L1's record of the guest's triple faults (SVM SHUTDOWN exits with
+		# rip, CR3 and CR2; l1init's trace, the lines nested.EvidenceShell
+		# prints in the e2e tests), for either VMM's guest.
+		grep -F -e ' kvm_exit: ' -e ' shutdown_cr3: ' /sys/kernel/tracing/trace 2>/dev/null | sed 's/^ */NITROVM-L1-SHUTDOWN /'
 		echo "ABLOG end"
 	fi
+	: >/sys/kernel/tracing/trace 2>/dev/null
 }
 # classify LOG RC: the class of a boot run from its log and exit status
 # (RC 124: we stopped it at the deadline).
