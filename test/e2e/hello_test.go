@@ -97,7 +97,7 @@ func TestHello(t *testing.T) {
 	s := e.newSession(t)
 	l1eif := s.file(out)
 	script := fmt.Sprintf(`export NITROVM_STATE_DIR=/run/nitrovm-hello
-nitrovm run-enclave --eif-path %s --memory %d --cpu-count 1 --debug-mode --enclave-name hello %s || exit 1
+nitrovm run-enclave --eif-path %s --memory %d --cpu-count 2 --debug-mode --enclave-name hello %s || exit 1
 nitrovm console --enclave-name hello --disconnect-timeout 15
 rc=$?
 nitrovm terminate-enclave --enclave-name hello
