@@ -3,7 +3,8 @@
 # linux-source-6.12: `make tinyconfig` plus scripts/kernel/enclave.config.
 # The result is cached under ${NITROVM_CACHE:-$HOME/.cache/nitrovm}/kernel/
 # keyed by a hash of the fragment, the recipe version and the source version, so a
-# second run is instant (System.map is kept beside it). Prints the bzImage path on stdout; progress on stderr.
+# second run is instant; System.map is kept beside the bzImage (to symbolize
+# guest rips). Prints the bzImage path on stdout; progress on stderr.
 # Usage: scripts/kernel/build-guest.sh [--print-config | --cached]
 # (--cached: print the path if built, else fail without building)
 set -euo pipefail
