@@ -92,6 +92,9 @@ type L1Evidence struct {
 	// KernelMaps are the kernel map lines of nitrovm's state dumps in the
 	// output: the guest's own page tables, read after the fault.
 	KernelMaps []KernelMapRun
+	// IDTs are the IDTs ([Start, End)) of the vCPUs in those dumps, from
+	// their "idt=BASE/LIMIT" lines; a reset vCPU's (base 0) is left out.
+	IDTs []KernelMapRun
 }
 
 // ParseL1Evidence collects the l1init.ShutdownMarker and
@@ -129,6 +132,11 @@ func ParseL1Evidence(output string) L1Evidence {
 				ev.KernelMaps = append(ev.KernelMaps, r)
 			}
 			continue
+		}
+		if i := strings.Index(line, " idt="); i >= 0 && strings.Contains(line, " gdt=") {
+			if r, ok := parseIDT(line[i+len(" idt="):]); ok {
+				ev.IDTs = append(ev.IDTs, r)
+			}
 		}
 		if i := strings.Index(line, l1init.ModuleMarker+" "); i >= 0 {
 			if m, ok := parseModule(line[i+len(l1init.ModuleMarker)+1:]); ok {
@@ -236,15 +244,45 @@ func parseKernelMap(s string) (KernelMapRun, bool) {
 	return r, true
 }
 
+// parseIDT reads "BASE/LIMIT" (a state dump's "idt=0xfffffe0000000000/0xfff").
+func parseIDT(s string) (KernelMapRun, bool) {
+	f := strings.Fields(strings.ReplaceAll(s, `"`, " "))
+	if len(f) == 0 {
+		return KernelMapRun{}, false
+	}
+	b, l, ok := strings.Cut(f[0], "/")
+	base, errB := strconv.ParseUint(b, 0, 64)
+	limit, errL := strconv.ParseUint(l, 0, 64)
+	if !ok || errB != nil || errL != nil || base == 0 || base+limit < base {
+		return KernelMapRun{}, false
+	}
+	return KernelMapRun{Start: base, End: base + limit + 1}, true
+}
+
 // contradicted returns the kernel map run that shows x's page fault false:
 // x shut down delivering a page fault whose error code says the page was
 // not present (bit 0 clear), and a run recorded under x's CR3 maps its
 // CR2 present. Any access to a present page that faults (a write to a
 // read-only page, a fetch from an NX page, a reserved bit) sets bit 0,
 // whatever the access was.
+//
+// Or, whatever event was being delivered: x's CR2 (the last page fault's
+// address) lies in a vCPU's IDT that the map under x's CR3 shows present.
+// The CPU only reads the IDT, with supervisor rights, and a supervisor
+// read of a present page cannot fault; so a page fault there is the
+// emulated CPU's, as when delivering an interrupt (intr_info 0x800000ec,
+// the local timer) failed at the IDT's #DF entry.
 func (ev L1Evidence) contradicted(x ShutdownExit) (KernelMapRun, bool) {
-	code, ok := x.pageFault()
-	if !ok || code&pfPresent != 0 || !x.HasCR3 || !x.HasCR2 {
+	if !x.HasCR3 || !x.HasCR2 {
+		return KernelMapRun{}, false
+	}
+	code, isPF := x.pageFault()
+	notPresent := isPF && code&pfPresent == 0
+	inIDT := false
+	for _, idt := range ev.IDTs {
+		inIDT = inIDT || (x.CR2 >= idt.Start && x.CR2 < idt.End)
+	}
+	if !notPresent && !inIDT {
 		return KernelMapRun{}, false
 	}
 	for _, r := range ev.KernelMaps {
@@ -359,10 +397,9 @@ func RecordedTripleFault(output string) *Fault {
 	}
 	first := ev.Exits[0]
 	if r, ok := ev.contradicted(first); ok {
-		code, _ := first.pageFault()
 		return &Fault{Class: FaultL1FalsePageFault, Evidence: fmt.Sprintf(
-			"%s: L1 recorded %d SVM SHUTDOWN exit(s), the first at guest rip %#x delivering a not-present page fault (error code %#x) at %#x under CR3 %#x, which the guest's page tables map present (%#x-%#x) as nitrovm read them after the fault",
-			vmm.TripleFaultMarker, len(ev.Exits), first.RIP, code, first.CR2, first.CR3, r.Start, r.End)}
+			"%s: L1 recorded %d SVM SHUTDOWN exit(s), the first at guest rip %#x delivering event %#x (error code %#x) with CR2 %#x under CR3 %#x, which the guest's page tables map present (%#x-%#x) as nitrovm read them after the fault",
+			vmm.TripleFaultMarker, len(ev.Exits), first.RIP, first.IntInfo, first.IntErr, first.CR2, first.CR3, r.Start, r.End)}
 	}
 	if m, ok := ev.module(first.RIP); ok {
 		return &Fault{Class: FaultL1StateInGuest, Evidence: fmt.Sprintf(

@@ -117,6 +117,11 @@ const (
 	mapText    = `e2e: supervisor log /run/e2e-vsock/logs/i-0000000000000000-enc1.log: time=2026-12-02T10:49:33.859Z level=WARN msg="vm state" enclave=i-0000000000000000-enc1 part=vmm text="` + vmm.KernelMapPrefix + `0x1829000 va=0xffffffff81000000-0xffffffff81600000 pa=0x1000000 prot=r-x page=2M"`
 	mapData    = `text="` + vmm.KernelMapPrefix + `0x1829000 va=0xffffffff81800000-0xffffffff81a00000 pa=0x1800000 prot=rw- page=2M"`
 	mapIDT     = `text="` + vmm.KernelMapPrefix + `0x1829000 va=0xfffffe0000000000-0xfffffe0000001000 pa=0x18cb000 prot=r-- page=4K"`
+	// A triple fault while delivering the local timer interrupt.
+	timerShutdown = l1init.ShutdownMarker + " nitrovm-216     [000] d..1.    27.993382: kvm_exit: vcpu 1 reason shutdown rip 0xffffffff8103fe9e info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x800000ec error_code 0x00000000"
+	idtCR3        = l1init.ShutdownMarker + " nitrovm-216     [000] .....    27.994162: " + l1init.CR3Event + ": (shutdown_interception+0x4/0x50 [kvm_amd]) cr3=0x523000 pages=65536 id=1 cr2=0xfffffe0000000080"
+	vcpuIDT       = `text="vcpu 0 gdt=0xfffffe0000001000/0x7f idt=0xfffffe0000000000/0xfff"`
+	mapIDTProc    = `text="` + vmm.KernelMapPrefix + `0x523000 va=0xfffffe0000000000-0xfffffe0000001000 pa=0x199c000 prot=r-- page=4K"`
 )
 
 func TestL1TripleFaultFalsePageFault(t *testing.T) {
@@ -149,6 +154,14 @@ func TestL1TripleFaultFalsePageFault(t *testing.T) {
 		{"kernel map malformed", lines(tripleFault, pfShutdown, pfCR3, `text="`+vmm.KernelMapPrefix+`0x1829000 va=0xffffffff81600000-0xffffffff81000000 pa=0x1000000 prot=r-x page=2M"`), ""},
 		{"one false fault, one real", lines(tripleFault, pfShutdown, pfCR3, pfShutdown, edit(pfCR3, "cr2=0xffffffff811d5600", "cr2=0xffffffff81700000"), mapText), ""},
 		{"passing command", lines(pfShutdown, pfCR3, mapText), ""},
+
+		// Delivering the local timer interrupt (0xec), CR2 at the IDT's
+		// #DF entry (a nested CI run, 2026-12-02): the IDT rule.
+		{"interrupt delivery, CR2 in a present IDT", lines(tripleFault, timerShutdown, idtCR3, vcpuIDT, mapIDTProc), FaultL1FalsePageFault},
+		{"interrupt delivery, no IDT line", lines(tripleFault, timerShutdown, idtCR3, mapIDTProc), ""},
+		{"interrupt delivery, IDT not mapped", lines(tripleFault, timerShutdown, idtCR3, vcpuIDT, mapText), ""},
+		{"interrupt delivery, CR2 outside the IDT", lines(tripleFault, timerShutdown, edit(idtCR3, "cr2=0xfffffe0000000080", "cr2=0xfffffe0000001080"), vcpuIDT, mapIDTProc), ""},
+		{"a reset vCPU's IDT line", lines(tripleFault, timerShutdown, edit(idtCR3, "cr2=0xfffffe0000000080", "cr2=0x80"), `text="vcpu 1 gdt=0x0/0xffff idt=0x0/0xffff"`, mapIDTProc), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,7 +179,7 @@ func TestL1TripleFaultFalsePageFault(t *testing.T) {
 		})
 	}
 	f := L1TripleFault(lines(tripleFault, pfShutdown, pfCR3, mapText), 36)
-	want := vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffff811d5600 delivering a not-present page fault (error code 0x10) at 0xffffffff811d5600 under CR3 0x1829000, which the guest's page tables map present (0xffffffff81000000-0xffffffff81600000) as nitrovm read them after the fault"
+	want := vmm.TripleFaultMarker + ": L1 recorded 1 SVM SHUTDOWN exit(s), the first at guest rip 0xffffffff811d5600 delivering event 0x80000b0e (error code 0x10) with CR2 0xffffffff811d5600 under CR3 0x1829000, which the guest's page tables map present (0xffffffff81000000-0xffffffff81600000) as nitrovm read them after the fault"
 	if f == nil || f.Evidence != want {
 		t.Errorf("evidence: got %v, want %s", f, want)
 	}
@@ -283,6 +296,7 @@ func FuzzL1TripleFault(f *testing.F) {
 	f.Add(lines(tripleFault, guestShutdown, cr3Line("0x4a4000", "0x8000"), cr3Line("x", "y")), 1)
 	f.Add(lines(cr3Line("0x1", "18446744073709551615"), shutdownAt("0x0")), 0)
 	f.Add(lines(tripleFault, pfShutdown, pfCR3, mapText, mapData), 36)
+	f.Add(lines(tripleFault, timerShutdown, idtCR3, vcpuIDT, mapIDTProc), 36)
 	f.Fuzz(func(t *testing.T, out string, code int) {
 		ev := ParseL1Evidence(out)
 		for _, x := range ev.Exits {
