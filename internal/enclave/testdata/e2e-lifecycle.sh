@@ -15,6 +15,9 @@ B=$2
 MEM=${MEM:-256}
 N=${CONCURRENT:-8} # concurrent run-enclave calls in the last step
 CEIF=${CONCURRENT_EIF:-$A} # the EIF they run
+# Their vCPUs each: 2, as a real enclave has, and so that a nested
+# emulator's triple fault in one can be proven (docs/nested.md).
+CCPUS=${CONCURRENT_CPUS:-2}
 # Every run-enclave gives up after HEARTBEAT seconds without the guest's
 # heartbeat (guests send it 7-12 s after the start in a nested L1) and its
 # supervisor dumps the VM's state into its log, which fail prints: the
@@ -118,7 +121,7 @@ while [ $i -le $N ]; do
 	# it wrote its status, and the wait below would run to its limit.
 	(
 		rc=0
-		nitro-cli run-enclave --eif-path "$CEIF" --memory "$MEM" --cpu-count 1 --heartbeat-timeout "$HB" >$W/r$i.json 2>$W/r$i.err || rc=$?
+		nitro-cli run-enclave --eif-path "$CEIF" --memory "$MEM" --cpu-count "$CCPUS" --heartbeat-timeout "$HB" >$W/r$i.json 2>$W/r$i.err || rc=$?
 		echo $rc >$W/r$i.tmp
 		mv $W/r$i.tmp $W/r$i.rc
 	) &
