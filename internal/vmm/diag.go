@@ -456,14 +456,6 @@ func (v *VM) logDump(cause string, states []vcpuState, devices bool) {
 	v.logger.Warn(DumpEndsMsg, "cause", cause)
 }
 
-// Control-register and EFER bits the kernel map needs (Intel SDM Vol. 3A,
-// 2.5 and 2.2.1).
-const (
-	cr4LA57 = 1 << 12
-	eferLMA = 1 << 10
-	eferNXE = 1 << 11
-)
-
 // kernelMapMaxRuns bounds the lines of one kernel map: a Linux guest's
 // image window is a few runs (text, read-only data, data, a hole or two).
 const kernelMapMaxRuns = 32
@@ -486,14 +478,15 @@ func kernelMaps(states []vcpuState, read func(gpa uint64) (uint64, error)) []str
 	windows := mapWindows(states)
 	for _, s := range states {
 		sr := s.sregs
-		if !longMode4(s) || seen[sr.CR3] {
+		nx, ok := longMode4(s)
+		if !ok || seen[sr.CR3] {
 			continue
 		}
 		seen[sr.CR3] = true
 		head := fmt.Sprintf("%s%#x", KernelMapPrefix, sr.CR3)
 		n, failed := 0, false
 		for _, w := range windows {
-			runs, trunc, err := x86.WalkLongMode(read, sr.CR3, sr.EFER&eferNXE != 0, w[0], w[1], kernelMapMaxRuns)
+			runs, trunc, err := x86.WalkLongMode(read, sr.CR3, nx, w[0], w[1], kernelMapMaxRuns)
 			for _, r := range runs {
 				out = append(out, head+" "+r.String())
 			}
@@ -513,10 +506,11 @@ func kernelMaps(states []vcpuState, read func(gpa uint64) (uint64, error)) []str
 	return out
 }
 
-// longMode4 tells whether s is a vCPU in long mode with 4-level paging.
-func longMode4(s vcpuState) bool {
-	sr := s.sregs
-	return !s.noAnswer && sr.CR0&cr0PG != 0 && sr.EFER&eferLMA != 0 && sr.CR4&cr4LA57 == 0
+// longMode4 tells whether s is a vCPU that answered, in long mode with
+// 4-level paging (x86.LongMode4), and whether its EFER.NXE is set.
+func longMode4(s vcpuState) (nx, ok bool) {
+	ok, nx = x86.LongMode4(s.sregs)
+	return nx, ok && !s.noAnswer
 }
 
 // mapWindows returns the page-aligned windows a kernel map covers, sorted
@@ -531,7 +525,7 @@ func mapWindows(states []vcpuState) [][2]uint64 {
 		}
 	}
 	for _, s := range states {
-		if !longMode4(s) {
+		if _, ok := longMode4(s); !ok {
 			continue
 		}
 		add(s.sregs.IDT.Base, uint64(s.sregs.IDT.Limit))

@@ -179,6 +179,13 @@ func TestLogDumpFraming(t *testing.T) {
 	}
 }
 
+// EFER and CR4 bits of the test vCPUs (Intel SDM Vol. 3A, 2.2.1 and 2.5).
+const (
+	testEFERLMA = 1 << 10
+	testEFERNXE = 1 << 11
+	testCR4LA57 = 1 << 12
+)
+
 // TestKernelMaps: one map per distinct CR3 of the vCPUs in 4-level long
 // mode, from the guest's tables; reset, 5-level and silent vCPUs are
 // skipped, and a broken table is reported, not fatal.
@@ -201,11 +208,11 @@ func TestKernelMaps(t *testing.T) {
 		return binary.LittleEndian.Uint64(ram[gpa:]), nil
 	}
 	long := func(id int, cr3 uint64) vcpuState {
-		return vcpuState{id: id, sregs: kvm.Sregs{CR0: cr0PG | 1, CR3: cr3, EFER: eferLMA | eferNXE,
+		return vcpuState{id: id, sregs: kvm.Sregs{CR0: cr0PG | 1, CR3: cr3, EFER: testEFERLMA | testEFERNXE,
 			IDT: kvm.DTable{Base: 0xfffffe0000000000, Limit: 0xfff}, GDT: kvm.DTable{Base: 0xfffffe0000001000, Limit: 0x7f}}}
 	}
 	la57 := long(3, 0x1000)
-	la57.sregs.CR4 = cr4LA57
+	la57.sregs.CR4 = testCR4LA57
 	silent := long(4, 0x2000)
 	silent.noAnswer = true
 	states := []vcpuState{
@@ -229,7 +236,7 @@ func TestKernelMaps(t *testing.T) {
 // long-mode vCPUs, merged; lower-half and wrapping tables are left out.
 func TestMapWindows(t *testing.T) {
 	st := func(idt, gdt, tr uint64, limit uint16) vcpuState {
-		return vcpuState{sregs: kvm.Sregs{CR0: cr0PG, EFER: eferLMA, IDT: kvm.DTable{Base: idt, Limit: limit},
+		return vcpuState{sregs: kvm.Sregs{CR0: cr0PG, EFER: testEFERLMA, IDT: kvm.DTable{Base: idt, Limit: limit},
 			GDT: kvm.DTable{Base: gdt, Limit: limit}, TR: kvm.Segment{Base: tr, Limit: uint32(limit)}}}
 	}
 	got := mapWindows([]vcpuState{

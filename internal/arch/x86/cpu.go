@@ -21,8 +21,10 @@ const (
 	x86CR0PE   = 0x1
 	x86CR0PG   = 0x8000_0000
 	x86CR4PAE  = 0x20
+	x86CR4LA57 = 0x1000
 	eferLME    = 0x100
 	eferLMA    = 0x400
+	eferNXE    = 0x800
 	rflagsRes1 = 0x2 // bit 1 of RFLAGS is always 1.
 )
 

@@ -1,9 +1,13 @@
 package x86
 
-import "fmt"
+import (
+	"fmt"
 
-// Page-table entry bits of 4-level long-mode paging beside ptePresent and
-// ptePS and pteRW (Intel SDM Vol. 3A, 4.5; AMD APM Vol. 2, 5.3).
+	"github.com/nitrovm/nitrovm/internal/kvm"
+)
+
+// Page-table entry bits of 4-level long-mode paging besides ptePresent,
+// pteRW and ptePS (Intel SDM Vol. 3A, 4.5; AMD APM Vol. 2, 5.3).
 const (
 	pteUser = 1 << 2
 	pteNX   = 1 << 63
@@ -45,6 +49,13 @@ func (r MapRun) String() string {
 	}
 	page := map[uint64]string{1 << 12: "4K", 1 << 21: "2M", 1 << 30: "1G"}[r.PageSize]
 	return fmt.Sprintf("va=%#x-%#x pa=%#x prot=%s page=%s", r.VA, r.VA+r.Size, r.PA, prot, page)
+}
+
+// LongMode4 tells whether s is 4-level long-mode paging (CR0.PG and
+// EFER.LMA set, CR4.LA57 clear), the paging WalkLongMode walks, and
+// whether EFER.NXE is set (its nx argument).
+func LongMode4(s kvm.Sregs) (ok, nx bool) {
+	return s.CR0&x86CR0PG != 0 && s.EFER&eferLMA != 0 && s.CR4&x86CR4LA57 == 0, s.EFER&eferNXE != 0
 }
 
 // maxWalkReads bounds the entries one walk reads: each 4 KiB page of a

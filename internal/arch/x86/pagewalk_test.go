@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/nitrovm/nitrovm/internal/kvm"
 )
 
 // fakeRAM is guest RAM for page walks: [0, len) readable.
@@ -140,4 +142,34 @@ func FuzzWalkLongMode(f *testing.F) {
 			prev = r.VA + r.Size
 		}
 	})
+}
+
+// TestLongMode4: only 4-level long-mode paging is walked; NXE is reported
+// apart.
+func TestLongMode4(t *testing.T) {
+	long := kvm.Sregs{CR0: x86CR0PG | x86CR0PE, CR4: x86CR4PAE, EFER: eferLME | eferLMA}
+	nxe := long
+	nxe.EFER |= eferNXE
+	la57 := long
+	la57.CR4 |= x86CR4LA57
+	noPG := long
+	noPG.CR0 = x86CR0PE
+	noLMA := long
+	noLMA.EFER = eferLME
+	tests := []struct {
+		name   string
+		s      kvm.Sregs
+		ok, nx bool
+	}{
+		{"long mode", long, true, false},
+		{"long mode, NXE", nxe, true, true},
+		{"5-level paging", la57, false, false},
+		{"paging off (reset)", noPG, false, false},
+		{"LME without LMA", noLMA, false, false},
+	}
+	for _, tt := range tests {
+		if ok, nx := LongMode4(tt.s); ok != tt.ok || nx != tt.nx {
+			t.Errorf("%s: got %v, %v; want %v, %v", tt.name, ok, nx, tt.ok, tt.nx)
+		}
+	}
 }
