@@ -36,12 +36,12 @@ const (
 	// guests at once").
 	FaultL1StateInGuest = "l1-state-in-guest"
 	// FaultL1FalsePageFault: the command failed on a guest triple fault
-	// whose SVM SHUTDOWN exits L1 recorded each while delivering a page
-	// fault that the guest's own page tables contradict: the faulting
-	// address (CR2) is mapped, present and, for an instruction fetch,
-	// executable, under the very CR3 the vCPU had, as nitrovm's state
-	// dump read those tables from guest RAM right after the fault
-	// (L1TripleFault, vmm.KernelMapPrefix). The page walk that failed was
+	// whose SVM SHUTDOWN exits L1 recorded each with a page fault that the
+	// guest's own page tables contradict: the faulting address (CR2) is
+	// mapped present under the very CR3 the vCPU had, and the fault said
+	// not present, or CR2 lies in the IDT (which the CPU only reads), as
+	// nitrovm's state dump read those tables from guest RAM right after
+	// the fault (L1TripleFault, vmm.KernelMapPrefix). The page walk that failed was
 	// L1's emulation of the CPU (QEMU's TCG walking the guest's tables
 	// through the nested page tables), not anything nitrovm does: see
 	// docs/multi-vcpu.md, "Page faults the page tables contradict".

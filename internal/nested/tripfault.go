@@ -72,11 +72,17 @@ func (x ShutdownExit) pageFault() (errCode uint32, ok bool) {
 	return x.IntErr, x.HasIntInfo && i&intInfoValid != 0 && i&intInfoTypeMask == intInfoException && i&intInfoVector == vectorPF
 }
 
+// AddrRange is the guest-virtual addresses [Start, End).
+type AddrRange struct{ Start, End uint64 }
+
+// Contains reports whether addr is in r.
+func (r AddrRange) Contains(addr uint64) bool { return addr >= r.Start && addr < r.End }
+
 // KernelMapRun is one line of a nitrovm state dump's kernel map
-// (vmm.KernelMapPrefix): under CR3, [Start, End) is mapped present.
+// (vmm.KernelMapPrefix): under CR3, the range is mapped present.
 type KernelMapRun struct {
-	CR3, Start, End uint64
-	Exec            bool
+	CR3 uint64
+	AddrRange
 }
 
 // L1Evidence is what a command's output holds of init's marked lines.
@@ -92,9 +98,9 @@ type L1Evidence struct {
 	// KernelMaps are the kernel map lines of nitrovm's state dumps in the
 	// output: the guest's own page tables, read after the fault.
 	KernelMaps []KernelMapRun
-	// IDTs are the IDTs ([Start, End)) of the vCPUs in those dumps, from
-	// their "idt=BASE/LIMIT" lines; a reset vCPU's (base 0) is left out.
-	IDTs []KernelMapRun
+	// IDTs are the IDTs of the vCPUs in those dumps, from their
+	// "idt=BASE/LIMIT" lines; a reset vCPU's (base 0) is left out.
+	IDTs []AddrRange
 }
 
 // ParseL1Evidence collects the l1init.ShutdownMarker and
@@ -231,7 +237,7 @@ func parseKernelMap(s string) (KernelMapRun, bool) {
 	va, ok := strings.CutPrefix(f[1], "va=")
 	lo, hi, dash := strings.Cut(va, "-")
 	prot, okProt := strings.CutPrefix(f[3], "prot=")
-	if !ok || !dash || !okProt || len(prot) < 3 {
+	if !ok || !dash || !okProt || len(prot) < 3 { // "r-x": present, whatever its rights
 		return KernelMapRun{}, false
 	}
 	if r.Start, err = strconv.ParseUint(lo, 0, 64); err != nil {
@@ -240,23 +246,22 @@ func parseKernelMap(s string) (KernelMapRun, bool) {
 	if r.End, err = strconv.ParseUint(hi, 0, 64); err != nil || r.End <= r.Start {
 		return KernelMapRun{}, false
 	}
-	r.Exec = prot[2] == 'x'
 	return r, true
 }
 
 // parseIDT reads "BASE/LIMIT" (a state dump's "idt=0xfffffe0000000000/0xfff").
-func parseIDT(s string) (KernelMapRun, bool) {
+func parseIDT(s string) (AddrRange, bool) {
 	f := strings.Fields(strings.ReplaceAll(s, `"`, " "))
 	if len(f) == 0 {
-		return KernelMapRun{}, false
+		return AddrRange{}, false
 	}
 	b, l, ok := strings.Cut(f[0], "/")
 	base, errB := strconv.ParseUint(b, 0, 64)
 	limit, errL := strconv.ParseUint(l, 0, 64)
 	if !ok || errB != nil || errL != nil || base == 0 || base+limit < base {
-		return KernelMapRun{}, false
+		return AddrRange{}, false
 	}
-	return KernelMapRun{Start: base, End: base + limit + 1}, true
+	return AddrRange{Start: base, End: base + limit + 1}, true
 }
 
 // contradicted returns the kernel map run that shows x's page fault false:
@@ -280,13 +285,13 @@ func (ev L1Evidence) contradicted(x ShutdownExit) (KernelMapRun, bool) {
 	notPresent := isPF && code&pfPresent == 0
 	inIDT := false
 	for _, idt := range ev.IDTs {
-		inIDT = inIDT || (x.CR2 >= idt.Start && x.CR2 < idt.End)
+		inIDT = inIDT || idt.Contains(x.CR2)
 	}
 	if !notPresent && !inIDT {
 		return KernelMapRun{}, false
 	}
 	for _, r := range ev.KernelMaps {
-		if r.CR3&cr3Page == x.CR3&cr3Page && x.CR2 >= r.Start && x.CR2 < r.End {
+		if r.CR3&cr3Page == x.CR3&cr3Page && r.Contains(x.CR2) {
 			return r, true
 		}
 	}
@@ -355,9 +360,9 @@ func (ev L1Evidence) module(addr uint64) (ModuleRange, bool) {
 // each of which shows the emulated CPU at fault: a guest rip in an L1
 // module (code our guests, which load no modules, cannot run), or a CR3
 // outside the guest's RAM (see ShutdownExit.outsideRAM), both
-// FaultL1StateInGuest; or a not-present page fault at an address that the
-// guest's page tables under that CR3 map, as the kernel map of nitrovm's
-// state dump in the same output shows (FaultL1FalsePageFault). The class
+// FaultL1StateInGuest; or a page fault that the guest's page tables under
+// that CR3 contradict, as the kernel map of nitrovm's state dump in the
+// same output shows (FaultL1FalsePageFault, see contradicted). The class
 // and evidence are the first exit's. Else nil: no record, a malformed
 // one, or any other exit leaves the failure the command's.
 func L1TripleFault(output string, exitCode int) *Fault {
