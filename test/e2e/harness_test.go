@@ -436,17 +436,23 @@ func (s *session) commandFault(out string) *nested.Fault {
 		if !b.ran {
 			continue
 		}
-		if f := nested.CommandFault(b.output, b.exit); f != nil {
-			f.Evidence = b.name + ": " + f.Evidence
-			return f
+		// nested.CommandFault, except that a proven triple fault counts
+		// whatever the exit status: a guest that the emulator killed
+		// during a passing command (its record and dump are printed then
+		// too) taints the session as an L1 panic does.
+		f := nested.StateInGuest(b.output, b.exit)
+		if f == nil {
+			f = nested.ProvenTripleFault(b.output)
 		}
-		// A guest that the emulator killed during a passing command
-		// (its record and dump are printed then too) taints the session
-		// as an L1 panic does.
-		if f := nested.ProvenTripleFault(b.output); f != nil {
-			f.Evidence = b.name + " (exit " + strconv.Itoa(b.exit) + "): " + f.Evidence
-			return f
+		if f == nil {
+			continue
 		}
+		name := b.name
+		if b.exit == 0 {
+			name += " (exit 0)"
+		}
+		f.Evidence = name + ": " + f.Evidence
+		return f
 	}
 	return nil
 }
