@@ -316,7 +316,10 @@ func (s *session) script() string {
 	// that failed after 30 s or more (a transfer that stalled, a boot
 	// that never answered: not one of the quick failures some steps
 	// expect) first gets every VM's state dumped with SIGUSR1, so that
-	// the VMs' and devices' state at the failure is in its output. A
+	// the VMs' and devices' state at the failure is in its output; so
+	// does the second of two failed commands in a row, however quick (a
+	// guest that hung between steps fails the steps after it in seconds
+	// each, and would otherwise be dumped only by a later watchdog). A
 	// failed command whose output (dumps included) shows L1's state in a
 	// guest vCPU (vmm.ForeignStateMarker) ends the session: it will be
 	// run again from a fresh L1 (commandFault), and the commands after it
@@ -325,12 +328,14 @@ func (s *session) script() string {
 		`s=$(cut -d' ' -f1 /proc/uptime); echo "` + beginMarker + `$n"; ` +
 		`[ "$to" -lt 60 ] || watchdog "$d" $((to - 20)) & ` +
 		`o=/tmp/e2e-out-$n; timeout "$to" "$@" </dev/null 2>&1 | tee "$o"; rc=$?; touch "$d"; ` +
-		`if [ $rc != 0 ] && [ $(($(now) - ${s%.*})) -ge 30 ]; then echo "e2e: failed after 30 s or more: a state dump (SIGUSR1) from every nitrovm supervise and boot"; usr1; sleep 2; fi; ` +
+		`if [ $rc = 0 ]; then fails=0; else fails=$((fails + 1)); fi; ` +
+		`if [ $rc != 0 ] && [ $(($(now) - ${s%.*})) -ge 30 ]; then echo "e2e: failed after 30 s or more: a state dump (SIGUSR1) from every nitrovm supervise and boot"; usr1; sleep 2; ` +
+		`elif [ "$fails" = 2 ]; then echo "e2e: the second failed command in a row: a state dump (SIGUSR1) from every nitrovm supervise and boot"; usr1; sleep 2; fi; ` +
 		`if [ $rc != 0 ] || nitrovm_l1_shutdowns; then dumps "$m" | tee -a "$o"; fi; nitrovm_l1_evidence $rc; ` +
 		`stop=; if [ $rc != 0 ] && grep -qF ` + shellQuote(vmm.ForeignStateMarker) + ` "$o"; then stop=1; ` +
 		`echo "e2e: $n failed with L1's state in a guest vCPU: the session ends here (an L1 fault: see nested.StateInGuest)"; fi; ` +
 		`e=$(cut -d' ' -f1 /proc/uptime); echo; echo "` + endMarker + `$n rc=$rc start=$s end=$e"; [ -z "$stop" ] || exit 0; }` + "\n")
-	b.WriteString("set -o pipefail\n")
+	b.WriteString("set -o pipefail\nfails=0\n")
 	for _, r := range s.boots {
 		q := make([]string, len(r.args))
 		for i, a := range r.args {

@@ -98,3 +98,45 @@ func TestSessionScriptDumps(t *testing.T) {
 		t.Errorf("commandFault: got %+v, want the failed command's WARNING line", f)
 	}
 }
+
+// TestSessionScriptQuickFailures checks the dump rule for quick failures:
+// the second failed command in a row gets every VM's state dumped
+// (SIGUSR1), however quickly it failed, and only the second of a run; a
+// passing command in between starts the count again.
+func TestSessionScriptQuickFailures(t *testing.T) {
+	(&testEnv{attempt: 1}).record(t)
+	sh, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("busybox not installed")
+	}
+	const msg = "e2e: the second failed command in a row"
+	s := &session{t: t, files: map[string]string{}}
+	steps := []struct {
+		name, cmd string
+		dumped    bool
+	}{
+		{"fail1", "exit 1", false},
+		{"pass1", "true", false},
+		{"fail2", "exit 2", false},
+		{"fail3", "exit 3", true},
+		{"fail4", "exit 4", false},
+	}
+	var runs []*bootRun
+	for _, st := range steps {
+		runs = append(runs, s.boot(st.name, 10*time.Second, "sh", "-c", st.cmd))
+	}
+	out, err := exec.Command(sh, "sh", "-c", s.script()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("script: %v\n%s", err, out)
+	}
+	for i, st := range steps {
+		r := runs[i]
+		r.parse(string(out))
+		if !r.ran {
+			t.Fatalf("%s: did not run; output:\n%s", st.name, out)
+		}
+		if got := strings.Contains(r.output, msg); got != st.dumped {
+			t.Errorf("%s: dump line printed = %v, want %v; output:\n%s", st.name, got, st.dumped, r.output)
+		}
+	}
+}
