@@ -9,6 +9,11 @@
 #          (an empty transfer to guest port 5100 that returns the byte
 #          count); for nitrovm also until every heartbeat arrived (each
 #          run-enclave returns after its enclave's heartbeat);
+#   ok     how many of the N guests came up (heartbeat and echo; a guest
+#          gets 180 s for its heartbeat and then 120 s for its echo, so
+#          one guest the nested emulator breaks costs minutes, not the
+#          session): "up" is then the time until the last guest that came
+#          up did, and the ratio line says how many did;
 #   rss    total RSS of all VMM processes, guest RAM mappings left out.
 #
 # Prints BENCH lines and one ratio line per N.
@@ -44,6 +49,9 @@ cat >"$work/l1.sh" <<SCRIPT
 export NITROVM_STATE_DIR=/run/nvdensity
 now() { cut -d' ' -f1 /proc/uptime; }
 since() { echo "\$(now) \$1" | awk '{printf "%.2f", \$1-\$2}'; }
+# last START: seconds from START until the last guest that came up did
+# (each wrote its uptime to /tmp/up/I).
+last() { cat /tmp/up/* 2>/dev/null | awk -v s="\$1" '\$1 > m { m = \$1 } END { printf "%.2f", m ? m - s : 0 }'; }
 # rsssum COMM: total RSS (KiB) of the processes named COMM that map a guest
 # RAM region, without the mappings of the guest RAM's size or larger.
 rsssum() {
@@ -65,15 +73,16 @@ for n in ${ns[*]}; do
 	i=0
 	while [ \$i -lt \$n ]; do
 		nitrovm run-enclave --eif-path /g/bench.eif --memory $mem --cpu-count 1 --vsock-uds /run/d\$i.sock \
-			--enclave-name d\$n-\$i --heartbeat-timeout 600 >/tmp/run\$i.json 2>&1 || echo "BENCH error run-enclave \$i: \$(tail -c 300 /tmp/run\$i.json)" &
+			--enclave-name d\$n-\$i --heartbeat-timeout 180 >/tmp/run\$i.json 2>&1 || echo "BENCH error run-enclave \$i: \$(tail -c 300 /tmp/run\$i.json)" &
 		i=\$((i + 1))
 	done
 	wait
 	hb=\$(since \$s)
 	i=0
-	while [ \$i -lt \$n ]; do hostbench ready --uds /run/d\$i.sock --wait 300s || echo "BENCH error echo \$i" & i=\$((i + 1)); done
+	rm -rf /tmp/up; mkdir /tmp/up
+	while [ \$i -lt \$n ]; do { hostbench ready --uds /run/d\$i.sock --wait 120s && echo "\$(now)" >/tmp/up/\$i || echo "BENCH error echo \$i"; } & i=\$((i + 1)); done
 	wait
-	echo "BENCH density-nitrovm-\$n heartbeats_s=\$hb echo_s=\$(since \$s) rss_kib=\$(rsssum nitrovm)"
+	echo "BENCH density-nitrovm-\$n heartbeats_s=\$hb echo_s=\$(last \$s) ok=\$(ls /tmp/up | wc -l) rss_kib=\$(rsssum nitrovm)"
 	i=0
 	while [ \$i -lt \$n ]; do hostbench stop --uds /run/d\$i.sock >/dev/null 2>&1 & i=\$((i + 1)); done
 	wait
@@ -90,8 +99,9 @@ for n in ${ns[*]}; do
 		i=\$((i + 1))
 	done
 	# (a subshell, so that wait waits for the echoes and not for QEMU)
-	( i=0; while [ \$i -lt \$n ]; do hostbench ready --cid \$((100 + i)) --wait 300s || echo "BENCH error qemu echo \$i" & i=\$((i + 1)); done; wait )
-	echo "BENCH density-qemu-\$n echo_s=\$(since \$s) rss_kib=\$(rsssum qemu-system-x86)"
+	rm -rf /tmp/up; mkdir /tmp/up
+	( i=0; while [ \$i -lt \$n ]; do { hostbench ready --cid \$((100 + i)) --wait 300s && echo "\$(now)" >/tmp/up/\$i || echo "BENCH error qemu echo \$i"; } & i=\$((i + 1)); done; wait )
+	echo "BENCH density-qemu-\$n echo_s=\$(last \$s) ok=\$(ls /tmp/up | wc -l) rss_kib=\$(rsssum qemu-system-x86)"
 	i=0
 	while [ \$i -lt \$n ]; do hostbench stop --cid \$((100 + i)) >/dev/null 2>&1 & i=\$((i + 1)); done
 	sleep 5
@@ -109,8 +119,8 @@ if ! grep -q '^BENCH density' "$work/bench" || grep -q '^BENCH error' "$work/ben
 fi
 awk '
 function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n; i++) if (index(f[i], key "=") == 1) return substr(f[i], length(key) + 2); return "" }
-/^BENCH density-nitrovm-/ { n = substr($2, 17); ne[n] = kv($0, "echo_s"); nh[n] = kv($0, "heartbeats_s"); nr[n] = kv($0, "rss_kib") }
-/^BENCH density-qemu-/ { n = substr($2, 14); qe[n] = kv($0, "echo_s"); qr[n] = kv($0, "rss_kib") }
+/^BENCH density-nitrovm-/ { n = substr($2, 17); ne[n] = kv($0, "echo_s"); nh[n] = kv($0, "heartbeats_s"); nr[n] = kv($0, "rss_kib"); nok[n] = kv($0, "ok") }
+/^BENCH density-qemu-/ { n = substr($2, 14); qe[n] = kv($0, "echo_s"); qr[n] = kv($0, "rss_kib"); qok[n] = kv($0, "ok") }
 END {
-	for (n in ne) if (n in qe) printf "density N=%d: all up (echo) nitrovm %.1f s (heartbeats %.1f s), qemu %.1f s, ratio nitrovm/qemu %.2fx, total VMM RSS nitrovm %.1f MiB, qemu %.1f MiB, RSS ratio %.2fx\n", n, ne[n], nh[n], qe[n], ne[n] / qe[n], nr[n] / 1024, qr[n] / 1024, qr[n] ? nr[n] / qr[n] : 0
+	for (n in ne) if (n in qe) printf "density N=%d: up (echo) nitrovm %d/%d in %.1f s (run-enclave returned %.1f s), qemu %d/%d in %.1f s, ratio nitrovm/qemu %.2fx, total VMM RSS nitrovm %.1f MiB, qemu %.1f MiB, RSS ratio %.2fx\n", n, nok[n], n, ne[n], nh[n], qok[n], n, qe[n], qe[n] ? ne[n] / qe[n] : 0, nr[n] / 1024, qr[n] / 1024, qr[n] ? nr[n] / qr[n] : 0
 }' "$work/bench"

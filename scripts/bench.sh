@@ -97,7 +97,8 @@ for n in "${names[@]}"; do
 		row "guest DescribePCR round trips/s" "$(val vsock '^nsm describepcr from the guest' 'guest: ')" "report" ;;
 	density)
 		for k in 8 16; do
-			row "density N=$k: all up nitrovm / qemu" "$(val density "^density N=$k:" 'ratio nitrovm\/qemu ')" "report"
+			row "density N=$k: up nitrovm / qemu" "$(val density "^density N=$k:" 'ratio nitrovm\/qemu ')" "report"
+			row "  guests up nitrovm, qemu" "$(val density "^density N=$k:" 'up (echo) nitrovm '), $(val density "^density N=$k:" 's), qemu ')" "report"
 			row "  total VMM RSS nitrovm (MiB)" "$(val density "^density N=$k:" 'total VMM RSS nitrovm ')" "report"
 			row "  total VMM RSS nitrovm / qemu" "$(val density "^density N=$k:" 'RSS ratio ')" "report"
 		done ;;
