@@ -31,8 +31,8 @@ const EvidenceShell = `nitrovm_l1_shutdowns() { grep -qF ' kvm_exit: ' ` + l1ini
 // allocated apart, so the range is the text and maybe more, but always in
 // L1's module area, where our guests (no modules) run no code.
 type ModuleRange struct {
-	Name       string
-	Start, End uint64
+	Name string
+	AddrRange
 }
 
 // ShutdownExit is one recorded SVM SHUTDOWN exit.
@@ -72,7 +72,8 @@ func (x ShutdownExit) pageFault() (errCode uint32, ok bool) {
 	return x.IntErr, x.HasIntInfo && i&intInfoValid != 0 && i&intInfoTypeMask == intInfoException && i&intInfoVector == vectorPF
 }
 
-// AddrRange is the guest-virtual addresses [Start, End).
+// AddrRange is the virtual addresses [Start, End): a guest's for kernel
+// maps and IDTs, L1's for modules.
 type AddrRange struct{ Start, End uint64 }
 
 // Contains reports whether addr is in r.
@@ -339,7 +340,7 @@ func parseModule(line string) (ModuleRange, bool) {
 		if err != nil || base == 0 || base+size < base {
 			return ModuleRange{}, false
 		}
-		return ModuleRange{Name: f[0], Start: base, End: base + size}, true
+		return ModuleRange{Name: f[0], AddrRange: AddrRange{base, base + size}}, true
 	}
 	return ModuleRange{}, false
 }
@@ -347,7 +348,7 @@ func parseModule(line string) (ModuleRange, bool) {
 // module returns the module whose range holds addr.
 func (ev L1Evidence) module(addr uint64) (ModuleRange, bool) {
 	for _, m := range ev.Modules {
-		if addr >= m.Start && addr < m.End {
+		if m.Contains(addr) {
 			return m, true
 		}
 	}

@@ -193,7 +193,7 @@ func TestParseL1Evidence(t *testing.T) {
 	if len(ev.Malformed) != 1 || !strings.Contains(ev.Malformed[0], "rip zz") {
 		t.Errorf("malformed: got %q, want the line with rip zz", ev.Malformed)
 	}
-	want := []ModuleRange{{"kvm_amd", 0xffffffffc0389000, 0xffffffffc0389000 + 147456}, {"vsock", 0xffffffffc03b1000, 0xffffffffc03b1000 + 65536}}
+	want := []ModuleRange{{"kvm_amd", AddrRange{0xffffffffc0389000, 0xffffffffc0389000 + 147456}}, {"vsock", AddrRange{0xffffffffc03b1000, 0xffffffffc03b1000 + 65536}}}
 	if len(ev.Modules) != len(want) || ev.Modules[0] != want[0] || ev.Modules[1] != want[1] {
 		t.Errorf("modules: got %+v, want %+v", ev.Modules, want)
 	}
