@@ -25,6 +25,7 @@ func newNestedCmd(env Env) *cobra.Command {
 		binary       string
 		kernelLog    bool
 		asInit       bool
+		onCPU0       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "nested [flags] -- COMMAND [ARG...]",
@@ -84,11 +85,14 @@ scripts/kernel/l1-kernel.sh once. Example:
 				Env:       envs,
 				MemoryMiB: memory,
 				CPUs:      cpus,
-				Timeout:   timeout,
-				Output:    env.Stdout,
-				Logger:    env.logger(),
-				CacheDir:  nested.DefaultCacheDir(getenv),
-				KernelLog: kernelLog,
+				// CommandOnCPU0 is false by default: QEMU's IGNNE race
+				// (l1init.commandCPUs) reaches guests on CPU 0 only.
+				CommandOnCPU0: onCPU0,
+				Timeout:       timeout,
+				Output:        env.Stdout,
+				Logger:        env.logger(),
+				CacheDir:      nested.DefaultCacheDir(getenv),
+				KernelLog:     kernelLog,
 				// L1's kernel console is a serial port of its own,
 				// shown with --kernel-log only: mixed into a caller's
 				// 2>&1 it could split the command's output lines.
@@ -109,7 +113,8 @@ scripts/kernel/l1-kernel.sh once. Example:
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&memory, "memory", nested.DefaultMemoryMiB, "RAM of the nested VM in MiB")
-	fl.IntVar(&cpus, "cpus", nested.DefaultCPUs, "vCPUs of the nested VM")
+	fl.IntVar(&cpus, "cpus", nested.DefaultCPUs, "vCPUs of the nested VM (COMMAND runs on all but CPU 0 unless --command-on-cpu0)")
+	fl.BoolVar(&onCPU0, "command-on-cpu0", false, "let COMMAND and its guests run on the nested VM's CPU 0 too (QEMU's TCG then corrupts guests on it at random; see docs/nested.md)")
 	fl.StringArrayVar(&files, "file", nil, "copy HOSTPATH to L1PATH in the nested VM (L1PATH=HOSTPATH, repeatable)")
 	fl.StringArrayVar(&envs, "env", nil, "set K=V in COMMAND's environment (repeatable)")
 	fl.DurationVar(&timeout, "timeout", nested.DefaultTimeout, "give up after this long")

@@ -78,8 +78,10 @@ import (
 const (
 	// DefaultMemoryMiB is L1's RAM. TCG allocates it lazily.
 	DefaultMemoryMiB = 4096
-	// DefaultCPUs is L1's vCPU count.
-	DefaultCPUs = 2
+	// DefaultCPUs is L1's vCPU count: CPU 0 for L1's own work, and two
+	// for the command and its guests, which l1init keeps off CPU 0 (see
+	// l1init.Config.CPU0).
+	DefaultCPUs = 3
 	// DefaultCPU is L1's QEMU CPU model: every feature TCG emulates,
 	// SVM with nested paging included, except 5-level paging (LA57). The
 	// emulator's faults (an L2 vCPU running on L1's state, whose stack
@@ -122,6 +124,9 @@ type Options struct {
 	MemoryMiB int
 	// CPUs is L1's vCPU count; 0 means DefaultCPUs.
 	CPUs int
+	// CommandOnCPU0 lets the command and its guests run on L1's CPU 0
+	// too (l1init.Config.CPU0); by default they do not.
+	CommandOnCPU0 bool
 	// Timeout bounds the run; 0 means DefaultTimeout.
 	Timeout time.Duration
 	// Output receives the L1 console (kernel errors, init's lines, the
@@ -434,7 +439,7 @@ func buildInitramfs(dst string, o Options) error {
 	if err != nil {
 		return fmt.Errorf("nested: %w", err)
 	}
-	cfg := l1init.Config{Command: o.Command, Env: o.Env}
+	cfg := l1init.Config{Command: o.Command, Env: o.Env, CPU0: o.CommandOnCPU0}
 	entries := []Entry{{Name: NitrovmPath, HostPath: o.Nitrovm, Mode: 0o755}}
 	for _, m := range order {
 		name := path.Join(modulesPath, path.Base(m))

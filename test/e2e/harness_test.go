@@ -215,6 +215,7 @@ type session struct {
 	files  map[string]string // L1 path -> host path
 	boots  []*bootRun
 	cpus   int
+	onCPU0 bool // nested.Options.CommandOnCPU0
 	output string
 }
 
@@ -239,11 +240,13 @@ type bootRun struct {
 	failures int
 }
 
-// newSession returns an empty session of an L1 with 2 vCPUs, or
-// $NITROVM_E2E_L1_CPUS.
+// newSession returns an empty session of an L1 with nested.DefaultCPUs
+// vCPUs (CPU 0 for L1, the others for the guests), or
+// $NITROVM_E2E_L1_CPUS; NITROVM_E2E_L1_CPU0=1 lets the guests run on CPU
+// 0 too (nested.Options.CommandOnCPU0), to measure QEMU's IGNNE race.
 func (e *testEnv) newSession(t *testing.T) *session {
 	t.Helper()
-	cpus := 2
+	cpus := nested.DefaultCPUs
 	if v := os.Getenv("NITROVM_E2E_L1_CPUS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -251,7 +254,7 @@ func (e *testEnv) newSession(t *testing.T) *session {
 		}
 		cpus = n
 	}
-	return &session{e: e, t: t, files: map[string]string{}, cpus: cpus}
+	return &session{e: e, t: t, files: map[string]string{}, cpus: cpus, onCPU0: os.Getenv("NITROVM_E2E_L1_CPU0") == "1"}
 }
 
 // file makes a host file available in L1 and returns its L1 path.
@@ -384,13 +387,14 @@ func (s *session) run() {
 		out := &lineLogger{t: t}
 		kernel := &lineLogger{t: t, prefix: "L1 kernel: "}
 		res, err = nested.Run(context.Background(), nested.Options{
-			Nitrovm:      s.e.nitrovm,
-			Files:        files,
-			Command:      []string{"/e2e/run.sh"},
-			CPUs:         s.cpus,
-			Timeout:      timeout,
-			Output:       out,
-			KernelOutput: kernel,
+			Nitrovm:       s.e.nitrovm,
+			Files:         files,
+			Command:       []string{"/e2e/run.sh"},
+			CPUs:          s.cpus,
+			CommandOnCPU0: s.onCPU0,
+			Timeout:       timeout,
+			Output:        out,
+			KernelOutput:  kernel,
 		})
 		out.flush()
 		kernel.flush()

@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -67,6 +68,11 @@ type Config struct {
 	Env []string `json:"env,omitempty"`
 	// Dir is the command's working directory; empty means /root.
 	Dir string `json:"dir,omitempty"`
+	// CPU0 lets the command run on L1's CPU 0 too. By default, when L1
+	// has more than one CPU, the command and every process it starts
+	// (guests' vCPU threads included) run on the others only: see
+	// commandCPUs.
+	CPU0 bool `json:"cpu0,omitempty"`
 }
 
 // Main runs init and never returns (it reboots). Output goes to the
@@ -148,7 +154,7 @@ func run(console io.Writer) int {
 	uptime, _ := os.ReadFile("/proc/uptime")
 	fmt.Fprintf(console, "nested: L1 ready (uptime %s s), running %s\n",
 		strings.Fields(string(uptime) + " ?")[0], strings.Join(cfg.Command, " "))
-	if err := cmd.Start(); err != nil {
+	if err := startCommand(cmd, !cfg.CPU0, console); err != nil {
 		fmt.Fprintf(console, "nested: %v\n", err)
 		return ExitCommandNotRun
 	}
@@ -334,4 +340,52 @@ func (p *kvmPin) close() {
 	if p.sys != nil {
 		p.sys.Close()
 	}
+}
+
+// commandCPUs returns the CPUs the command may run on: all of online but
+// CPU 0, or false when that leaves none.
+//
+// QEMU's TCG (10.0.2, and upstream as read on 2026-12-02) clears the x87
+// IGNNE flag of the *first* emulated CPU from whichever vCPU thread
+// restores x87 state (cpu_clear_ignne, called by cpu_set_fpus on every
+// FRSTOR/FXRSTOR/XRSTOR), a read-modify-write of that CPU's hflags2
+// without a lock. When CPU 0 runs a nested guest, the write can undo CPU
+// 0's own concurrent update of its nested-paging flag (HF2_NPT_MASK) at
+// VMRUN or #VMEXIT: the guest then runs without nested paging and
+// triple-faults on its first fetch, or L1 runs with it and its next walk
+// becomes a bogus nested page fault that stores L1's state as the guest's
+// (docs/nested.md, "The emulator's race"). Guests whose vCPUs never run
+// on CPU 0 are out of its reach: CPU 0 then never changes those flags,
+// so a stale write-back restores what was there.
+func commandCPUs(online unix.CPUSet) (unix.CPUSet, bool) {
+	set := online
+	set.Clear(0)
+	return set, set.Count() > 0
+}
+
+// startCommand starts cmd; with avoidCPU0 it starts it with the affinity
+// commandCPUs gives (inherited by everything the command starts), from a
+// locked thread whose own affinity is restored afterwards.
+func startCommand(cmd *exec.Cmd, avoidCPU0 bool, console io.Writer) error {
+	if !avoidCPU0 {
+		return cmd.Start()
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var online unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &online); err != nil {
+		fmt.Fprintf(console, "nested: sched_getaffinity: %v (the command may run on CPU 0)\n", err)
+		return cmd.Start()
+	}
+	set, ok := commandCPUs(online)
+	if !ok {
+		return cmd.Start()
+	}
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		fmt.Fprintf(console, "nested: sched_setaffinity: %v (the command may run on CPU 0)\n", err)
+		return cmd.Start()
+	}
+	defer unix.SchedSetaffinity(0, &online)
+	fmt.Fprintf(console, "nested: the command runs on L1's CPUs 1-%d, not on CPU 0 (QEMU's IGNNE race, see docs/nested.md)\n", online.Count()-1)
+	return cmd.Start()
 }

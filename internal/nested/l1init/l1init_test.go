@@ -2,7 +2,10 @@ package l1init
 
 import (
 	"errors"
+	"io"
 	"os/exec"
+	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -33,5 +36,66 @@ func TestReapUntil(t *testing.T) {
 	var rest syscall.WaitStatus
 	if pid, err := syscall.Wait4(-1, &rest, syscall.WNOHANG, nil); !errors.Is(err, syscall.ECHILD) {
 		t.Errorf("after the command: wait4 got pid %d, %v; want ECHILD (no zombie, no child left)", pid, err)
+	}
+}
+
+// TestCommandCPUs checks the affinity the command gets: every online CPU
+// but CPU 0, and none to set when CPU 0 is all there is.
+func TestCommandCPUs(t *testing.T) {
+	set := func(cpus ...int) unix.CPUSet {
+		var s unix.CPUSet
+		for _, c := range cpus {
+			s.Set(c)
+		}
+		return s
+	}
+	tests := []struct {
+		name   string
+		online unix.CPUSet
+		want   unix.CPUSet
+		ok     bool
+	}{
+		{"three CPUs", set(0, 1, 2), set(1, 2), true},
+		{"two CPUs", set(0, 1), set(1), true},
+		{"CPU 0 only", set(0), set(), false},
+		{"CPU 0 already excluded", set(2, 3), set(2, 3), true},
+	}
+	for _, tt := range tests {
+		got, ok := commandCPUs(tt.online)
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("%s: commandCPUs = %v, %v; want %v, %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// TestStartCommandAvoidsCPU0 starts a command the way init does and reads
+// its affinity: CPU 0 must not be in it, and the starting thread's own
+// affinity must be whole again afterwards.
+func TestStartCommandAvoidsCPU0(t *testing.T) {
+	var online unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &online); err != nil || online.Count() < 2 || !online.IsSet(0) {
+		t.Skipf("needs CPU 0 and another CPU (affinity %v, %v)", online, err)
+	}
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("needs sh")
+	}
+	var out strings.Builder
+	cmd := exec.Command("sh", "-c", "grep Cpus_allowed_list /proc/self/status")
+	cmd.Stdout = &out
+	if err := startCommand(cmd, true, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	list := strings.TrimSpace(strings.TrimPrefix(out.String(), "Cpus_allowed_list:"))
+	if list == "" || strings.HasPrefix(list, "0") {
+		t.Errorf("command's Cpus_allowed_list = %q, want CPU 0 left out", list)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var after unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &after); err != nil || !after.IsSet(0) {
+		t.Errorf("a thread's affinity after startCommand: %v, %v; want CPU 0 in it", after, err)
 	}
 }
