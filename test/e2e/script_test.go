@@ -64,7 +64,9 @@ func TestSessionScriptDumps(t *testing.T) {
 	failed := s.boot("failed", 10*time.Second, "sh", "-c", appendTo("time=T level=INFO msg=\"launch\"\n"+newDump)+" && echo 'Waiting on enclave to boot failed' && exit 36")
 	// L1's state in a guest ends the session after the failed command.
 	after := s.boot("after", 10*time.Second, "echo", "AFTER")
-	out, err := exec.Command(sh, "sh", "-c", s.script()).CombinedOutput()
+	cmd := exec.Command(sh, "sh", "-c", s.script())
+	cmd.Env = append(os.Environ(), "E2E_LOG_ROOTS="+dir)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("script: %v\n%s", err, out)
 	}
@@ -125,7 +127,9 @@ func TestSessionScriptQuickFailures(t *testing.T) {
 	for _, st := range steps {
 		runs = append(runs, s.boot(st.name, 10*time.Second, "sh", "-c", st.cmd))
 	}
-	out, err := exec.Command(sh, "sh", "-c", s.script()).CombinedOutput()
+	cmd := exec.Command(sh, "sh", "-c", s.script())
+	cmd.Env = append(os.Environ(), "E2E_LOG_ROOTS="+t.TempDir())
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("script: %v\n%s", err, out)
 	}
