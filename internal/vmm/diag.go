@@ -478,7 +478,7 @@ func kernelMaps(states []vcpuState, read func(gpa uint64) (uint64, error)) []str
 	windows := mapWindows(states)
 	for _, s := range states {
 		sr := s.sregs
-		nx, ok := longMode4(s)
+		ok, nx := longMode4(s)
 		if !ok || seen[sr.CR3] {
 			continue
 		}
@@ -507,10 +507,11 @@ func kernelMaps(states []vcpuState, read func(gpa uint64) (uint64, error)) []str
 }
 
 // longMode4 tells whether s is a vCPU that answered, in long mode with
-// 4-level paging (x86.LongMode4), and whether its EFER.NXE is set.
-func longMode4(s vcpuState) (nx, ok bool) {
+// 4-level paging (x86.LongMode4), and whether its EFER.NXE is set; the
+// results come in x86.LongMode4's order.
+func longMode4(s vcpuState) (ok, nx bool) {
 	ok, nx = x86.LongMode4(s.sregs)
-	return nx, ok && !s.noAnswer
+	return ok && !s.noAnswer, nx
 }
 
 // mapWindows returns the page-aligned windows a kernel map covers, sorted
@@ -525,7 +526,7 @@ func mapWindows(states []vcpuState) [][2]uint64 {
 		}
 	}
 	for _, s := range states {
-		if _, ok := longMode4(s); !ok {
+		if ok, _ := longMode4(s); !ok {
 			continue
 		}
 		add(s.sregs.IDT.Base, uint64(s.sregs.IDT.Limit))
