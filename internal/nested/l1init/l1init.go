@@ -354,7 +354,7 @@ func (p *kvmPin) close() {
 // VMRUN or #VMEXIT: the guest then runs without nested paging and
 // triple-faults on its first fetch, or L1 runs with it and its next walk
 // becomes a bogus nested page fault that stores L1's state as the guest's
-// (docs/nested.md, "The emulator's race"). Guests whose vCPUs never run
+// (docs/nested.md, "QEMU's IGNNE race"). Guests whose vCPUs never run
 // on CPU 0 are out of its reach: CPU 0 then never changes those flags,
 // so a stale write-back restores what was there.
 func commandCPUs(online unix.CPUSet) (unix.CPUSet, bool) {
@@ -386,6 +386,6 @@ func startCommand(cmd *exec.Cmd, avoidCPU0 bool, console io.Writer) error {
 		return cmd.Start()
 	}
 	defer unix.SchedSetaffinity(0, &online)
-	fmt.Fprintf(console, "nested: the command runs on L1's CPUs 1-%d, not on CPU 0 (QEMU's IGNNE race, see docs/nested.md)\n", online.Count()-1)
+	fmt.Fprintf(console, "nested: the command runs on %d of L1's %d CPUs, not on CPU 0 (QEMU's IGNNE race, see docs/nested.md)\n", set.Count(), online.Count())
 	return cmd.Start()
 }
