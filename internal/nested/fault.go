@@ -23,7 +23,9 @@ const (
 	// status.
 	FaultL1Panic = "l1-panic"
 	// FaultL1Freeze: L1 stopped making progress: init's once-a-second tick
-	// on ttyS2 stopped for Options.FreezeAfter while the command ran.
+	// on ttyS2 stopped for Options.FreezeAfter while the command ran, or
+	// L1's kernel reported that one of its CPUs stopped handling its
+	// timer (cpuTimerStall).
 	FaultL1Freeze = "l1-freeze"
 	// FaultL1StateInGuest: the command failed and its output holds
 	// nitrovm's state-dump warning that an L2 vCPU has state no guest can
@@ -72,6 +74,25 @@ var kernelFaultMarks = []string{
 	"Unable to handle kernel",
 }
 
+// cpuTimerStall is what L1's RCU prints when a CPU's timer never fired
+// (kernel/rcu/tree_stall.h: "Possible timer handling issue on cpu=N"):
+// that CPU of the emulated L1 stopped taking its timer interrupt, seen
+// in a CI run on 2026-12-02 from 2 s into L1's boot, before any guest
+// ran. A process cannot stop a CPU's timer interrupt; the tasks placed on
+// that CPU then never run, and the command only waits out its limits.
+const cpuTimerStall = "Possible timer handling issue on cpu="
+
+// stalledCPU returns kernelLog's first cpuTimerStall line, or "".
+func stalledCPU(kernelLog string) string {
+	i := strings.Index(kernelLog, cpuTimerStall)
+	if i < 0 {
+		return ""
+	}
+	start := strings.LastIndexByte(kernelLog[:i], '\n') + 1
+	line, _, _ := strings.Cut(kernelLog[start:], "\n")
+	return strings.TrimSpace(line)
+}
+
 // initDied is the panic the kernel prints when PID 1 (nitrovm's l1init)
 // exits: a bug of ours, not an L1 fault.
 const initDied = "Attempted to kill init"
@@ -89,7 +110,8 @@ type observed struct {
 // classify returns the L1 fault that o shows, or nil when there is none.
 // In order: the first oops, BUG or panic line on L1's kernel console (a
 // panic because init died is not an L1 fault unless an oops came first),
-// a freeze, a reset, then a failed command whose output shows L1's state
+// a freeze (the watcher's, or a CPU that L1's kernel saw stop handling
+// its timer), a reset, then a failed command whose output shows L1's state
 // in a guest vCPU (CommandFault).
 func classify(o observed) *Fault {
 	if f, ours := kernelFault(o.kernelLog); f != nil || ours {
@@ -97,6 +119,9 @@ func classify(o observed) *Fault {
 	}
 	if o.frozen != "" {
 		return &Fault{Class: FaultL1Freeze, Evidence: o.frozen}
+	}
+	if line := stalledCPU(o.kernelLog); line != "" {
+		return &Fault{Class: FaultL1Freeze, Evidence: "L1's kernel: " + line}
 	}
 	if o.reset {
 		return &Fault{Class: FaultL1Panic, Evidence: "L1 reset before init reported the exit status (no kernel message)"}
@@ -201,6 +226,13 @@ func (w *watcher) watch() {
 		w.pollKernel()
 		if w.cons.finished() {
 			continue // the command has ended; L1 is rebooting
+		}
+		if line := stalledCPU(w.kernelLog()); line != "" {
+			w.mu.Lock()
+			w.freeze = "L1's kernel: " + line
+			w.mu.Unlock()
+			w.kill(errFrozen)
+			return
 		}
 		fi, err := os.Stat(w.ticksPath)
 		if err != nil || fi.Size() == 0 {
