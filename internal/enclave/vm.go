@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"sync"
 
 	"github.com/nitrovm/nitrovm/ca"
@@ -172,18 +171,19 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 	}
 	// The supervisor is a long-lived process per enclave: give the OS back
 	// the heap that reading and measuring the EIF left behind and the
-	// executable's pages that starting up mapped (see exePages), once,
-	// before the vCPUs run; and the connection buffers whenever the last
-	// vsock connection closes, now rather than at the scavenger's pace.
-	// The executable's pages are not dropped again while the guest runs:
-	// with a drop on every vsock idle, a TestVsock guest triple-faulted in
-	// both nested CI runs that had it (the emulator's #PF 0x10 signature,
-	// docs/multi-vcpu.md), none in the five runs before; not proven to be
-	// the cause, but each drop is a TLB shootdown into running vCPUs.
-	if err := releaseMemory(exe); err != nil {
-		logger.Warn("release memory", "err", err)
+	// executable's pages that starting up mapped (see exePages) before the
+	// vCPUs run, and both again whenever the last vsock connection closes
+	// (the heartbeat's, then each burst of traffic), now rather than at
+	// the scavenger's pace. (The per-idle drop was taken out once on the
+	// suspicion that its TLB shootdowns provoked the nested emulator's
+	// faults; their cause was QEMU's IGNNE race, docs/nested.md.)
+	release := func() {
+		if err := releaseMemory(exe); err != nil {
+			logger.Warn("release memory", "err", err)
+		}
 	}
-	vdev.OnIdle(debug.FreeOSMemory)
+	release()
+	vdev.OnIdle(release)
 
 	if spec.Contain != nil {
 		var paths []string
