@@ -388,6 +388,42 @@ func (c *Chain) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// PeekReadable appends to dst, as slices of guest memory, up to n of the
+// next readable bytes without consuming them, so they can be handed to a
+// system call without a copy; Discard then consumes what was used. The
+// slices alias guest RAM, which the guest may change at any time.
+func (c *Chain) PeekReadable(dst [][]byte, n int) [][]byte {
+	seg, off := c.rseg, c.roff
+	for n > 0 && seg < len(c.segs) && !c.segs[seg].write {
+		s := c.segs[seg].buf[off:]
+		if len(s) > n {
+			s = s[:n]
+		}
+		if len(s) > 0 {
+			dst = append(dst, s)
+		}
+		n -= len(s)
+		seg, off = seg+1, 0
+	}
+	return dst
+}
+
+// Discard consumes up to n readable bytes as Read would, without copying
+// them, and returns how many it consumed.
+func (c *Chain) Discard(n int) int {
+	done := 0
+	for done < n && c.rseg < len(c.segs) && !c.segs[c.rseg].write {
+		k := min(n-done, len(c.segs[c.rseg].buf)-c.roff)
+		done += k
+		c.roff += k
+		if c.roff == len(c.segs[c.rseg].buf) {
+			c.rseg++
+			c.roff = 0
+		}
+	}
+	return done
+}
+
 // Write implements io.Writer over the writable part of the chain. If p does
 // not fit, Write fills the remaining room and returns io.ErrShortWrite.
 func (c *Chain) Write(p []byte) (int, error) {

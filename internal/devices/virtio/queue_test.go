@@ -1,8 +1,10 @@
 package virtio_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 
@@ -229,6 +231,65 @@ func TestChainReadWrite(t *testing.T) {
 	}
 }
 
+// TestChainPeekDiscard lends a chain's readable bytes in place: Peek
+// never consumes, stops at n and at the writable part, and Discard
+// consumes across buffers as Read does.
+func TestChainPeekDiscard(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		skip    int // read before peeking
+		peek    int
+		want    []string
+		discard int
+		next    string // what Read returns after the discard
+	}{
+		{"all", 0, 100, []string{"abc", "defg"}, 7, ""},
+		{"within first", 0, 2, []string{"ab"}, 2, "cdefg"},
+		{"across buffers", 1, 4, []string{"bc", "de"}, 4, "fg"},
+		{"from second", 3, 100, []string{"defg"}, 1, "efg"},
+		{"discard more than readable", 0, 0, nil, 50, ""},
+		{"nothing left", 7, 10, nil, 3, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := devicetest.NewMemory(tRAM)
+			q, err := virtio.NewQueue(mem, 8, tDesc, tAvail, tUsed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = mem.Write(tBuf, []byte("abc"))
+			_ = mem.Write(tBuf+0x100, []byte("defg"))
+			putDescs(t, mem, tDesc, []desc{
+				{tBuf, 3, fNext, 1}, {tBuf + 0x100, 4, fNext, 2}, {tBuf + 0x200, 8, fWrite, 0},
+			})
+			publish(t, mem, 0)
+			c, err := q.Pop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.skip > 0 {
+				if _, err := io.ReadFull(c, make([]byte, tc.skip)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got []string
+			for _, s := range c.PeekReadable(nil, tc.peek) {
+				got = append(got, string(s))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("peek %d: got %q, want %q", tc.peek, got, tc.want)
+			}
+			wantDiscard := min(tc.discard, 7-tc.skip)
+			if n := c.Discard(tc.discard); n != wantDiscard {
+				t.Fatalf("discard %d: got %d, want %d", tc.discard, n, wantDiscard)
+			}
+			rest, _ := io.ReadAll(c)
+			if string(rest) != tc.next {
+				t.Fatalf("after discard read %q, want %q", rest, tc.next)
+			}
+		})
+	}
+}
+
 func TestChainTooLong(t *testing.T) {
 	mem := devicetest.NewMemory(tRAM)
 	q, _ := virtio.NewQueue(mem, 4, tDesc, tAvail, tUsed)
@@ -331,9 +392,24 @@ func FuzzQueue(f *testing.F) {
 			if err != nil && (c.ReadableLen() != 0 || c.WritableLen() != 0) {
 				t.Fatalf("got lengths %d/%d with error, want 0/0", c.ReadableLen(), c.WritableLen())
 			}
+			// The lent view of the first half equals what Read returns.
+			half := int(c.ReadableLen() / 2)
+			var lent []byte
+			for _, s := range c.PeekReadable(nil, half) {
+				lent = append(lent, s...)
+			}
+			if len(lent) != half {
+				t.Fatalf("peeked %d bytes, want %d", len(lent), half)
+			}
 			b, rerr := io.ReadAll(c)
 			if rerr != nil || uint32(len(b)) != c.ReadableLen() {
 				t.Fatalf("read %d bytes (%v), want %d", len(b), rerr, c.ReadableLen())
+			}
+			if !bytes.Equal(lent, b[:half]) {
+				t.Fatalf("peeked %x, read %x", lent, b[:half])
+			}
+			if k := c.Discard(1); k != 0 {
+				t.Fatalf("discarded %d bytes after reading all, want 0", k)
 			}
 			n, _ := c.Write(make([]byte, int(c.WritableLen())+1))
 			if uint32(n) != c.WritableLen() || c.Written() != c.WritableLen() {

@@ -28,7 +28,10 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // connKey identifies a connection. The guest side is always the guest CID.
@@ -86,6 +89,15 @@ type conn struct {
 	lastFwdSent uint32 // fwdCnt last told to the guest.
 	peerShut    uint32 // shutdown flags the guest sent.
 	writerDone  bool   // the guest's sending side is closed and in is flushed.
+	writing     bool   // the writer holds bytes taken from in, not yet written.
+
+	// Direct writes of guest payloads to the stream (see writeDirect);
+	// raw is nil when the stream has no file descriptor.
+	raw      syscall.RawConn
+	rawWrite func(fd uintptr) bool // writes iov, sets rawN and rawErr.
+	iov      [][]byte              // the payload in guest memory.
+	rawN     int
+	rawErr   error
 
 	// Host to guest.
 	out          byteQueue
@@ -195,6 +207,19 @@ func (m *mux) armTimer(c *conn, d time.Duration, f func()) {
 //
 // Preconditions: the mux lock is held; c.stream is set.
 func (m *mux) startPumps(c *conn) {
+	if sc, ok := c.stream.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+			c.rawWrite = func(fd uintptr) bool {
+				if len(c.iov) == 1 {
+					c.rawN, c.rawErr = unix.Write(int(fd), c.iov[0])
+				} else {
+					c.rawN, c.rawErr = unix.Writev(int(fd), c.iov)
+				}
+				return true // never wait: what the socket does not take is queued.
+			}
+		}
+	}
 	m.wg.Add(2)
 	go m.readLoop(c)
 	go m.writeLoop(c)
@@ -266,6 +291,7 @@ func (m *mux) writeLoop(c *conn) {
 	var spare []byte
 	for {
 		m.mu.Lock()
+		c.writing = false
 		for !c.dead && c.in.Len() == 0 && c.peerShut&VIRTIO_VSOCK_SHUTDOWN_SEND == 0 {
 			c.cond.Wait()
 		}
@@ -287,6 +313,7 @@ func (m *mux) writeLoop(c *conn) {
 			return
 		}
 		batch := c.in.swap(spare)
+		c.writing = true
 		m.mu.Unlock()
 
 		for data := batch; len(data) > 0; {
@@ -311,6 +338,45 @@ func (m *mux) writeLoop(c *conn) {
 		}
 		spare = batch[:0]
 	}
+}
+
+// lentPayload is a payloadSource that can lend its next bytes in place
+// (a virtqueue chain: slices of guest memory) and then consume them.
+type lentPayload interface {
+	payloadSource
+	PeekReadable(dst [][]byte, n int) [][]byte
+	Discard(n int) int
+}
+
+// writeDirect writes up to n payload bytes of src to c's stream straight
+// from guest memory, with one non-blocking write(2) or writev(2), and
+// consumes from src what the stream took. It is used only while the
+// writer is idle (nothing queued or being written), so the bytes keep
+// their order; what the stream does not take at once is queued as usual.
+// This saves the copy into the queue and the wake-up of the writer on
+// the steady path of a reader that keeps up.
+//
+// Preconditions: the mux lock is held; c.raw is set; c.in is empty and
+// c.writing is false.
+func (c *conn) writeDirect(src lentPayload, n int) (int, error) {
+	c.iov = src.PeekReadable(c.iov[:0], n)
+	if len(c.iov) == 0 {
+		return 0, nil
+	}
+	c.rawN, c.rawErr = 0, nil
+	err := c.raw.Write(c.rawWrite)
+	clear(c.iov) // hold no reference to guest memory.
+	if err != nil {
+		return 0, err
+	}
+	k, err := c.rawN, c.rawErr
+	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+		k, err = 0, nil
+	}
+	if err != nil || k <= 0 {
+		return 0, err
+	}
+	return src.Discard(k), nil
 }
 
 // maybeCreditUpdate queues a CREDIT_UPDATE when the guest's idea of our

@@ -169,6 +169,53 @@ func TestDeviceGuestToHostEcho(t *testing.T) {
 	roundTrip(t, c, n)
 }
 
+// TestDeviceGuestToHostStalledReader sends through a host stream whose
+// reader stalls and then reads in small pieces, so the device's direct
+// writes from guest memory are cut short and the rest goes through its
+// queue: every byte must still arrive once and in order.
+func TestDeviceGuestToHostStalledReader(t *testing.T) {
+	sinkHash := func(c net.Conn) {
+		defer c.Close()
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(64 << 10)
+		}
+		time.Sleep(200 * time.Millisecond) // the socket fills meanwhile.
+		h := sha256.New()
+		buf := make([]byte, 1000)
+		for i := 0; ; i++ {
+			n, err := c.Read(buf)
+			h.Write(buf[:n])
+			if err != nil {
+				break
+			}
+			if i%500 == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		c.Write(h.Sum(nil))
+	}
+	_, g := setup(t, map[uint32]func(net.Conn){8000: sinkHash})
+	c, err := g.Dial(vsock.ParentCID, 8000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	want := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(c, want), io.LimitReader(rand.Reader, 4<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("read the host's hash: %v", err)
+	}
+	if !bytesEqual(got, want.Sum(nil)) {
+		t.Fatalf("host hashed %x, guest sent %x", got, want.Sum(nil))
+	}
+}
+
 func TestDeviceHostToGuestEcho(t *testing.T) {
 	dev, g := setup(t, nil)
 	l, err := g.Listen(5005)

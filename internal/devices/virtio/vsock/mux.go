@@ -225,12 +225,25 @@ func (m *mux) handlePacketFrom(h Header, src payloadSource) {
 			m.terminate(c, true)
 			return
 		}
-		if err := c.in.pushFrom(src, int(h.Len)); err != nil {
+		n := int(h.Len)
+		if lp, ok := src.(lentPayload); ok && c.raw != nil && c.in.Len() == 0 && !c.writing && n > 0 {
+			k, err := c.writeDirect(lp, n)
+			if err != nil {
+				m.logger.Debug("vsock: host stream write", "conn", c.key, "err", err)
+				m.terminate(c, true)
+				return
+			}
+			c.rxCnt += uint32(k)
+			c.fwdCnt += uint32(k)
+			n -= k
+			m.maybeCreditUpdate(c)
+		}
+		if err := c.in.pushFrom(src, n); err != nil {
 			m.logger.Debug("vsock: reading payload", "conn", c.key, "err", err)
 			m.terminate(c, true)
 			return
 		}
-		c.rxCnt += h.Len
+		c.rxCnt += uint32(n)
 	case VIRTIO_VSOCK_OP_CREDIT_UPDATE:
 	case VIRTIO_VSOCK_OP_CREDIT_REQUEST:
 		c.sendCreditUpdate = true
