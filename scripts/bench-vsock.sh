@@ -99,7 +99,10 @@ if [ $nsmn -gt 0 ]; then
 	cat /tmp/nsm.out
 fi
 if [ "$(has vsock && echo y)" = y ]; then
-	hostbench ready --uds \$uds && sleep 1 && rss nitrovm idle
+	# idle: 3 s after the ready connection ended (the supervisor frees heap
+	# and drops start-up pages 200 ms after its last connection closes; in
+	# a loaded L1 one second was not always enough for the guest's close).
+	hostbench ready --uds \$uds && sleep 3 && rss nitrovm idle
 	hostbench vsock --uds \$uds --label nitrovm --mib $mib --runs $runs --conns $conns || echo "BENCH error nitrovm vsock"
 	sleep 1 # connection buffers are returned 200 ms after the last close.
 	rss nitrovm after
