@@ -68,6 +68,22 @@ uds=/run/nvbench.sock
 # the guest RAM's size or larger (M: its anonymous part, N-M: file pages such
 # as the program's own text; P: the same mappings' PSS). Then one "smaps"
 # line per counted mapping with at least 64 KiB resident.
+# kx WHEN: "BENCH kvm-WHEN exits=N io_exits=N ..." from L1 KVM's debugfs
+# counters of the running VM (the one directory whose exits are not 0:
+# nitrovm's and QEMU's guests run one after the other), summed over vCPUs.
+# The difference between two of them counts the exits of the transfers by
+# reason, which does not move with the machine's load as MB/s does.
+kx() {
+	mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+	for d in /sys/kernel/debug/kvm/*-*; do
+		[ -r \$d/exits ] && [ "\$(cat \$d/exits)" != 0 ] || continue
+		l="BENCH kvm-\$1"
+		for f in exits io_exits mmio_exits halt_exits irq_window_exits irq_exits insn_emulation host_state_reload; do
+			[ -r \$d/\$f ] && l="\$l \$f=\$(cat \$d/\$f)"
+		done
+		echo "\$l"
+	done
+}
 rss() {
 	for p in /proc/[0-9]*; do
 		[ "\$(cat \$p/comm 2>/dev/null)" = "\$1" ] || continue
@@ -103,7 +119,9 @@ if [ "$(has vsock && echo y)" = y ]; then
 	# and drops start-up pages 200 ms after its last connection closes; in
 	# a loaded L1 one second was not always enough for the guest's close).
 	hostbench ready --uds \$uds && sleep 3 && rss nitrovm idle
+	kx nitrovm-before
 	hostbench vsock --uds \$uds --label nitrovm --mib $mib --runs $runs --conns $conns || echo "BENCH error nitrovm vsock"
+	kx nitrovm-after
 	sleep 1 # connection buffers are returned 200 ms after the last close.
 	rss nitrovm after
 fi
@@ -118,7 +136,9 @@ if [ "$(has vsock && echo y)" = y ]; then
 		-append "$cmdline bench.nsm=0" -device vhost-vsock-device,guest-cid=7 </dev/null &
 	qpid=\$!
 	hostbench ready --cid 7 --wait 180s && rss qemu-system-x86 idle
+	kx qemu-before
 	hostbench vsock --cid 7 --label qemu --mib $mib --runs $runs --conns $conns || { echo "BENCH error qemu vsock"; tail -n 30 /tmp/qemu.log; }
+	kx qemu-after
 	rss qemu-system-x86 after
 	hostbench stop --cid 7 || echo "BENCH error qemu stop"
 	i=0
@@ -144,6 +164,7 @@ function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n;
 /^BENCH rss-/ { r[$2] = kv($0, "kib"); an[$2] = kv($0, "anon_kib"); ps[$2] = kv($0, "pss_kib") }
 /^BENCH vsock-.*-conns / { cs[$2] = kv($0, "s"); cf[$2] = kv($0, "failed"); cn = kv($0, "n") }
 /^BENCH nsm-/ { n[$2] = kv($0, "per_s") }
+/^BENCH kvm-/ { for (i = 3; i <= NF; i++) { split($i, f, "="); k[$2, f[1]] = f[2]; if (!(f[1] in kseen)) { kseen[f[1]] = 1; keys[++nk] = f[1] } } }
 END {
 	for (d = 1; d <= 2; d++) {
 		dir = d == 1 ? "h2g" : "g2h"; a = v["vsock-nitrovm-" dir]; b = v["vsock-qemu-" dir]
@@ -154,6 +175,14 @@ END {
 	for (w = 1; w <= 2; w++) {
 		when = w == 1 ? "idle" : "after"; a = r["rss-nitrovm-" when]; b = r["rss-qemu-system-x86-" when]
 		if (a != "") printf "VMM RSS excluding guest RAM (%s): nitrovm %.1f MiB (anon %.1f, PSS %.1f) (goal <= %d)%s\n", when == "idle" ? "booted, idle" : "after the transfers", a / 1024, an["rss-nitrovm-" when] / 1024, ps["rss-nitrovm-" when] / 1024, when == "idle" ? 8 : 10, b != "" ? sprintf(", qemu %.1f MiB (anon %.1f), ratio nitrovm/qemu %.2fx", b / 1024, an["rss-qemu-system-x86-" when] / 1024, a / b) : ""
+	}
+	if (("kvm-nitrovm-after", "exits") in k && ("kvm-qemu-after", "exits") in k) {
+		line = ""
+		for (i = 1; i <= nk; i++) {
+			a = k["kvm-nitrovm-after", keys[i]] - k["kvm-nitrovm-before", keys[i]]; b = k["kvm-qemu-after", keys[i]] - k["kvm-qemu-before", keys[i]]
+			if (i == 1) { ea = a; eb = b } else line = line sprintf(" %s %d/%d", keys[i], a, b)
+		}
+		printf "vsock exits during the transfers (L1 KVM counters): nitrovm %d, qemu vhost-vsock %d, ratio nitrovm/qemu %.2fx\n  by reason, nitrovm/qemu:%s\n", ea, eb, eb ? ea / eb : 0, line
 	}
 	split("attest describepcr", ops, " ")
 	for (i = 1; i <= 2; i++) {
