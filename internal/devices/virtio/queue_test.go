@@ -175,7 +175,10 @@ func TestPopAvailIndexJump(t *testing.T) {
 	}
 }
 
-func TestChainReadWrite(t *testing.T) {
+// abcdefgQueue returns guest memory with "abc" at tBuf and "defg" at
+// tBuf+0x100, and a queue of 8 on it.
+func abcdefgQueue(t *testing.T) (*memory.Guest, *virtio.Queue) {
+	t.Helper()
 	mem := devicetest.NewMemory(tRAM)
 	q, err := virtio.NewQueue(mem, 8, tDesc, tAvail, tUsed)
 	if err != nil {
@@ -183,6 +186,11 @@ func TestChainReadWrite(t *testing.T) {
 	}
 	_ = mem.Write(tBuf, []byte("abc"))
 	_ = mem.Write(tBuf+0x100, []byte("defg"))
+	return mem, q
+}
+
+func TestChainReadWrite(t *testing.T) {
+	mem, q := abcdefgQueue(t)
 	// Head 2 -> indirect table: readable 3, readable 0, readable 4, writable 2, writable 3.
 	putDescs(t, mem, tDesc, []desc{{}, {}, {0x5000, 5 * 16, fIndirect, 0}})
 	putDescs(t, mem, 0x5000, []desc{
@@ -251,13 +259,7 @@ func TestChainPeekDiscard(t *testing.T) {
 		{"nothing left", 7, 10, nil, 3, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mem := devicetest.NewMemory(tRAM)
-			q, err := virtio.NewQueue(mem, 8, tDesc, tAvail, tUsed)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = mem.Write(tBuf, []byte("abc"))
-			_ = mem.Write(tBuf+0x100, []byte("defg"))
+			mem, q := abcdefgQueue(t)
 			putDescs(t, mem, tDesc, []desc{
 				{tBuf, 3, fNext, 1}, {tBuf + 0x100, 4, fNext, 2}, {tBuf + 0x200, 8, fWrite, 0},
 			})
