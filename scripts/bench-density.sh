@@ -73,11 +73,16 @@ for n in ${ns[*]}; do
 	i=0
 	while [ \$i -lt \$n ]; do
 		nitrovm run-enclave --eif-path /g/bench.eif --memory $mem --cpu-count 1 --vsock-uds /run/d\$i.sock \
-			--enclave-name d\$n-\$i --heartbeat-timeout 180 >/tmp/run\$i.json 2>&1 || echo "BENCH error run-enclave \$i: \$(tail -c 300 /tmp/run\$i.json)" &
+			--enclave-name d\$n-\$i --heartbeat-timeout 180 >/tmp/run\$i.json 2>&1 || echo "BENCH error run-enclave \$i: \$(tail -c 400 /tmp/run\$i.json | tr '\\n' ' ')" &
 		i=\$((i + 1))
 	done
 	wait
 	hb=\$(since \$s)
+	# A failed run-enclave: what its supervisor logged that was not routine.
+	for f in \$NITROVM_STATE_DIR/logs/*.log; do
+		grep -q 'level=ERROR\\|level=WARN\\|panic\\|fault' \$f 2>/dev/null || continue
+		grep 'level=ERROR\\|level=WARN\\|panic\\|fault\\|heartbeat' \$f | tail -n 15 | sed "s|^|BENCH log \${f##*/}: |"
+	done
 	i=0
 	rm -rf /tmp/up; mkdir /tmp/up
 	while [ \$i -lt \$n ]; do { hostbench ready --uds /run/d\$i.sock --wait 120s && echo "\$(now)" >/tmp/up/\$i || echo "BENCH error echo \$i"; } & i=\$((i + 1)); done

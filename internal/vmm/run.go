@@ -30,6 +30,7 @@ func (v *VM) Run(ctx context.Context) (Exit, error) {
 		return Exit{Reason: ExitError, Detail: "Run called twice"}, errors.New("vmm: Run called twice")
 	}
 	v.ran = true
+	defer reserveProcs(len(v.vcpus))()
 	var wg sync.WaitGroup
 	for _, vc := range v.vcpus {
 		wg.Add(1)
@@ -83,6 +84,27 @@ func (v *VM) Run(ctx context.Context) (Exit, error) {
 		return e, fmt.Errorf("vmm: %s", e.Detail)
 	}
 	return e, nil
+}
+
+// reserveProcs raises GOMAXPROCS by n for the n vCPU threads of a VM and
+// returns the function that lowers it again. A vCPU thread is in KVM_RUN
+// nearly all the time, but a system call that returns within the
+// scheduler's 20 µs to 10 ms sysmon tick keeps its P, and a vCPU exiting
+// that often (console output, timer and MMIO exits) never lets it go. With
+// as many busy vCPUs as Ps, the devices' goroutines (ioeventfds, vsock,
+// NSM) then wait for sysmon to poll or retake a P instead of running at
+// once (BenchmarkDeviceWake; docs/benchmarks.md).
+// The restore is skipped when GOMAXPROCS was changed meanwhile (another VM
+// of the same process), so concurrent VMs never take each other's Ps.
+func reserveProcs(n int) (restore func()) {
+	prev := runtime.GOMAXPROCS(0)
+	want := prev + n
+	runtime.GOMAXPROCS(want)
+	return func() {
+		if runtime.GOMAXPROCS(0) == want {
+			runtime.GOMAXPROCS(prev)
+		}
+	}
 }
 
 // runVCPU is a vCPU thread: it enters the guest and handles exits until the
