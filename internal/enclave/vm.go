@@ -173,8 +173,9 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 	// the heap that reading and measuring the EIF left behind and the
 	// executable's pages that starting up mapped (see exePages) before the
 	// vCPUs run, and both again whenever the last vsock connection closes
-	// (the heartbeat's, then each burst of traffic), now rather than at
-	// the scavenger's pace. (The per-idle drop was taken out once on the
+	// (the heartbeat's, then each burst of traffic) or a burst of NSM
+	// requests ends while vsock is idle, now rather than at the
+	// scavenger's pace. (The per-idle drop was taken out once on the
 	// suspicion that its TLB shootdowns provoked the nested emulator's
 	// faults; their cause was QEMU's IGNNE race, docs/nested.md.)
 	release := func() {
@@ -184,6 +185,14 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 	}
 	release()
 	vdev.OnIdle(release)
+	// The guest's NSM requests run code nothing else at idle runs (CBOR,
+	// the DRBG), and Linux's nsm-hwrng makes one every few seconds to a
+	// minute: drop those pages again after each, unless vsock is busy.
+	ndev.OnIdle(func() {
+		if vdev.Idle() {
+			release()
+		}
+	})
 
 	if spec.Contain != nil {
 		var paths []string

@@ -29,6 +29,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/nitrovm/nitrovm/internal/devices/virtio"
 	"github.com/nitrovm/nitrovm/internal/memory"
@@ -71,10 +72,41 @@ type Device struct {
 	p      Processor
 	logger *slog.Logger
 
-	mu   sync.Mutex
-	kick chan struct{} // nil when not active.
-	stop chan struct{}
-	wg   sync.WaitGroup
+	mu     sync.Mutex
+	kick   chan struct{} // nil when not active.
+	stop   chan struct{}
+	onIdle func()      // called IdleDelay after the last request was answered.
+	idle   *time.Timer // pending onIdle call.
+	wg     sync.WaitGroup
+}
+
+// IdleDelay is how long the device waits after answering a request before
+// calling the OnIdle hook, so that a burst of requests calls it once.
+const IdleDelay = 200 * time.Millisecond
+
+// OnIdle sets f to be called (on its own goroutine) IdleDelay after the
+// device last answered a request, e.g. to drop what serving it brought into
+// memory. A guest kernel that feeds its entropy pool from the NSM (Linux's
+// nsm-hwrng) makes a request every few seconds to a minute while the
+// enclave is otherwise idle.
+func (d *Device) OnIdle(f func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.onIdle = f
+}
+
+// answered arms the OnIdle hook after a drain that answered requests.
+func (d *Device) answered() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.onIdle == nil || d.kick == nil {
+		return
+	}
+	if d.idle == nil {
+		d.idle = time.AfterFunc(IdleDelay, d.onIdle)
+	} else {
+		d.idle.Reset(IdleDelay)
+	}
 }
 
 // New returns a virtio-nsm device answering requests with p.
@@ -137,6 +169,9 @@ func (d *Device) Reset() {
 	d.mu.Lock()
 	stop := d.stop
 	d.kick, d.stop = nil, nil
+	if d.idle != nil {
+		d.idle.Stop()
+	}
 	d.mu.Unlock()
 	if stop != nil {
 		close(stop)
@@ -155,9 +190,13 @@ func (d *Device) run(q *virtio.Queue, signal virtio.Signaler, kick, stop <-chan 
 			return
 		case <-kick:
 		}
+		before := s.answered
 		if err := s.drain(stop); err != nil && !broken {
 			broken = true // log once: the guest may keep kicking.
 			d.logger.Warn("nsm: queue unusable until reset", "err", err)
+		}
+		if s.answered != before {
+			d.answered()
 		}
 	}
 }
@@ -169,6 +208,8 @@ type server struct {
 	signal virtio.Signaler
 	// pending is a request-only chain waiting for its response chain.
 	pending *virtio.Chain
+	// answered counts the requests answered.
+	answered uint64
 }
 
 // drain answers every chain on the available ring.
@@ -241,6 +282,7 @@ func (s *server) flushPending() {
 
 // answer reads the request from req and writes the response into resp.
 func (s *server) answer(req, resp *virtio.Chain) {
+	s.answered++
 	if req.ReadableLen() > RequestMaxBytes {
 		s.writeError(resp, ErrorInputTooLarge)
 		return

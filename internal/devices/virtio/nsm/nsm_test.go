@@ -326,3 +326,54 @@ func FuzzFraming(f *testing.F) {
 		}
 	})
 }
+
+// TestOnIdle: the hook runs once after a burst of requests, IdleDelay after
+// the last answer, not for a kick that answered nothing, and not after Reset.
+func TestOnIdle(t *testing.T) {
+	dev := nsm.New(&fakeProcessor{}, nil)
+	calls := make(chan struct{}, 8)
+	dev.OnIdle(func() { calls <- struct{}{} })
+	mem := devicetest.NewMemory(8 << 20)
+	m := virtio.NewMMIO(dev, mem, &devicetest.IRQRecorder{}, nil)
+	d, err := devicetest.NewDriver(m, mem, devicetest.DriverOptions{})
+	if err != nil {
+		t.Fatalf("NewDriver: %v", err)
+	}
+	t.Cleanup(m.Reset)
+	quiet := func(what string) {
+		t.Helper()
+		select {
+		case <-calls:
+			t.Fatalf("OnIdle called %s", what)
+		case <-time.After(3 * nsm.IdleDelay):
+		}
+	}
+	quiet("after activation, with no request")
+
+	request := func() {
+		t.Helper()
+		if _, err := d.Add(0, [][]byte{[]byte("DescribePCR")}, []uint32{nsm.ResponseMaxBytes}); err != nil {
+			t.Fatal(err)
+		}
+		d.Kick(0)
+		if _, err := d.WaitUsed(0, 1, timeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		request()
+	}
+	select {
+	case <-calls:
+	case <-time.After(timeout):
+		t.Fatal("OnIdle not called after three requests")
+	}
+	quiet("twice for one burst")
+
+	d.Kick(0) // nothing posted: nothing answered.
+	quiet("after a kick that answered nothing")
+
+	request()
+	m.Reset()
+	quiet("after Reset")
+}

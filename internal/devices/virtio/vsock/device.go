@@ -82,6 +82,9 @@ func (d *Device) OnIdle(f func()) {
 	d.m.onIdle = f
 }
 
+// Idle reports whether the device has no open connection.
+func (d *Device) Idle() bool { return d.m.numConns() == 0 }
+
 // GuestCID returns the guest's context ID.
 func (d *Device) GuestCID() uint64 { return d.guestCID }
 

@@ -419,3 +419,29 @@ func TestMalformedTxPackets(t *testing.T) {
 		})
 	}
 }
+
+// TestDeviceIdle: Idle is true with no connection, false while one is
+// open, and true again once the guest closed it.
+func TestDeviceIdle(t *testing.T) {
+	dev, g := setup(t, map[uint32]func(net.Conn){8000: echo})
+	if !dev.Idle() {
+		t.Fatal("Idle() = false before any connection")
+	}
+	c, err := g.Dial(vsock.ParentCID, 8000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev.Idle() {
+		t.Fatal("Idle() = true with a connection open")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2*vsock.ConnShutdownTimeout + 5*time.Second)
+	for !dev.Idle() {
+		if time.Now().After(deadline) {
+			t.Fatal("Idle() still false long after the connection was closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
