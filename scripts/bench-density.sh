@@ -78,7 +78,8 @@ for n in ${ns[*]}; do
 	done
 	wait
 	hb=\$(since \$s)
-	# A failed run-enclave: what its supervisor logged that was not routine.
+	# Every supervisor's warnings and errors (a failed run-enclave's cause
+	# among them), from the logs that have any.
 	for f in \$NITROVM_STATE_DIR/logs/*.log; do
 		grep -q 'level=ERROR\\|level=WARN\\|panic\\|fault' \$f 2>/dev/null || continue
 		grep 'level=ERROR\\|level=WARN\\|panic\\|fault\\|heartbeat' \$f | tail -n 15 | sed "s|^|BENCH log \${f##*/}: |"

@@ -515,7 +515,7 @@ func (m *mux) close() {
 	m.wg.Wait()
 }
 
-// numConns returns the number of connections (tests, fuzzing).
+// numConns returns the number of connections (Device.Idle, tests, fuzzing).
 func (m *mux) numConns() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
