@@ -527,8 +527,25 @@ func (b *bootRun) wantExit(t *testing.T, code int) {
 		t.Fatalf("%s: did not run to its end; output:\n%s", b.name, b.output)
 	}
 	if b.exit != code {
-		t.Fatalf("%s: exit status: got %d, want %d; output:\n%s", b.name, b.exit, code, b.output)
+		t.Fatalf("%s: exit status: got %d, want %d; output:\n%s%s", b.name, b.exit, code, b.output, failLines(b.output))
 	}
+}
+
+// failLines repeats the "FAIL:" lines of a command's output (the
+// reasons a test script gives when it fails) after the output, whose end
+// is state dumps and L1's evidence: a CI log that keeps only the last
+// lines of a failed test still shows why the script failed.
+func failLines(output string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(output, "\n") {
+		if strings.HasPrefix(l, "FAIL: ") {
+			b.WriteString("\n" + l)
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return "\nthe command's FAIL lines again:" + b.String()
 }
 
 // want fails unless the guest reported key=value.

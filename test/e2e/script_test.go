@@ -144,3 +144,18 @@ func TestSessionScriptQuickFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestFailLines checks that a failed command's FAIL lines are repeated
+// after its output, and that nothing is added when there are none.
+func TestFailLines(t *testing.T) {
+	for _, c := range []struct{ name, output, want string }{
+		{"none", "== step\nok\n", ""},
+		{"one", "== step\nFAIL: concurrent run 2\n== events.log\nNITROVM-L1-MODULE kvm\n",
+			"\nthe command's FAIL lines again:\nFAIL: concurrent run 2"},
+		{"two", "FAIL: a\nx FAIL: not at the start\nFAIL: b", "\nthe command's FAIL lines again:\nFAIL: a\nFAIL: b"},
+	} {
+		if got := failLines(c.output); got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
+}

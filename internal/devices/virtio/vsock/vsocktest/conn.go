@@ -38,7 +38,8 @@ type Conn struct {
 	cond *sync.Cond // on g.mu.
 
 	connected  chan error // Dial only.
-	rx         []byte
+	rx         []byte // received bytes; rx[rxOff:] not yet read.
+	rxOff      int
 	fwdCnt     uint32 // bytes the application consumed.
 	lastFwd    uint32 // fwdCnt last told to the device.
 	rxCnt      uint32 // bytes received.
@@ -228,6 +229,12 @@ func (g *Guest) receive(b []byte) {
 		if c.localShut&vsock.VIRTIO_VSOCK_SHUTDOWN_RCV != 0 {
 			c.fwdCnt += uint32(len(payload)) // discarded.
 		} else {
+			// Reuse the consumed front before growing, so a steady
+			// stream allocates nothing (the credit bounds rx).
+			if c.rxOff > 0 && len(c.rx)+len(payload) > cap(c.rx) {
+				c.rx = c.rx[:copy(c.rx, c.rx[c.rxOff:])]
+				c.rxOff = 0
+			}
 			c.rx = append(c.rx, payload...)
 		}
 		c.rxCnt += uint32(len(payload))
@@ -249,10 +256,10 @@ func (g *Guest) receive(b []byte) {
 func (c *Conn) Read(p []byte) (int, error) {
 	g := c.g
 	g.mu.Lock()
-	for len(c.rx) == 0 && c.err == nil && c.peerShut&vsock.VIRTIO_VSOCK_SHUTDOWN_SEND == 0 {
+	for len(c.rx) == c.rxOff && c.err == nil && c.peerShut&vsock.VIRTIO_VSOCK_SHUTDOWN_SEND == 0 {
 		c.cond.Wait()
 	}
-	if len(c.rx) == 0 {
+	if len(c.rx) == c.rxOff {
 		err := c.err
 		g.mu.Unlock()
 		if err == nil || err == io.EOF {
@@ -260,10 +267,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		return 0, err
 	}
-	n := copy(p, c.rx)
-	c.rx = c.rx[n:]
-	if len(c.rx) == 0 {
-		c.rx = nil
+	n := copy(p, c.rx[c.rxOff:])
+	c.rxOff += n
+	if c.rxOff == len(c.rx) {
+		c.rx, c.rxOff = c.rx[:0], 0
 	}
 	c.fwdCnt += uint32(n)
 	var upd *vsock.Header
@@ -342,7 +349,7 @@ func (c *Conn) CloseWrite() error { return c.shutdown(vsock.VIRTIO_VSOCK_SHUTDOW
 func (c *Conn) Close() error {
 	err := c.shutdown(3)
 	c.g.mu.Lock()
-	c.rx = nil
+	c.rx, c.rxOff = nil, 0
 	if c.err == nil {
 		c.err = net.ErrClosed
 	}

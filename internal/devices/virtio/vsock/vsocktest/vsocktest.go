@@ -196,13 +196,17 @@ func (g *Guest) usedElem(r ring, i uint16) (uint32, uint32) {
 func (g *Guest) rxLoop() {
 	defer close(g.done)
 	r := rings(0)
+	const poll = 50 * time.Millisecond // in case of a lost signal.
+	t := time.NewTimer(poll)
+	defer t.Stop()
 	for {
 		select {
 		case <-g.stop:
 			return
 		case <-g.sig[0]:
-		case <-time.After(50 * time.Millisecond): // in case of a lost signal.
+		case <-t.C:
 		}
+		t.Reset(poll) // one timer for the loop: -benchmem shows the device's allocations.
 		reposted := false
 		for g.rxUsedIdx != g.usedIdx(r) {
 			id, n := g.usedElem(r, g.rxUsedIdx)
