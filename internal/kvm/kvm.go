@@ -73,7 +73,11 @@ func (s *System) CreateVM() (*VM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kvm: KVM_GET_VCPU_MMAP_SIZE: %w", err)
 	}
-	fd, err := ioctlVal(s.fd, _KVM_CREATE_VM, 0)
+	// KVM_CREATE_VM fails with EINTR when a signal is pending while it
+	// sets up the VM (kvm_create_vm in virt/kvm/kvm_main.c), and the Go
+	// runtime signals its threads to preempt goroutines: start it again,
+	// as for any interrupted system call.
+	fd, err := retryEINTR(func() (uintptr, error) { return ioctlVal(s.fd, _KVM_CREATE_VM, 0) })
 	if err != nil {
 		return nil, fmt.Errorf("kvm: KVM_CREATE_VM: %w", err)
 	}
@@ -429,6 +433,17 @@ func (c *VCPU) MPState() (uint32, error) {
 		return 0, fmt.Errorf("kvm: KVM_GET_MP_STATE: %w", e)
 	}
 	return m.state, nil
+}
+
+// retryEINTR calls f until it fails with something other than EINTR or
+// succeeds. Only for calls that have no effect when interrupted.
+func retryEINTR(f func() (uintptr, error)) (uintptr, error) {
+	for {
+		r, err := f()
+		if !errors.Is(err, unix.EINTR) {
+			return r, err
+		}
+	}
 }
 
 // ioctlVal issues an ioctl whose argument is a plain value.

@@ -38,7 +38,7 @@ type Conn struct {
 	cond *sync.Cond // on g.mu.
 
 	connected  chan error // Dial only.
-	rx         []byte // received bytes; rx[rxOff:] not yet read.
+	rx         []byte     // received bytes; rx[rxOff:] not yet read.
 	rxOff      int
 	fwdCnt     uint32 // bytes the application consumed.
 	lastFwd    uint32 // fwdCnt last told to the device.
