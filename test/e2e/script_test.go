@@ -148,6 +148,7 @@ func TestSessionScriptQuickFailures(t *testing.T) {
 // TestFailLines checks that a failed command's FAIL lines are repeated
 // after its output, and that nothing is added when there are none.
 func TestFailLines(t *testing.T) {
+	(&testEnv{attempt: 1}).record(t)
 	for _, c := range []struct{ name, output, want string }{
 		{"none", "== step\nok\n", ""},
 		{"one", "== step\nFAIL: concurrent run 2\n== events.log\nNITROVM-L1-MODULE kvm\n",
