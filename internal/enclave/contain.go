@@ -227,14 +227,8 @@ func (s *supervisor) removeDir() error {
 	if s.lockFile == nil {
 		return s.store.remove(s.dir)
 	}
-	for {
-		err := unix.Flock(int(s.lockFile.Fd()), unix.LOCK_EX)
-		if err == nil {
-			break
-		}
-		if err != unix.EINTR {
-			return fmt.Errorf("lock state directory: %w", err)
-		}
+	if err := lockExclusive(s.lockFile); err != nil {
+		return fmt.Errorf("lock state directory: %w", err)
 	}
 	defer unix.Flock(int(s.lockFile.Fd()), unix.LOCK_UN)
 	if err := os.Remove(filepath.Join(s.dir, recordFile)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -72,13 +72,7 @@ func (s Store) lock() (unlock func(), err error) {
 	if err != nil {
 		return nil, wrapErr(KindFileOperation, err, "open state lock")
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
+	if err := lockExclusive(f); err != nil {
 		f.Close()
 		return nil, wrapErr(KindFileOperation, err, "lock state directory %s", s.Dir)
 	}
@@ -279,3 +273,15 @@ func selfStart() (int, uint64) {
 
 // now is the reservation clock; records carry wall-clock times.
 func now() time.Time { return time.Now().UTC() }
+
+// lockExclusive takes an exclusive flock on f, waiting for it, and starts
+// the wait again when a signal interrupts it (the Go runtime's preemption
+// signals do).
+func lockExclusive(f *os.File) error {
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
