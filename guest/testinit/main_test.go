@@ -1,11 +1,14 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestTestNames(t *testing.T) {
@@ -102,6 +105,56 @@ func TestLoadModulesErrors(t *testing.T) {
 			}
 			if out.Len() != 0 {
 				t.Errorf("printed %q, want nothing", out.String())
+			}
+		})
+	}
+}
+
+// kmsgReader returns one record per Read as /dev/kmsg does, then each of
+// errs in turn, then EAGAIN.
+type kmsgReader struct {
+	records []string
+	errs    []error
+}
+
+func (k *kmsgReader) Read(p []byte) (int, error) {
+	if len(k.records) > 0 {
+		r := k.records[0]
+		k.records = k.records[1:]
+		if r == "" { // stands for an overwritten record
+			return 0, unix.EPIPE
+		}
+		return copy(p, r), nil
+	}
+	if len(k.errs) > 0 {
+		err := k.errs[0]
+		k.errs = k.errs[1:]
+		return 0, err
+	}
+	return 0, unix.EAGAIN
+}
+
+func TestAPICDriver(t *testing.T) {
+	rec := func(text string) string { return "6,120,52000,-;" + text + "\n" }
+	for _, c := range []struct {
+		name    string
+		records []string
+		errs    []error
+		want    string
+		wantErr bool
+	}{
+		{"default", []string{rec("Linux version 6.12"), rec("APIC: Switch to symmetric I/O mode setup")}, nil, "", false},
+		{"x2apic", []string{rec("x2apic enabled"), rec("APIC: Switched APIC routing to: cluster x2apic")}, nil, "cluster x2apic", false},
+		{"last switch wins", []string{rec("APIC: Switched APIC routing to: physical flat"), rec("APIC: Switched APIC routing to: physical x2apic")}, nil, "physical x2apic", false},
+		{"continuation lines ignored", []string{"6,121,52001,-;APIC: Switched APIC routing to: cluster x2apic\n SUBSYSTEM=cpu\n"}, nil, "cluster x2apic", false},
+		{"overwritten records skipped", []string{"", rec("APIC: Switched APIC routing to: cluster x2apic")}, nil, "cluster x2apic", false},
+		{"end of file", []string{rec("APIC: Switched APIC routing to: cluster x2apic")}, []error{io.EOF}, "cluster x2apic", false},
+		{"read error", []string{rec("APIC: Switched APIC routing to: cluster x2apic")}, []error{unix.EIO}, "", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := apicDriver(&kmsgReader{records: c.records, errs: c.errs})
+			if (err != nil) != c.wantErr || got != c.want {
+				t.Errorf("apicDriver: got %q, %v; want %q, error %v", got, err, c.want, c.wantErr)
 			}
 		})
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,6 +26,7 @@ import (
 //	NITROVM-TEST virtio_via=virtio0:LNRO0005:00,virtio1:LNRO0005:01
 //	NITROVM-TEST dev_nsm=yes|no
 //	NITROVM-TEST dev_vsock=yes|no
+//	NITROVM-TEST apic=cluster x2apic   (the kernel's APIC driver; empty: xAPIC flat)
 func sysinfo(r *report) error {
 	r.kv("cpus", "%d", runtime.NumCPU())
 	mem, err := memTotalKiB()
@@ -56,7 +59,57 @@ func sysinfo(r *report) error {
 	r.kv("virtio_via", "%s", strings.Join(via, ","))
 	r.kv("dev_nsm", "%s", yesNo(exists("/dev/nsm")))
 	r.kv("dev_vsock", "%s", yesNo(exists("/dev/vsock")))
+	// A raw descriptor: os.File would wait in the poller where the log
+	// ends instead of returning EAGAIN.
+	kmsg, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open kernel log: %w", err)
+	}
+	defer unix.Close(kmsg)
+	apic, err := apicDriver(fdReader(kmsg))
+	if err != nil {
+		return err
+	}
+	r.kv("apic", "%s", apic)
 	return nil
+}
+
+// fdReader reads a raw file descriptor with read(2).
+type fdReader int
+
+func (fd fdReader) Read(p []byte) (int, error) {
+	n, err := unix.Read(int(fd), p)
+	return max(n, 0), err
+}
+
+// apicRouting precedes the APIC driver's name in the kernel's log when it
+// replaces the default (xAPIC flat) one: apic_install_driver in Linux's
+// arch/x86/kernel/apic/init.c.
+const apicRouting = "APIC: Switched APIC routing to: "
+
+// apicDriver returns the APIC driver the kernel last switched to, from
+// kernel log records read from kmsg (/dev/kmsg, opened non-blocking: one
+// record "prio,seq,usec,flags;text" per read, EAGAIN after the last), or
+// "" if it kept the default one.
+func apicDriver(kmsg io.Reader) (string, error) {
+	buf := make([]byte, 8192)
+	driver := ""
+	for {
+		n, err := kmsg.Read(buf)
+		switch {
+		case errors.Is(err, unix.EAGAIN) || errors.Is(err, io.EOF):
+			return driver, nil
+		case errors.Is(err, unix.EPIPE):
+			continue // records were overwritten since the last read
+		case err != nil:
+			return "", fmt.Errorf("read kernel log: %w", err)
+		}
+		_, text, _ := strings.Cut(string(buf[:n]), ";")
+		text, _, _ = strings.Cut(text, "\n")
+		if name, ok := strings.CutPrefix(text, apicRouting); ok {
+			driver = name
+		}
+	}
 }
 
 // memTotalKiB returns MemTotal from /proc/meminfo.

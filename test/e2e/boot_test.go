@@ -23,7 +23,8 @@ const (
 // TestBoot boots the enclave kernel with testinit under nitrovm in one L1
 // session: CPU and memory sizes, reboot -> exit 0, panic -> exit 3, a
 // deliberate triple fault -> exit 3 and not an L1 fault, direct kernel
-// boot, and Debian's stock cloud kernel.
+// boot, and Debian's stock cloud kernel; the guests run their APICs in
+// x2APIC mode.
 func TestBoot(t *testing.T) {
 	e := setup(t)
 	s := e.newSession(t)
@@ -74,6 +75,7 @@ func TestBoot(t *testing.T) {
 			if b.checks["sysinfo"] != "ok" || b.failures != 0 {
 				t.Errorf("testinit: checks %v, failures %d; want sysinfo ok, 0", b.checks, b.failures)
 			}
+			wantX2APIC(t, b)
 		})
 	}
 	t.Run("kernel-initrd", func(t *testing.T) {
@@ -129,5 +131,16 @@ func TestBoot(t *testing.T) {
 		if !strings.Contains(debian.report["kernel"], "cloud-amd64") {
 			t.Errorf("guest kernel: got %q, want Debian's cloud kernel", debian.report["kernel"])
 		}
+		wantX2APIC(t, debian)
 	})
+}
+
+// wantX2APIC checks that b's guest kernel drives its local APICs in x2APIC
+// mode, as AWS's enclave kernel does on Nitro (CONFIG_X86_X2APIC; KVM's
+// local APIC offers it and the guest finds it in CPUID leaf 1).
+func wantX2APIC(t *testing.T, b *bootRun) {
+	t.Helper()
+	if !strings.Contains(b.report["apic"], "x2apic") {
+		t.Errorf("guest APIC driver %q, want an x2apic one", b.report["apic"])
+	}
 }
