@@ -27,6 +27,7 @@ import (
 //	NITROVM-TEST dev_nsm=yes|no
 //	NITROVM-TEST dev_vsock=yes|no
 //	NITROVM-TEST apic=cluster x2apic   (the kernel's APIC driver; empty: xAPIC flat)
+//	NITROVM-TEST missing=aio,ns/user   (features of AWS's kernel this one lacks, features.go)
 func sysinfo(r *report) error {
 	r.kv("cpus", "%d", runtime.NumCPU())
 	mem, err := memTotalKiB()
@@ -71,6 +72,7 @@ func sysinfo(r *report) error {
 		return err
 	}
 	r.kv("apic", "%s", apic)
+	r.kv("missing", "%s", strings.Join(missingFeatures(appFeatures()), ","))
 	return nil
 }
 

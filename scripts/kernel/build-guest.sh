@@ -74,7 +74,7 @@ done <"$frag"
 [ "$missing" = 0 ] || { log "config fragment not fully applied"; exit 1; }
 
 jobs="$(nproc)"
-log "compiling bzImage with $jobs jobs (about 4-5 minutes on 2 cores)"
+log "compiling bzImage with $jobs jobs (about 5-8 minutes on 2 cores)"
 start=$(date +%s)
 "${mk[@]}" -j"$jobs" bzImage >&2
 log "compiled in $(($(date +%s) - start)) s"
