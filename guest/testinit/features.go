@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -161,6 +162,20 @@ func appFeatures() []feature {
 			_, _, e := unix.Syscall(unix.SYS_KEYCTL, keyctlGetKeyringID, uintptr(keySpecProcess&0xffffffff), 0)
 			return syscallErr(e)
 		}},
+		{"modify_ldt", func() error {
+			_, _, e := unix.Syscall(unix.SYS_MODIFY_LDT, 0, 0, 0) // reads 0 bytes
+			return syscallErr(e)
+		}},
+		{"cachestat", func() error {
+			_, _, e := unix.Syscall6(unix.SYS_CACHESTAT, ^uintptr(0), 0, 0, 0, 0, 0) // EBADF
+			return syscallErr(e)
+		}},
+		{"memfd_secret", func() error {
+			return closeFD(unix.Syscall(unix.SYS_MEMFD_SECRET, unix.O_CLOEXEC, 0, 0))
+		}},
+		{"ia32", fileExists("/proc/sys/abi/vsyscall32")},
+		{"coredump", fileExists("/proc/sys/kernel/core_pattern")},
+		{"proc/children", fileExists(fmt.Sprintf("/proc/self/task/%d/children", os.Getpid()))},
 		{"ns/uts", fileExists("/proc/self/ns/uts")},
 		{"ns/ipc", fileExists("/proc/self/ns/ipc")},
 		{"ns/user", fileExists("/proc/self/ns/user")},
@@ -174,10 +189,16 @@ func appFeatures() []feature {
 		{"fs/overlay", fileHas("/proc/filesystems", "overlay")},
 		{"fs/hugetlbfs", fileHas("/proc/filesystems", "hugetlbfs")},
 		{"fs/mqueue", fileHas("/proc/filesystems", "mqueue")},
+		{"fs/binfmt_misc", fileHas("/proc/filesystems", "binfmt_misc")},
+		{"fs/configfs", fileHas("/proc/filesystems", "configfs")},
 		{"af_packet", func() error {
 			return closeFD(unix.Syscall(unix.SYS_SOCKET, unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0))
 		}},
 		{"tun", fileExists("/dev/net/tun")},
 		{"iptables/REDIRECT", fileHas("/proc/net/ip_tables_targets", "REDIRECT")},
+		{"iptables/MASQUERADE", fileHas("/proc/net/ip_tables_targets", "MASQUERADE")},
+		{"iptables/conntrack", fileHas("/proc/net/ip_tables_matches", "conntrack")},
+		{"ip6tables", fileExists("/proc/net/ip6_tables_names")},
+		{"bpf_jit", fileExists("/proc/sys/net/core/bpf_jit_enable")},
 	}
 }
