@@ -54,8 +54,8 @@ func closeFD(fd, _ uintptr, e unix.Errno) error {
 	return syscallErr(e)
 }
 
-// fileExists returns errMissing unless path exists (a symbolic link
-// counts as it is).
+// fileExists returns errMissing unless path exists; a symbolic link
+// counts whatever it points to.
 func fileExists(path string) func() error {
 	return func() error {
 		if _, err := os.Lstat(path); err != nil {
