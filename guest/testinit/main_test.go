@@ -141,20 +141,24 @@ func TestAPICDriver(t *testing.T) {
 		records []string
 		errs    []error
 		want    string
-		wantErr bool
+		wantErr string // the error's message; "" for none
 	}{
-		{"default", []string{rec("Linux version 6.12"), rec("APIC: Switch to symmetric I/O mode setup")}, nil, "", false},
-		{"x2apic", []string{rec("x2apic enabled"), rec("APIC: Switched APIC routing to: cluster x2apic")}, nil, "cluster x2apic", false},
-		{"last switch wins", []string{rec("APIC: Switched APIC routing to: physical flat"), rec("APIC: Switched APIC routing to: physical x2apic")}, nil, "physical x2apic", false},
-		{"continuation lines ignored", []string{"6,121,52001,-;APIC: Switched APIC routing to: cluster x2apic\n SUBSYSTEM=cpu\n"}, nil, "cluster x2apic", false},
-		{"overwritten records skipped", []string{"", rec("APIC: Switched APIC routing to: cluster x2apic")}, nil, "cluster x2apic", false},
-		{"end of file", []string{rec("APIC: Switched APIC routing to: cluster x2apic")}, []error{io.EOF}, "cluster x2apic", false},
-		{"read error", []string{rec("APIC: Switched APIC routing to: cluster x2apic")}, []error{unix.EIO}, "", true},
+		{"default", []string{rec("Linux version 6.12"), rec("APIC: Switch to symmetric I/O mode setup")}, nil, "", ""},
+		{"x2apic", []string{rec("x2apic enabled"), rec("APIC: Switched APIC routing to: cluster x2apic")}, nil, "cluster x2apic", ""},
+		{"last switch wins", []string{rec("APIC: Switched APIC routing to: physical flat"), rec("APIC: Switched APIC routing to: physical x2apic")}, nil, "physical x2apic", ""},
+		{"continuation lines ignored", []string{"6,121,52001,-;APIC: Switched APIC routing to: cluster x2apic\n SUBSYSTEM=cpu\n"}, nil, "cluster x2apic", ""},
+		{"overwritten records skipped", []string{"", rec("APIC: Switched APIC routing to: cluster x2apic")}, nil, "cluster x2apic", ""},
+		{"end of file", []string{rec("APIC: Switched APIC routing to: cluster x2apic")}, []error{io.EOF}, "cluster x2apic", ""},
+		{"read error", []string{rec("APIC: Switched APIC routing to: cluster x2apic")}, []error{unix.EIO}, "", "read kernel log: input/output error"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := apicDriver(&kmsgReader{records: c.records, errs: c.errs})
-			if (err != nil) != c.wantErr || got != c.want {
-				t.Errorf("apicDriver: got %q, %v; want %q, error %v", got, err, c.want, c.wantErr)
+			msg := ""
+			if err != nil {
+				msg = err.Error()
+			}
+			if msg != c.wantErr || got != c.want {
+				t.Errorf("apicDriver: got %q, error %q; want %q, error %q", got, msg, c.want, c.wantErr)
 			}
 		})
 	}
