@@ -3,6 +3,7 @@ package vsock
 import (
 	"fmt"
 	"sort"
+	"time"
 )
 
 // ConnStats is a snapshot of one connection, for diagnosing a stalled
@@ -68,14 +69,18 @@ func (m *mux) snapshot() (conns []ConnStats, ready, resets int) {
 	return out, ready, resets
 }
 
-// DebugState describes the device's connections, one line each, for a VMM
-// state dump.
+// DebugState describes the device's connections, one line each, then the
+// last control packets (requests, responses, resets, shutdowns) with their
+// age, for a VMM state dump.
 func (d *Device) DebugState() []string {
 	conns, ready, resets := d.m.snapshot()
 	lines := []string{fmt.Sprintf("vsock cid %d: %d connections, %d ready to send, %d resets queued", d.guestCID, len(conns), ready, resets)}
 	for _, c := range conns {
 		lines = append(lines, formatConnStats(c))
 	}
+	d.m.mu.Lock()
+	lines = append(lines, d.m.history.lines(time.Now())...)
+	d.m.mu.Unlock()
 	return lines
 }
 

@@ -33,6 +33,7 @@ type mux struct {
 	nextPort uint32           // next host port for host-initiated connections.
 	onIdle   func()           // called IdleDelay after the last connection ended.
 	idle     *time.Timer      // pending onIdle call.
+	history  controlHistory   // the last control packets, for DebugState.
 }
 
 // IdleDelay is how long the device waits after its last connection ended
@@ -166,6 +167,9 @@ func (m *mux) handlePacketFrom(h Header, src payloadSource) {
 	defer m.mu.Unlock()
 	if m.closed {
 		return
+	}
+	if isControl(h.Op) {
+		m.history.add(time.Now(), h, false)
 	}
 	if h.SrcCID != m.guestCID {
 		m.logger.Debug("vsock: dropping packet with spoofed source", "packet", h)
@@ -414,6 +418,9 @@ func (m *mux) fillRx(pop func() (rxBuffer, error), done func(rxBuffer)) int {
 		if !ok {
 			done(b)
 			break
+		}
+		if isControl(h.Op) {
+			m.history.add(time.Now(), h, true)
 		}
 		h.Encode(m.hdr[:])
 		_, err = b.Write(m.hdr[:])

@@ -1,0 +1,78 @@
+package vsock
+
+import (
+	"fmt"
+	"time"
+)
+
+// historyLen is how many control packets the device remembers.
+const historyLen = 16
+
+// controlRecord is one control packet (anything but RW and CREDIT_UPDATE)
+// that crossed the device, for a VMM state dump: when a connection failed
+// to open, the dump shows who waited for whom (a late RESPONSE, a guest
+// that had given up, ...).
+type controlRecord struct {
+	at        time.Time
+	toGuest   bool
+	op        uint16
+	hostCID   uint64
+	hostPort  uint32
+	guestPort uint32
+	flags     uint32
+}
+
+// controlHistory is a ring of the last historyLen control packets.
+// It allocates nothing once made.
+type controlHistory struct {
+	recs [historyLen]controlRecord
+	next int // index of the next record to write.
+	n    int // records written, at most historyLen.
+}
+
+// isControl reports whether op is recorded.
+func isControl(op uint16) bool {
+	return op != VIRTIO_VSOCK_OP_RW && op != VIRTIO_VSOCK_OP_CREDIT_UPDATE
+}
+
+// add records h, sent to the guest (toGuest) or by it, at now.
+func (r *controlHistory) add(now time.Time, h Header, toGuest bool) {
+	rec := controlRecord{at: now, toGuest: toGuest, op: h.Op, flags: h.Flags}
+	if toGuest {
+		rec.hostCID, rec.hostPort, rec.guestPort = h.SrcCID, h.SrcPort, h.DstPort
+	} else {
+		rec.hostCID, rec.hostPort, rec.guestPort = h.DstCID, h.DstPort, h.SrcPort
+	}
+	r.recs[r.next] = rec
+	r.next = (r.next + 1) % historyLen
+	r.n = min(r.n+1, historyLen)
+}
+
+// opNames names the packet ops.
+var opNames = map[uint16]string{
+	VIRTIO_VSOCK_OP_INVALID: "INVALID", VIRTIO_VSOCK_OP_REQUEST: "REQUEST", VIRTIO_VSOCK_OP_RESPONSE: "RESPONSE",
+	VIRTIO_VSOCK_OP_RST: "RST", VIRTIO_VSOCK_OP_SHUTDOWN: "SHUTDOWN", VIRTIO_VSOCK_OP_RW: "RW",
+	VIRTIO_VSOCK_OP_CREDIT_UPDATE: "CREDIT_UPDATE", VIRTIO_VSOCK_OP_CREDIT_REQUEST: "CREDIT_REQUEST",
+}
+
+// lines describes the records, oldest first, with their age at now.
+func (r *controlHistory) lines(now time.Time) []string {
+	out := make([]string, 0, r.n)
+	for i := range r.n {
+		rec := r.recs[(r.next-r.n+i+historyLen)%historyLen]
+		dir := "guest -> host"
+		if rec.toGuest {
+			dir = "host -> guest"
+		}
+		op, ok := opNames[rec.op]
+		if !ok {
+			op = fmt.Sprintf("op%d", rec.op)
+		}
+		s := fmt.Sprintf("vsock packet %.3fs ago: %s %s %d:%d <-> guest:%d", now.Sub(rec.at).Seconds(), dir, op, rec.hostCID, rec.hostPort, rec.guestPort)
+		if rec.op == VIRTIO_VSOCK_OP_SHUTDOWN {
+			s += fmt.Sprintf(" flags=%#x", rec.flags)
+		}
+		out = append(out, s)
+	}
+	return out
+}
