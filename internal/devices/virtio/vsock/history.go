@@ -48,13 +48,6 @@ func (r *controlHistory) add(now time.Time, h Header, toGuest bool) {
 	r.n = min(r.n+1, historyLen)
 }
 
-// opNames names the packet ops.
-var opNames = map[uint16]string{
-	VIRTIO_VSOCK_OP_INVALID: "INVALID", VIRTIO_VSOCK_OP_REQUEST: "REQUEST", VIRTIO_VSOCK_OP_RESPONSE: "RESPONSE",
-	VIRTIO_VSOCK_OP_RST: "RST", VIRTIO_VSOCK_OP_SHUTDOWN: "SHUTDOWN", VIRTIO_VSOCK_OP_RW: "RW",
-	VIRTIO_VSOCK_OP_CREDIT_UPDATE: "CREDIT_UPDATE", VIRTIO_VSOCK_OP_CREDIT_REQUEST: "CREDIT_REQUEST",
-}
-
 // lines describes the records, oldest first, with their age at now.
 func (r *controlHistory) lines(now time.Time) []string {
 	out := make([]string, 0, r.n)
@@ -64,11 +57,7 @@ func (r *controlHistory) lines(now time.Time) []string {
 		if rec.toGuest {
 			dir = "host -> guest"
 		}
-		op, ok := opNames[rec.op]
-		if !ok {
-			op = fmt.Sprintf("op%d", rec.op)
-		}
-		s := fmt.Sprintf("vsock packet %.3fs ago: %s %s %d:%d <-> guest:%d", now.Sub(rec.at).Seconds(), dir, op, rec.hostCID, rec.hostPort, rec.guestPort)
+		s := fmt.Sprintf("vsock packet %.3fs ago: %s %s %d:%d <-> guest:%d", now.Sub(rec.at).Seconds(), dir, opName(rec.op), rec.hostCID, rec.hostPort, rec.guestPort)
 		if rec.op == VIRTIO_VSOCK_OP_SHUTDOWN {
 			s += fmt.Sprintf(" flags=%#x", rec.flags)
 		}

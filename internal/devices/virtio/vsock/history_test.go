@@ -27,7 +27,7 @@ func TestControlHistory(t *testing.T) {
 		0:              "vsock packet 14.000s ago: guest -> host REQUEST 3:9000 <-> guest:1006",
 		historyLen - 3: "vsock packet 1.000s ago: guest -> host REQUEST 3:9000 <-> guest:1019",
 		historyLen - 2: "vsock packet 0.500s ago: host -> guest SHUTDOWN 3:9000 <-> guest:1019 flags=0x3",
-		historyLen - 1: "vsock packet 0.000s ago: host -> guest op42 3:9000 <-> guest:1019",
+		historyLen - 1: "vsock packet 0.000s ago: host -> guest OP(42) 3:9000 <-> guest:1019",
 	} {
 		if got[i] != want {
 			t.Errorf("line %d: got %q, want %q", i, got[i], want)
