@@ -79,9 +79,9 @@ func (d *Device) DebugState() []string {
 		lines = append(lines, formatConnStats(c))
 	}
 	d.m.mu.Lock()
-	lines = append(lines, d.m.history.lines(time.Now())...)
+	h := d.m.history // a fixed array: copied, then formatted without the lock.
 	d.m.mu.Unlock()
-	return lines
+	return append(lines, h.lines(time.Now())...)
 }
 
 // formatConnStats formats one connection's snapshot.
