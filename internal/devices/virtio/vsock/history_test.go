@@ -36,7 +36,8 @@ func TestControlHistory(t *testing.T) {
 }
 
 // TestHistoryRecordsControlPackets checks a refused connection leaves its
-// REQUEST and RST in the history, and data packets leave nothing.
+// REQUEST and RST in the state dump's history, an accepted one its REQUEST
+// and RESPONSE, and data packets nothing.
 func TestHistoryRecordsControlPackets(t *testing.T) {
 	b := newTestBackend()
 	b.handle(8000, echo)
@@ -46,10 +47,8 @@ func TestHistoryRecordsControlPackets(t *testing.T) {
 	c := g.dial(8000, 4000)
 	c.write([]byte("ping"))
 	c.readN(4)
-	g.m.mu.Lock()
-	lines := g.m.history.lines(time.Now())
-	g.m.mu.Unlock()
-	joined := strings.Join(lines, "\n")
+	// Through DebugState, as a VMM state dump reads it.
+	joined := strings.Join((&Device{guestCID: testGuestCID, m: g.m}).DebugState(), "\n")
 	for _, want := range []string{
 		"guest -> host REQUEST 3:5555 <-> guest:1234",
 		"host -> guest RST 3:5555 <-> guest:1234",
