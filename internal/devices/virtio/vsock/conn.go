@@ -68,8 +68,16 @@ const (
 type conn struct {
 	key   connKey
 	state connState
-	cond  *sync.Cond // on the mux lock; wakes the reader and writer.
-	dead  bool       // removed from the table; goroutines exit.
+	// readerCond and writerCond are on the mux lock. Each wakes one
+	// goroutine, and only for what it waits for: the reader for room
+	// toward the guest, the writer for guest bytes to write. One shared
+	// condition woke the idle writer for every packet sent to the guest
+	// and the reader for every packet received.
+	readerCond  *sync.Cond
+	writerCond  *sync.Cond
+	readerWakes uint32 // times the reader returned from readerCond.Wait.
+	writerWakes uint32 // times the writer returned from writerCond.Wait.
+	dead        bool   // removed from the table; goroutines exit.
 
 	stream     Stream
 	ownsStream bool       // close stream when the connection ends.
@@ -165,7 +173,7 @@ func (m *mux) nextConnPacket(c *conn, maxPayload int) (Header, bool) {
 		c.txCnt += uint32(n)
 		h = c.header(m.guestCID, VIRTIO_VSOCK_OP_RW)
 		h.Len = uint32(n)
-		c.cond.Broadcast() // the reader may have room again.
+		c.readerCond.Broadcast() // out shrinks: the reader may have room again.
 	case c.sendCreditUpdate:
 		h = c.header(m.guestCID, VIRTIO_VSOCK_OP_CREDIT_UPDATE)
 	case c.sendShutdown != 0 && c.out.Len() == 0:
@@ -242,7 +250,8 @@ func (m *mux) readLoop(c *conn) {
 			if n = c.room(); n > 0 {
 				break
 			}
-			c.cond.Wait()
+			c.readerCond.Wait()
+			c.readerWakes++
 		}
 		buf := c.out.reserve(min(n, size))
 		m.mu.Unlock()
@@ -293,7 +302,8 @@ func (m *mux) writeLoop(c *conn) {
 		m.mu.Lock()
 		c.writing = false
 		for !c.dead && c.in.Len() == 0 && c.peerShut&VIRTIO_VSOCK_SHUTDOWN_SEND == 0 {
-			c.cond.Wait()
+			c.writerCond.Wait()
+			c.writerWakes++
 		}
 		if c.dead {
 			m.mu.Unlock()

@@ -26,3 +26,35 @@ func TestSnapshotShowsCreditStall(t *testing.T) {
 		}
 	}
 }
+
+// TestPumpsWakeForTheirOwnWork checks that a transfer toward the guest
+// does not wake the connection's writer, which has nothing to write: one
+// condition shared by the reader and the writer woke both for every
+// packet sent to the guest and every packet received from it.
+func TestPumpsWakeForTheirOwnWork(t *testing.T) {
+	const window = 10000
+	g, c := fillGuestWindow(t, window, 5*time.Second)
+	for total := len(c.rx); total < 5*window; total += len(c.rx) {
+		c.fwdCnt += uint32(len(c.rx))
+		c.rx = nil
+		g.send(c.hdr(VIRTIO_VSOCK_OP_CREDIT_UPDATE), nil)
+		c.handle(g.recv())
+	}
+	conns, _, _ := g.m.snapshot()
+	if len(conns) != 1 {
+		t.Fatalf("got %d connections, want 1", len(conns))
+	}
+	s := conns[0]
+	if s.TxCnt != 5*window {
+		t.Fatalf("tx_cnt %d, want %d", s.TxCnt, 5*window)
+	}
+	if s.WriterWakes != 0 {
+		t.Errorf("the writer woke %d times during a transfer toward the guest, want 0", s.WriterWakes)
+	}
+	if s.ReaderWakes == 0 {
+		t.Error("the reader never woke, but it had to wait for the guest's credit")
+	}
+	if line := formatConnStats(s); !strings.Contains(line, "writer_wakes=0") {
+		t.Errorf("%q lacks writer_wakes=0", line)
+	}
+}

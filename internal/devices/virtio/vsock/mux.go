@@ -65,7 +65,7 @@ func newMux(guestCID uint64, backend Backend, logger *slog.Logger, wake func()) 
 //
 // Preconditions: the mux lock is held.
 func (m *mux) newConn(key connKey, state connState) *conn {
-	c := &conn{key: key, state: state, cond: sync.NewCond(&m.mu)}
+	c := &conn{key: key, state: state, readerCond: sync.NewCond(&m.mu), writerCond: sync.NewCond(&m.mu)}
 	m.conns[key] = c
 	return c
 }
@@ -137,7 +137,8 @@ func (m *mux) terminate(c *conn, rst bool) {
 	}
 	c.in.reset()
 	c.out.reset()
-	c.cond.Broadcast()
+	c.readerCond.Broadcast()
+	c.writerCond.Broadcast()
 	if c.ownsStream && c.stream != nil {
 		s := c.stream
 		// Close may take time (TLS, TCP linger); never under the lock.
@@ -195,7 +196,9 @@ func (m *mux) handlePacketFrom(h Header, src payloadSource) {
 	}
 	c.peerBufAlloc = h.BufAlloc
 	c.peerFwdCnt = h.FwdCnt
-	c.cond.Broadcast() // the reader may have credit now.
+	if c.room() > 0 {
+		c.readerCond.Broadcast() // the guest's credit may have grown.
+	}
 
 	switch h.Op {
 	case VIRTIO_VSOCK_OP_RESPONSE:
@@ -217,6 +220,10 @@ func (m *mux) handlePacketFrom(h Header, src payloadSource) {
 		c.peerShut |= h.Flags & shutdownBoth
 		if c.peerShut&VIRTIO_VSOCK_SHUTDOWN_RCV != 0 {
 			c.out.reset() // the guest will read no more.
+			c.readerCond.Broadcast()
+		}
+		if c.peerShut&VIRTIO_VSOCK_SHUTDOWN_SEND != 0 {
+			c.writerCond.Broadcast() // flush, then close the stream's sending side.
 		}
 		m.checkDone(c)
 	case VIRTIO_VSOCK_OP_RW:
@@ -248,6 +255,9 @@ func (m *mux) handlePacketFrom(h Header, src payloadSource) {
 			return
 		}
 		c.rxCnt += uint32(n)
+		if n > 0 {
+			c.writerCond.Broadcast()
+		}
 	case VIRTIO_VSOCK_OP_CREDIT_UPDATE:
 	case VIRTIO_VSOCK_OP_CREDIT_REQUEST:
 		c.sendCreditUpdate = true
