@@ -45,8 +45,13 @@ type queueCounters struct {
 
 // transportStats holds the counters of every queue of a transport.
 type transportStats struct {
-	queues []queueCounters
+	queues  []queueCounters
+	lastAck atomic.Int64 // unix nanoseconds of the driver's last InterruptACK write, 0: never.
 }
+
+// ack records the driver's acknowledgement of an interrupt: the guest ran
+// its interrupt handler then.
+func (s *transportStats) ack() { s.lastAck.Store(time.Now().UnixNano()) }
 
 // kick records a driver notification of queue q.
 func (s *transportStats) kick(q int) {
@@ -111,7 +116,11 @@ func (m *MMIO) Stats() []QueueStats {
 // a VMM state dump; times are ages relative to now.
 func (m *MMIO) DebugState() []string {
 	now := time.Now()
-	lines := []string{fmt.Sprintf("virtio device %d: status=%#x interrupt_status=%#x", m.dev.DeviceID(), m.Status(), m.intStatus.Load())}
+	ackAgo := "never"
+	if t := m.stats.lastAck.Load(); t != 0 {
+		ackAgo = fmt.Sprintf("%.3fs", now.Sub(time.Unix(0, t)).Seconds())
+	}
+	lines := []string{fmt.Sprintf("virtio device %d: status=%#x interrupt_status=%#x last_ack_ago=%s", m.dev.DeviceID(), m.Status(), m.intStatus.Load(), ackAgo)}
 	for _, s := range m.Stats() {
 		lines = append(lines, formatQueueStats(m.dev.DeviceID(), s, now))
 	}

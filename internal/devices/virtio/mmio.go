@@ -265,6 +265,7 @@ func (m *MMIO) Write(offset uint64, data []byte) {
 		m.dev.Notify(int(v))
 	case _VIRTIO_MMIO_INTERRUPT_ACK:
 		m.intStatus.And(^v)
+		m.stats.ack()
 	case _VIRTIO_MMIO_STATUS:
 		m.setStatus(v)
 	default:

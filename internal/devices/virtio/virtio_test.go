@@ -450,10 +450,18 @@ func TestStatsCountKicksAndInterrupts(t *testing.T) {
 		t.Errorf("queue 0: got %+v, want no kicks", q0)
 	}
 	text := strings.Join(m.DebugState(), "\n")
-	for _, want := range []string{"queue 1: ready=true", "avail_idx=3", "next_used=3 pending=0 kicks=3", "interrupts=3 suppressed=0", "queue 0: ready=true", "last_kick_ago=never"} {
+	for _, want := range []string{"queue 1: ready=true", "avail_idx=3", "next_used=3 pending=0 kicks=3", "interrupts=3 suppressed=0", "queue 0: ready=true", "last_kick_ago=never", "last_ack_ago=never"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("debug state lacks %q:\n%s", want, text)
 		}
+	}
+	// The driver's acknowledgement dates when the guest last ran its
+	// interrupt handler.
+	if got := d.Ack(); got == 0 {
+		t.Fatal("no interrupt status to acknowledge")
+	}
+	if text := m.DebugState()[0]; !strings.Contains(text, "last_ack_ago=0.0") {
+		t.Errorf("after an acknowledgement: %q, want last_ack_ago=0.0...", text)
 	}
 }
 

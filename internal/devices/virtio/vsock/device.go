@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/nitrovm/nitrovm/internal/devices/virtio"
 	"github.com/nitrovm/nitrovm/internal/memory"
@@ -39,6 +41,7 @@ type Device struct {
 	logger   *slog.Logger
 	m        *mux
 	kick     chan struct{} // wakes the worker; capacity 1.
+	txKickAt atomic.Int64  // unix nanoseconds of the driver's last tx kick, 0: none yet.
 
 	mu      sync.Mutex // guards the fields below.
 	queues  []*virtio.Queue
@@ -137,7 +140,12 @@ func (d *Device) Activate(mem *memory.Guest, queues []*virtio.Queue, signal virt
 }
 
 // Notify implements virtio.Device.Notify. It never blocks.
-func (d *Device) Notify(queue int) { d.wake() }
+func (d *Device) Notify(queue int) {
+	if queue == txQueue {
+		d.txKickAt.Store(time.Now().UnixNano())
+	}
+	d.wake()
+}
 
 // Reset implements virtio.Device.Reset: the worker stops and every
 // connection is dropped (host streams are closed, the guest is not told).
@@ -198,6 +206,9 @@ func (d *Device) run(queues []*virtio.Queue, signal virtio.Signaler, stop, stopp
 		case <-stop:
 			return
 		case <-d.kick:
+		}
+		if t := d.txKickAt.Load(); t != 0 {
+			d.m.setTxKick(time.Unix(0, t))
 		}
 		if d.processTx(tx, &txc) {
 			if err := signal.SignalUsed(txQueue); err != nil {

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -157,7 +159,7 @@ func TestConfigAndIdentity(t *testing.T) {
 }
 
 func TestDeviceGuestToHostEcho(t *testing.T) {
-	_, g := setup(t, map[uint32]func(net.Conn){8000: echo})
+	dev, g := setup(t, map[uint32]func(net.Conn){8000: echo})
 	c, err := g.Dial(vsock.ParentCID, 8000)
 	if err != nil {
 		t.Fatal(err)
@@ -167,6 +169,11 @@ func TestDeviceGuestToHostEcho(t *testing.T) {
 		n = 4 << 20
 	}
 	roundTrip(t, c, n)
+	// The state dump's history dates the REQUEST against the kick that
+	// brought it, which tells a late device from a late guest.
+	if text := strings.Join(dev.DebugState(), "\n"); !regexp.MustCompile(`guest -> host REQUEST 3:8000 <-> guest:\d+ \(read \d+\.\d{3}s after the guest's last kick\)`).MatchString(text) {
+		t.Errorf("state dump lacks the REQUEST's kick age:\n%s", text)
+	}
 }
 
 // TestDeviceGuestToHostStalledReader sends through a host stream whose

@@ -20,6 +20,7 @@ type controlRecord struct {
 	hostPort  uint32
 	guestPort uint32
 	flags     uint32
+	kickAt    time.Time // from the guest: its last tx kick before the device read it; zero if unknown.
 }
 
 // controlHistory is a ring of the last historyLen control packets.
@@ -35,9 +36,11 @@ func isControl(op uint16) bool {
 	return op != VIRTIO_VSOCK_OP_RW && op != VIRTIO_VSOCK_OP_CREDIT_UPDATE
 }
 
-// add records h, sent to the guest (toGuest) or by it, at now.
-func (r *controlHistory) add(now time.Time, h Header, toGuest bool) {
-	rec := controlRecord{at: now, toGuest: toGuest, op: h.Op, flags: h.Flags}
+// add records h, sent to the guest (toGuest) or by it, at now; kickAt is
+// the guest's last tx kick before a packet from it was read (zero if
+// unknown).
+func (r *controlHistory) add(now time.Time, h Header, toGuest bool, kickAt time.Time) {
+	rec := controlRecord{at: now, toGuest: toGuest, op: h.Op, flags: h.Flags, kickAt: kickAt}
 	if toGuest {
 		rec.hostCID, rec.hostPort, rec.guestPort = h.SrcCID, h.SrcPort, h.DstPort
 	} else {
@@ -60,6 +63,11 @@ func (r *controlHistory) lines(now time.Time) []string {
 		s := fmt.Sprintf("vsock packet %.3fs ago: %s %s %d:%d <-> guest:%d", now.Sub(rec.at).Seconds(), dir, opName(rec.op), rec.hostCID, rec.hostPort, rec.guestPort)
 		if rec.op == VIRTIO_VSOCK_OP_SHUTDOWN {
 			s += fmt.Sprintf(" flags=%#x", rec.flags)
+		}
+		if !rec.toGuest && !rec.kickAt.IsZero() {
+			// How long the kick waited for the device: a packet the
+			// guest had given up on by then was late on the host side.
+			s += fmt.Sprintf(" (read %.3fs after the guest's last kick)", rec.at.Sub(rec.kickAt).Seconds())
 		}
 		out = append(out, s)
 	}

@@ -14,18 +14,22 @@ func TestControlHistory(t *testing.T) {
 	}
 	for i := range historyLen + 4 {
 		h := Header{SrcCID: testGuestCID, DstCID: ParentCID, SrcPort: uint32(1000 + i), DstPort: 9000, Op: VIRTIO_VSOCK_OP_REQUEST}
-		r.add(now.Add(time.Duration(i-historyLen-4)*time.Second), h, false)
+		r.add(now.Add(time.Duration(i-historyLen-4)*time.Second), h, false, time.Time{})
 	}
-	r.add(now.Add(-500*time.Millisecond), Header{SrcCID: ParentCID, DstCID: testGuestCID, SrcPort: 9000, DstPort: 1019, Op: VIRTIO_VSOCK_OP_SHUTDOWN, Flags: shutdownBoth}, true)
-	r.add(now, Header{SrcCID: ParentCID, DstCID: testGuestCID, SrcPort: 9000, DstPort: 1019, Op: 42}, true)
+	// The guest's last REQUEST, read 1.7 s after its kick.
+	at := now.Add(-750 * time.Millisecond)
+	r.add(at, Header{SrcCID: testGuestCID, DstCID: ParentCID, SrcPort: 2000, DstPort: 9000, Op: VIRTIO_VSOCK_OP_REQUEST}, false, at.Add(-1700*time.Millisecond))
+	r.add(now.Add(-500*time.Millisecond), Header{SrcCID: ParentCID, DstCID: testGuestCID, SrcPort: 9000, DstPort: 1019, Op: VIRTIO_VSOCK_OP_SHUTDOWN, Flags: shutdownBoth}, true, time.Time{})
+	r.add(now, Header{SrcCID: ParentCID, DstCID: testGuestCID, SrcPort: 9000, DstPort: 1019, Op: 42}, true, time.Time{})
 	got := r.lines(now)
 	if len(got) != historyLen {
 		t.Fatalf("got %d lines, want the last %d", len(got), historyLen)
 	}
-	// The oldest kept: 22 added, so the first is REQUEST number 6 (port 1006), 14 s old.
+	// The oldest kept: 23 added, so the first is REQUEST number 7 (port 1007), 13 s old.
 	for i, want := range map[int]string{
-		0:              "vsock packet 14.000s ago: guest -> host REQUEST 3:9000 <-> guest:1006",
-		historyLen - 3: "vsock packet 1.000s ago: guest -> host REQUEST 3:9000 <-> guest:1019",
+		0:              "vsock packet 13.000s ago: guest -> host REQUEST 3:9000 <-> guest:1007",
+		historyLen - 4: "vsock packet 1.000s ago: guest -> host REQUEST 3:9000 <-> guest:1019",
+		historyLen - 3: "vsock packet 0.750s ago: guest -> host REQUEST 3:9000 <-> guest:2000 (read 1.700s after the guest's last kick)",
 		historyLen - 2: "vsock packet 0.500s ago: host -> guest SHUTDOWN 3:9000 <-> guest:1019 flags=0x3",
 		historyLen - 1: "vsock packet 0.000s ago: host -> guest OP(42) 3:9000 <-> guest:1019",
 	} {

@@ -34,6 +34,7 @@ type mux struct {
 	onIdle   func()           // called IdleDelay after the last connection ended.
 	idle     *time.Timer      // pending onIdle call.
 	history  controlHistory   // the last control packets, for DebugState.
+	txKickAt time.Time        // the guest's last tx kick before this pass (setTxKick).
 }
 
 // IdleDelay is how long the device waits after its last connection ended
@@ -170,7 +171,7 @@ func (m *mux) handlePacketFrom(h Header, src payloadSource) {
 		return
 	}
 	if isControl(h.Op) {
-		m.history.add(time.Now(), h, false)
+		m.history.add(time.Now(), h, false, m.txKickAt)
 	}
 	if h.SrcCID != m.guestCID {
 		m.logger.Debug("vsock: dropping packet with spoofed source", "packet", h)
@@ -430,7 +431,7 @@ func (m *mux) fillRx(pop func() (rxBuffer, error), done func(rxBuffer)) int {
 			break
 		}
 		if isControl(h.Op) {
-			m.history.add(time.Now(), h, true)
+			m.history.add(time.Now(), h, true, time.Time{})
 		}
 		h.Encode(m.hdr[:])
 		_, err = b.Write(m.hdr[:])
@@ -530,6 +531,14 @@ func (m *mux) close() {
 	m.mu.Unlock()
 	m.cancel()
 	m.wg.Wait()
+}
+
+// setTxKick notes the time of the guest's last tx kick, for the history
+// of the packets the worker reads next.
+func (m *mux) setTxKick(t time.Time) {
+	m.mu.Lock()
+	m.txKickAt = t
+	m.mu.Unlock()
 }
 
 // numConns returns the number of connections (Device.Idle, tests, fuzzing).
