@@ -211,6 +211,13 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 		defer close(in.done)
 		exit, runErr := vm.Run(runCtx)
 		in.setResult(exitResult(exit, runErr))
+		if _, ok := host.HeartbeatAt(); !ok && exit.Reason != vmm.ExitStopped {
+			// It ended before its heartbeat: the vsock packets say whether
+			// the guest tried, and which side was late.
+			for _, l := range vdev.DebugState() {
+				logger.Warn("vsock state at an exit before the heartbeat", "text", l)
+			}
+		}
 		in.dumpMu.Lock()
 		in.vm = nil // no dumps once the VM is being released.
 		in.dumpMu.Unlock()
