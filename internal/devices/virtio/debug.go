@@ -116,27 +116,29 @@ func (m *MMIO) Stats() []QueueStats {
 // a VMM state dump; times are ages relative to now.
 func (m *MMIO) DebugState() []string {
 	now := time.Now()
-	ackAgo := "never"
+	var lastAck time.Time
 	if t := m.stats.lastAck.Load(); t != 0 {
-		ackAgo = fmt.Sprintf("%.3fs", now.Sub(time.Unix(0, t)).Seconds())
+		lastAck = time.Unix(0, t)
 	}
-	lines := []string{fmt.Sprintf("virtio device %d: status=%#x interrupt_status=%#x last_ack_ago=%s", m.dev.DeviceID(), m.Status(), m.intStatus.Load(), ackAgo)}
+	lines := []string{fmt.Sprintf("virtio device %d: status=%#x interrupt_status=%#x last_ack_ago=%s", m.dev.DeviceID(), m.Status(), m.intStatus.Load(), age(lastAck, now))}
 	for _, s := range m.Stats() {
 		lines = append(lines, formatQueueStats(m.dev.DeviceID(), s, now))
 	}
 	return lines
 }
 
+// age formats how long before now t was, "never" for the zero time.
+func age(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return fmt.Sprintf("%.3fs", now.Sub(t).Seconds())
+}
+
 // formatQueueStats formats one queue's snapshot with ages relative to now.
 func formatQueueStats(dev uint32, s QueueStats, now time.Time) string {
-	age := func(t time.Time) string {
-		if t.IsZero() {
-			return "never"
-		}
-		return fmt.Sprintf("%.3fs", now.Sub(t).Seconds())
-	}
 	ix := s.Indices
 	return fmt.Sprintf("virtio device %d queue %d: ready=%v size=%d avail_idx=%d avail_flags=%#x next_avail=%d used_idx=%d next_used=%d pending=%d kicks=%d last_kick_ago=%s interrupts=%d suppressed=%d last_interrupt_ago=%s",
 		dev, s.Index, s.Ready, ix.Size, ix.AvailIdx, ix.AvailFlags, ix.NextAvail, ix.UsedIdx, ix.NextUsed, ix.AvailIdx-ix.NextAvail,
-		s.Kicks, age(s.LastKick), s.Interrupts, s.Suppressed, age(s.LastInterrupt))
+		s.Kicks, age(s.LastKick, now), s.Interrupts, s.Suppressed, age(s.LastInterrupt, now))
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nitrovm/nitrovm/internal/devices/virtio"
@@ -41,7 +40,6 @@ type Device struct {
 	logger   *slog.Logger
 	m        *mux
 	kick     chan struct{} // wakes the worker; capacity 1.
-	txKickAt atomic.Int64  // unix nanoseconds of the driver's last tx kick, 0: none yet.
 
 	mu      sync.Mutex // guards the fields below.
 	queues  []*virtio.Queue
@@ -142,7 +140,7 @@ func (d *Device) Activate(mem *memory.Guest, queues []*virtio.Queue, signal virt
 // Notify implements virtio.Device.Notify. It never blocks.
 func (d *Device) Notify(queue int) {
 	if queue == txQueue {
-		d.txKickAt.Store(time.Now().UnixNano())
+		d.m.txKickAt.Store(time.Now().UnixNano())
 	}
 	d.wake()
 }
@@ -206,9 +204,6 @@ func (d *Device) run(queues []*virtio.Queue, signal virtio.Signaler, stop, stopp
 		case <-stop:
 			return
 		case <-d.kick:
-		}
-		if t := d.txKickAt.Load(); t != 0 {
-			d.m.setTxKick(time.Unix(0, t))
 		}
 		if d.processTx(tx, &txc) {
 			if err := signal.SignalUsed(txQueue); err != nil {

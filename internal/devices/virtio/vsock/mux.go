@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,7 +35,7 @@ type mux struct {
 	onIdle   func()           // called IdleDelay after the last connection ended.
 	idle     *time.Timer      // pending onIdle call.
 	history  controlHistory   // the last control packets, for DebugState.
-	txKickAt time.Time        // the guest's last tx kick before this pass (setTxKick).
+	txKickAt atomic.Int64     // unix nanoseconds of the guest's last tx kick, 0: none yet (Device.Notify).
 }
 
 // IdleDelay is how long the device waits after its last connection ended
@@ -171,7 +172,11 @@ func (m *mux) handlePacketFrom(h Header, src payloadSource) {
 		return
 	}
 	if isControl(h.Op) {
-		m.history.add(time.Now(), h, false, m.txKickAt)
+		var kickAt time.Time
+		if t := m.txKickAt.Load(); t != 0 { // loaded before now: never after it.
+			kickAt = time.Unix(0, t)
+		}
+		m.history.add(time.Now(), h, false, kickAt)
 	}
 	if h.SrcCID != m.guestCID {
 		m.logger.Debug("vsock: dropping packet with spoofed source", "packet", h)
@@ -531,14 +536,6 @@ func (m *mux) close() {
 	m.mu.Unlock()
 	m.cancel()
 	m.wg.Wait()
-}
-
-// setTxKick notes the time of the guest's last tx kick, for the history
-// of the packets the worker reads next.
-func (m *mux) setTxKick(t time.Time) {
-	m.mu.Lock()
-	m.txKickAt = t
-	m.mu.Unlock()
 }
 
 // numConns returns the number of connections (Device.Idle, tests, fuzzing).
