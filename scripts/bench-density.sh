@@ -9,7 +9,9 @@
 #          (an empty transfer to guest port 5100 that returns the byte
 #          count); for nitrovm also until every heartbeat arrived (each
 #          run-enclave returns after its enclave's heartbeat);
-#   ok     how many of the N guests came up (heartbeat and echo; a guest
+#   ok     how many of the N guests came up (heartbeat and echo; QEMU's
+#          guests send their heartbeat to L1, CID 2, where hostbench
+#          answers it as nitrovm's supervisor does for an enclave; a guest
 #          gets 180 s for its heartbeat and then 120 s for its echo, so
 #          one guest the nested emulator breaks costs minutes, not the
 #          session): "up" is then the time until the last guest that came
@@ -96,17 +98,31 @@ for n in ${ns[*]}; do
 	nitrovm terminate-enclave --all >/dev/null 2>&1
 
 	echo "== qemu microvm + vhost-vsock, \$n guests"
+	# The guests' heartbeat goes to L1 (CID 2, bench.parent=2), where
+	# hostbench answers it as a supervisor does: a guest counts as up only
+	# with its heartbeat answered, inside the guest's 2 s connect timeout.
+	rm -f /tmp/qemu*.log
+	hostbench heartbeat --wait 10m >/tmp/hb.log 2>&1 &
+	hbpid=\$!
 	s=\$(now)
 	i=0
 	while [ \$i -lt \$n ]; do
 		qemu-system-x86_64 -M microvm -enable-kvm -cpu host -m $mem -smp 1 -nodefaults -no-user-config \
 			-display none -serial file:/tmp/qemu\$i.log -no-reboot -kernel /g/bzImage -initrd /g/initrd \
-			-append "$cmdline bench.nsm=0" -device vhost-vsock-device,guest-cid=\$((100 + i)) </dev/null &
+			-append "$cmdline bench.nsm=0 bench.parent=2" -device vhost-vsock-device,guest-cid=\$((100 + i)) </dev/null &
 		i=\$((i + 1))
 	done
 	# (a subshell, so that wait waits for the echoes and not for QEMU)
 	rm -rf /tmp/up; mkdir /tmp/up
 	( i=0; while [ \$i -lt \$n ]; do { hostbench ready --cid \$((100 + i)) --wait 300s && echo "\$(now)" >/tmp/up/\$i || echo "BENCH error qemu echo \$i"; } & i=\$((i + 1)); done; wait )
+	kill \$hbpid 2>/dev/null
+	i=0
+	while [ \$i -lt \$n ]; do
+		grep -q "^BENCH heartbeat cid=\$((100 + i))\$" /tmp/hb.log || { echo "BENCH error qemu heartbeat \$i: \$(grep -a 'guestbench: heartbeat' /tmp/qemu\$i.log | tr -d '\\r')"; rm -f /tmp/up/\$i; }
+		i=\$((i + 1))
+	done
+	# How long the guests' heartbeat connects took (guest clock), slowest last.
+	echo "BENCH connect-s-qemu-\$n \$(cat /tmp/qemu*.log | tr -d '\\r' | sed -n 's/.*heartbeat: connected in \\([0-9.]*\\) s.*/\\1/p' | sort -n | tr '\\n' ' ')"
 	echo "BENCH density-qemu-\$n echo_s=\$(last \$s) ok=\$(ls /tmp/up | wc -l) rss_kib=\$(rsssum qemu-system-x86)"
 	i=0
 	while [ \$i -lt \$n ]; do hostbench stop --cid \$((100 + i)) >/dev/null 2>&1 & i=\$((i + 1)); done

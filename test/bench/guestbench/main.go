@@ -1,7 +1,9 @@
 // Command guestbench is the /init of nitrovm's benchmark guests (the L2
 // enclaves of scripts/bench-vsock.sh and scripts/bench-nsm.sh). It mounts
-// /proc, /sys and /dev, sends the Nitro boot heartbeat (best effort: under
-// QEMU nobody answers it), then:
+// /proc, /sys and /dev, sends the Nitro boot heartbeat to CID 3 port 9000
+// (bench.parent=CID dials another CID: QEMU's vhost-vsock host is CID 2,
+// where hostbench heartbeat answers it) and prints how long its connect
+// took, then:
 //
 //  1. if /dev/nsm exists and bench.nsm=N (default 200) is not 0, it sends N
 //     attestation requests and N DescribePCR requests through
@@ -54,7 +56,7 @@ const (
 func main() {
 	mountAll()
 	params := kernelParams()
-	heartbeat()
+	heartbeat(uint32(intParam(params, "bench.parent", parentCID)))
 	n := intParam(params, "bench.nsm", 200)
 	if _, err := os.Stat("/dev/nsm"); err == nil && n > 0 {
 		report(nsmBench(n))
@@ -98,14 +100,19 @@ func intParam(params map[string]string, key string, def int) int {
 	return def
 }
 
-// heartbeat exchanges the Nitro boot heartbeat byte with CID 3 port 9000,
-// which nitrovm run-enclave waits for. Failure is only printed.
-func heartbeat() {
-	c, err := vsock.Dial(parentCID, heartbeatPort, nil)
+// heartbeat exchanges the Nitro boot heartbeat byte with port 9000 of cid,
+// which nitrovm run-enclave waits for, and prints how long the connect
+// took (Linux gives up after 2 s, VSOCK_DEFAULT_CONNECT_TIMEOUT, and AWS's
+// init then dies). Failure is only printed.
+func heartbeat(cid uint32) {
+	start := time.Now()
+	c, err := vsock.Dial(cid, heartbeatPort, nil)
+	took := time.Since(start).Seconds()
 	if err != nil {
-		fmt.Println("guestbench: heartbeat:", err)
+		fmt.Printf("guestbench: heartbeat: connect failed after %.3f s: %v\n", took, err)
 		return
 	}
+	fmt.Printf("guestbench: heartbeat: connected in %.3f s\n", took)
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	var b [1]byte

@@ -25,6 +25,13 @@
 //
 // listens on the Unix socket PATH (nitrovm maps guest connections to parent
 // port P to "<uds>_P"), copies the first connection to stdout and exits.
+//
+//	hostbench heartbeat [--wait D]
+//
+// answers the Nitro boot heartbeat on AF_VSOCK port 9000 of the host (CID
+// 2) for guests started with bench.parent=2, as nitrovm's supervisor does
+// for an enclave, and prints "BENCH heartbeat cid=N" per guest answered,
+// until D has passed.
 package main
 
 import (
@@ -44,15 +51,18 @@ import (
 
 // Guest ports, as in guestbench.
 const (
-	sinkPort   = 5100
-	sourcePort = 5101
-	stopPort   = 5102
-	chunk      = 256 << 10
+	sinkPort      = 5100
+	sourcePort    = 5101
+	stopPort      = 5102
+	hostCID       = 2 // VMADDR_CID_HOST, where vhost-vsock guests reach L1
+	heartbeatPort = 9000
+	heartbeatByte = 0xB7
+	chunk         = 256 << 10
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: hostbench vsock|ready|stop|collect [flags]")
+		fmt.Fprintln(os.Stderr, "usage: hostbench vsock|ready|stop|collect|heartbeat [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -65,6 +75,8 @@ func main() {
 		err = runStop(os.Args[2:])
 	case "collect":
 		err = runCollect(os.Args[2:])
+	case "heartbeat":
+		err = runHeartbeat(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -330,4 +342,43 @@ func runCollect(args []string) error {
 	defer c.Close()
 	_, err = io.Copy(os.Stdout, bufio.NewReader(c))
 	return err
+}
+
+func runHeartbeat(args []string) error {
+	fs := flag.NewFlagSet("heartbeat", flag.ExitOnError)
+	wait := fs.Duration("wait", 10*time.Minute, "how long to answer heartbeats")
+	fs.Parse(args)
+	l, err := vsock.ListenContextID(hostCID, heartbeatPort, nil)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	go func() {
+		time.Sleep(*wait)
+		l.Close()
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return nil // closed after wait
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			var b [1]byte
+			if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != heartbeatByte {
+				fmt.Printf("BENCH heartbeat-bad from=%v byte=%#x err=%v\n", c.RemoteAddr(), b[0], err)
+				return
+			}
+			if _, err := c.Write(b[:]); err != nil {
+				fmt.Printf("BENCH heartbeat-bad from=%v err=%v\n", c.RemoteAddr(), err)
+				return
+			}
+			cid := uint32(0)
+			if a, ok := c.RemoteAddr().(*vsock.Addr); ok {
+				cid = a.ContextID
+			}
+			fmt.Printf("BENCH heartbeat cid=%d\n", cid)
+		}()
+	}
 }
