@@ -16,7 +16,12 @@
 #          one guest the nested emulator breaks costs minutes, not the
 #          session): "up" is then the time until the last guest that came
 #          up did, and the ratio line says how many did;
-#   rss    total RSS of all VMM processes, guest RAM mappings left out.
+#   rss    total RSS of all VMM processes, guest RAM mappings left out;
+#   connect how long each guest's heartbeat connect took by its own clock
+#          (median, max, how many over Linux's 2 s connect timeout), from
+#          the guests' consoles: nitrovm's enclaves run with --debug-mode
+#          to keep theirs, QEMU writes its serial port to a file; the
+#          guests write the same console either way.
 #
 # Prints BENCH lines and one ratio line per N.
 # Usage: scripts/bench-density.sh [N...]   NITROVM_BIN=path uses that binary.
@@ -75,7 +80,7 @@ for n in ${ns[*]}; do
 	i=0
 	while [ \$i -lt \$n ]; do
 		nitrovm run-enclave --eif-path /g/bench.eif --memory $mem --cpu-count 1 --vsock-uds /run/d\$i.sock \
-			--enclave-name d\$n-\$i --heartbeat-timeout 180 >/tmp/run\$i.json 2>&1 || echo "BENCH error run-enclave \$i: \$(tail -c 400 /tmp/run\$i.json | tr '\\n' ' ')" &
+			--enclave-name d\$n-\$i --heartbeat-timeout 180 --debug-mode >/tmp/run\$i.json 2>&1 || echo "BENCH error run-enclave \$i: \$(tail -c 400 /tmp/run\$i.json | tr '\\n' ' ')" &
 		i=\$((i + 1))
 	done
 	wait
@@ -90,6 +95,11 @@ for n in ${ns[*]}; do
 	rm -rf /tmp/up; mkdir /tmp/up
 	while [ \$i -lt \$n ]; do { hostbench ready --uds /run/d\$i.sock --wait 120s && echo "\$(now)" >/tmp/up/\$i || echo "BENCH error echo \$i"; } & i=\$((i + 1)); done
 	wait
+	# How long the guests' heartbeat connects took (guest clock), slowest
+	# last, from the consoles (--debug-mode keeps them, as QEMU's serial
+	# files do; the guests write the same console either way).
+	echo "BENCH connect-s-nitrovm-\$n \$(cat \$NITROVM_STATE_DIR/*/console.log | tr -d '\\r' | sed -n 's/.*heartbeat: connected in \\([0-9.]*\\) s.*/\\1/p' | sort -n | tr '\\n' ' ')"
+	grep -ah 'heartbeat: connect failed' \$NITROVM_STATE_DIR/*/console.log | sed 's/^/BENCH error nitrovm /' || true
 	echo "BENCH density-nitrovm-\$n heartbeats_s=\$hb echo_s=\$(last \$s) ok=\$(ls /tmp/up | wc -l) rss_kib=\$(rsssum nitrovm)"
 	i=0
 	while [ \$i -lt \$n ]; do hostbench stop --uds /run/d\$i.sock >/dev/null 2>&1 & i=\$((i + 1)); done
@@ -143,6 +153,13 @@ awk '
 function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n; i++) if (index(f[i], key "=") == 1) return substr(f[i], length(key) + 2); return "" }
 /^BENCH density-nitrovm-/ { n = substr($2, 17); ne[n] = kv($0, "echo_s"); nh[n] = kv($0, "heartbeats_s"); nr[n] = kv($0, "rss_kib"); nok[n] = kv($0, "ok") }
 /^BENCH density-qemu-/ { n = substr($2, 14); qe[n] = kv($0, "echo_s"); qr[n] = kv($0, "rss_kib"); qok[n] = kv($0, "ok") }
+# connect-s lines: each guest heartbeat connect time, sorted.
+/^BENCH connect-s-/ {
+	split($2, f, "-"); k = NF - 2; over = 0
+	for (i = 3; i <= NF; i++) if ($i > 2) over++
+	cs[f[4], f[3]] = k ? sprintf("median %.2f s, max %.2f s, %d of %d over 2 s", $(3 + int((k - 1) / 2)), $NF, over, k) : "none"
+}
 END {
+	for (n in ne) if ((n, "nitrovm") in cs && (n, "qemu") in cs) printf "density N=%d heartbeat connect (guest clock): nitrovm %s; qemu %s\n", n, cs[n, "nitrovm"], cs[n, "qemu"]
 	for (n in ne) if (n in qe) printf "density N=%d: up (echo) nitrovm %d/%d in %.1f s (run-enclave returned %.1f s), qemu %d/%d in %.1f s, ratio nitrovm/qemu %.2fx, total VMM RSS nitrovm %.1f MiB, qemu %.1f MiB, RSS ratio %.2fx\n", n, nok[n], n, ne[n], nh[n], qok[n], n, qe[n], qe[n] ? ne[n] / qe[n] : 0, nr[n] / 1024, qr[n] / 1024, qr[n] ? nr[n] / qr[n] : 0
 }' "$work/bench"

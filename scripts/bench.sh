@@ -102,6 +102,8 @@ for n in "${names[@]}"; do
 			row "  guests up nitrovm, qemu" "$(val density "^density N=$k:" 'up (echo) nitrovm '), $(val density "^density N=$k:" 's), qemu ')" "report"
 			row "  total VMM RSS nitrovm (MiB)" "$(val density "^density N=$k:" 'total VMM RSS nitrovm ')" "report"
 			row "  total VMM RSS nitrovm / qemu" "$(val density "^density N=$k:" 'RSS ratio ')" "report"
+			row "  heartbeat connect median (s)" "$(val density "^density N=$k heartbeat" 'nitrovm median ') / $(val density "^density N=$k heartbeat" 'qemu median ')" "report"
+			row "  heartbeat connect max (s)" "$(val density "^density N=$k heartbeat" 'nitrovm median [0-9.]* s, max ') / $(val density "^density N=$k heartbeat" 'qemu median [0-9.]* s, max ')" "report"
 		done ;;
 	esac
 done
