@@ -17,6 +17,9 @@
 #          session): "up" is then the time until the last guest that came
 #          up did, and the ratio line says how many did;
 #   rss    total RSS of all VMM processes, guest RAM mappings left out;
+#   cpu    L1 CPU seconds all VMM processes used until every guest was up
+#          (after the echoes): their guests' vCPU threads and all other
+#          threads (device, runtime and main-loop threads);
 #   connect how long each guest's heartbeat connect took by its own clock
 #          (median, max, how many over Linux's 2 s connect timeout), from
 #          the guests' consoles: nitrovm's enclaves run with --debug-mode
@@ -74,6 +77,16 @@ rsssum() {
 	done
 	echo \$t
 }
+# cpusum COMM: L1 CPU seconds the processes named COMM have used so far,
+# as "vcpu_s=A other_s=B": A the busiest thread of each (its guest's vCPU,
+# as every guest has one), B all their other threads (/proc/PID/task/TID/
+# schedstat, first field: nanoseconds on a CPU).
+cpusum() {
+	for p in /proc/[0-9]*; do
+		[ "\$(cat \$p/comm 2>/dev/null)" = "\$1" ] || continue
+		cat \$p/task/*/schedstat 2>/dev/null | awk '{ t += \$1; if (\$1 > m) m = \$1 } END { print m, t - m }'
+	done | awk '{ v += \$1; o += \$2 } END { printf "vcpu_s=%.1f other_s=%.1f", v / 1e9, o / 1e9 }'
+}
 for n in ${ns[*]}; do
 	echo "== nitrovm, \$n enclaves"
 	s=\$(now)
@@ -100,7 +113,7 @@ for n in ${ns[*]}; do
 	# files do; the guests write the same console either way).
 	echo "BENCH connect-s-nitrovm-\$n \$(cat \$NITROVM_STATE_DIR/*/console.log | tr -d '\\r' | sed -n 's/.*heartbeat: connected in \\([0-9.]*\\) s.*/\\1/p' | sort -n | tr '\\n' ' ')"
 	grep -ah 'heartbeat: connect failed' \$NITROVM_STATE_DIR/*/console.log | sed 's/^/BENCH error nitrovm /' || true
-	echo "BENCH density-nitrovm-\$n heartbeats_s=\$hb echo_s=\$(last \$s) ok=\$(ls /tmp/up | wc -l) rss_kib=\$(rsssum nitrovm)"
+	echo "BENCH density-nitrovm-\$n heartbeats_s=\$hb echo_s=\$(last \$s) ok=\$(ls /tmp/up | wc -l) rss_kib=\$(rsssum nitrovm) \$(cpusum nitrovm)"
 	i=0
 	while [ \$i -lt \$n ]; do hostbench stop --uds /run/d\$i.sock >/dev/null 2>&1 & i=\$((i + 1)); done
 	wait
@@ -133,7 +146,7 @@ for n in ${ns[*]}; do
 	done
 	# How long the guests' heartbeat connects took (guest clock), slowest last.
 	echo "BENCH connect-s-qemu-\$n \$(cat /tmp/qemu*.log | tr -d '\\r' | sed -n 's/.*heartbeat: connected in \\([0-9.]*\\) s.*/\\1/p' | sort -n | tr '\\n' ' ')"
-	echo "BENCH density-qemu-\$n echo_s=\$(last \$s) ok=\$(ls /tmp/up | wc -l) rss_kib=\$(rsssum qemu-system-x86)"
+	echo "BENCH density-qemu-\$n echo_s=\$(last \$s) ok=\$(ls /tmp/up | wc -l) rss_kib=\$(rsssum qemu-system-x86) \$(cpusum qemu-system-x86)"
 	i=0
 	while [ \$i -lt \$n ]; do hostbench stop --cid \$((100 + i)) >/dev/null 2>&1 & i=\$((i + 1)); done
 	sleep 5
@@ -151,8 +164,8 @@ if ! grep -q '^BENCH density' "$work/bench" || grep -q '^BENCH error' "$work/ben
 fi
 awk '
 function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n; i++) if (index(f[i], key "=") == 1) return substr(f[i], length(key) + 2); return "" }
-/^BENCH density-nitrovm-/ { n = substr($2, 17); ne[n] = kv($0, "echo_s"); nh[n] = kv($0, "heartbeats_s"); nr[n] = kv($0, "rss_kib"); nok[n] = kv($0, "ok") }
-/^BENCH density-qemu-/ { n = substr($2, 14); qe[n] = kv($0, "echo_s"); qr[n] = kv($0, "rss_kib"); qok[n] = kv($0, "ok") }
+/^BENCH density-nitrovm-/ { n = substr($2, 17); ne[n] = kv($0, "echo_s"); nh[n] = kv($0, "heartbeats_s"); nr[n] = kv($0, "rss_kib"); nok[n] = kv($0, "ok"); nv[n] = kv($0, "vcpu_s"); no[n] = kv($0, "other_s") }
+/^BENCH density-qemu-/ { n = substr($2, 14); qe[n] = kv($0, "echo_s"); qr[n] = kv($0, "rss_kib"); qok[n] = kv($0, "ok"); qv[n] = kv($0, "vcpu_s"); qo[n] = kv($0, "other_s") }
 # connect-s lines: each guest heartbeat connect time, sorted.
 /^BENCH connect-s-/ {
 	split($2, f, "-"); k = NF - 2; over = 0
@@ -160,6 +173,7 @@ function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n;
 	cs[f[4], f[3]] = k ? sprintf("median %.2f s, max %.2f s, %d of %d over 2 s", $(3 + int((k - 1) / 2)), $NF, over, k) : "none"
 }
 END {
+	for (n in ne) if (n in qe && nv[n] != "" && qv[n] != "") printf "density N=%d L1 CPU until up: nitrovm vCPUs %.1f s, other threads %.1f s; qemu vCPUs %.1f s, other threads %.1f s; other-thread ratio nitrovm/qemu %.2fx\n", n, nv[n], no[n], qv[n], qo[n], qo[n] ? no[n] / qo[n] : 0
 	for (n in ne) if ((n, "nitrovm") in cs && (n, "qemu") in cs) printf "density N=%d heartbeat connect (guest clock): nitrovm %s; qemu %s\n", n, cs[n, "nitrovm"], cs[n, "qemu"]
 	for (n in ne) if (n in qe) printf "density N=%d: up (echo) nitrovm %d/%d in %.1f s (run-enclave returned %.1f s), qemu %d/%d in %.1f s, ratio nitrovm/qemu %.2fx, total VMM RSS nitrovm %.1f MiB, qemu %.1f MiB, RSS ratio %.2fx\n", n, nok[n], n, ne[n], nh[n], qok[n], n, qe[n], qe[n] ? ne[n] / qe[n] : 0, nr[n] / 1024, qr[n] / 1024, qr[n] ? nr[n] / qr[n] : 0
 }' "$work/bench"
