@@ -68,12 +68,16 @@ since() { echo "\$(now) \$1" | awk '{printf "%.2f", \$1-\$2}'; }
 # last START: seconds from START until the last guest that came up did
 # (each wrote its uptime to /tmp/up/I).
 last() { cat /tmp/up/* 2>/dev/null | awk -v s="\$1" '\$1 > m { m = \$1 } END { printf "%.2f", m ? m - s : 0 }'; }
+# procs COMM: the /proc directories of the processes named COMM.
+procs() { for p in /proc/[0-9]*; do [ "\$(cat \$p/comm 2>/dev/null)" = "\$1" ] && echo \$p; done; }
+# connects FILE...: the heartbeat connect times (s) guestbench printed on
+# the consoles FILE..., sorted, on one line.
+connects() { cat "\$@" | tr -d '\\r' | sed -n 's/.*heartbeat: connected in \\([0-9.]*\\) s.*/\\1/p' | sort -n | tr '\\n' ' '; }
 # rsssum COMM: total RSS (KiB) of the processes named COMM that map a guest
 # RAM region, without the mappings of the guest RAM's size or larger.
 rsssum() {
 	t=0
-	for p in /proc/[0-9]*; do
-		[ "\$(cat \$p/comm 2>/dev/null)" = "\$1" ] || continue
+	for p in \$(procs "\$1"); do
 		k=\$(awk -v g=$((mem * 1024)) '
 			/^[0-9a-f]+-[0-9a-f]+ / { skip = 0 }
 			/^Size:/ { if (\$2 >= g) { skip = 1; big = 1 } }
@@ -88,8 +92,7 @@ rsssum() {
 # as every guest has one), B all their other threads (/proc/PID/task/TID/
 # schedstat, first field: nanoseconds on a CPU).
 cpusum() {
-	for p in /proc/[0-9]*; do
-		[ "\$(cat \$p/comm 2>/dev/null)" = "\$1" ] || continue
+	for p in \$(procs "\$1"); do
 		cat \$p/task/*/schedstat 2>/dev/null | awk '{ t += \$1; if (\$1 > m) m = \$1 } END { print m, t - m }'
 	done | awk '{ v += \$1; o += \$2 } END { printf "vcpu_s=%.1f other_s=%.1f", v / 1e9, o / 1e9 }'
 }
@@ -118,7 +121,7 @@ run_nitrovm() {
 	# How long the guests' heartbeat connects took (guest clock), slowest
 	# last, from the consoles (--debug-mode keeps them, as QEMU's serial
 	# files do; the guests write the same console either way).
-	echo "BENCH connect-s-nitrovm-\$n \$(cat \$NITROVM_STATE_DIR/*/console.log | tr -d '\\r' | sed -n 's/.*heartbeat: connected in \\([0-9.]*\\) s.*/\\1/p' | sort -n | tr '\\n' ' ')"
+	echo "BENCH connect-s-nitrovm-\$n \$(connects \$NITROVM_STATE_DIR/*/console.log)"
 	grep -ah 'heartbeat: connect failed' \$NITROVM_STATE_DIR/*/console.log | sed 's/^/BENCH error nitrovm /' || true
 	echo "BENCH density-nitrovm-\$n heartbeats_s=\$hb echo_s=\$(last \$s) ok=\$(ls /tmp/up | wc -l) rss_kib=\$(rsssum nitrovm) \$(cpusum nitrovm)"
 	i=0
@@ -153,7 +156,7 @@ run_qemu() {
 		i=\$((i + 1))
 	done
 	# How long the guests' heartbeat connects took (guest clock), slowest last.
-	echo "BENCH connect-s-qemu-\$n \$(cat /tmp/qemu*.log | tr -d '\\r' | sed -n 's/.*heartbeat: connected in \\([0-9.]*\\) s.*/\\1/p' | sort -n | tr '\\n' ' ')"
+	echo "BENCH connect-s-qemu-\$n \$(connects /tmp/qemu*.log)"
 	echo "BENCH density-qemu-\$n echo_s=\$(last \$s) ok=\$(ls /tmp/up | wc -l) rss_kib=\$(rsssum qemu-system-x86) \$(cpusum qemu-system-x86)"
 	i=0
 	while [ \$i -lt \$n ]; do hostbench stop --cid \$((100 + i)) >/dev/null 2>&1 & i=\$((i + 1)); done

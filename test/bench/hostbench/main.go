@@ -47,17 +47,17 @@ import (
 	"time"
 
 	"github.com/mdlayher/vsock"
+
+	"github.com/nitrovm/nitrovm/internal/vsockhost"
 )
 
-// Guest ports, as in guestbench.
+// Guest ports, as in guestbench, and the host's CID for vhost-vsock guests.
 const (
-	sinkPort      = 5100
-	sourcePort    = 5101
-	stopPort      = 5102
-	hostCID       = 2 // VMADDR_CID_HOST, where vhost-vsock guests reach L1
-	heartbeatPort = 9000
-	heartbeatByte = 0xB7
-	chunk         = 256 << 10
+	sinkPort   = 5100
+	sourcePort = 5101
+	stopPort   = 5102
+	hostCID    = 2 // VMADDR_CID_HOST, where vhost-vsock guests reach L1
+	chunk      = 256 << 10
 )
 
 func main() {
@@ -348,25 +348,31 @@ func runHeartbeat(args []string) error {
 	fs := flag.NewFlagSet("heartbeat", flag.ExitOnError)
 	wait := fs.Duration("wait", 10*time.Minute, "how long to answer heartbeats")
 	fs.Parse(args)
-	l, err := vsock.ListenContextID(hostCID, heartbeatPort, nil)
+	l, err := vsock.ListenContextID(hostCID, vsockhost.HeartbeatPort, nil)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	go func() {
-		time.Sleep(*wait)
+	timeUp := make(chan struct{})
+	time.AfterFunc(*wait, func() {
+		close(timeUp)
 		l.Close()
-	}()
+	})
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			return nil // closed after wait
+			select {
+			case <-timeUp:
+				return nil
+			default:
+				return err
+			}
 		}
 		go func() {
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(30 * time.Second))
 			var b [1]byte
-			if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != heartbeatByte {
+			if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != vsockhost.HeartbeatByte {
 				fmt.Printf("BENCH heartbeat-bad from=%v byte=%#x err=%v\n", c.RemoteAddr(), b[0], err)
 				return
 			}
