@@ -61,12 +61,14 @@ type Range struct {
 }
 
 // Map returns guest memory with one region per range, each backed by fresh
-// anonymous private host memory (zeroed, not locked). Close unmaps it.
+// anonymous private host memory (zeroed, not locked), huge-page aligned to
+// its guest address and offered transparent huge pages where it is large
+// enough (mapRAM). Close unmaps it.
 func Map(layout []Range) (*Guest, error) {
 	rs := make([]Region, 0, len(layout))
 	unmapAll := func() {
 		for _, r := range rs {
-			_ = unix.Munmap(r.Data)
+			_ = unmapRAM(r.Data)
 		}
 	}
 	for _, l := range layout {
@@ -78,14 +80,14 @@ func Map(layout []Range) (*Guest, error) {
 			unmapAll()
 			return nil, fmt.Errorf("memory: region size %#x too large", l.Size)
 		}
-		b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		b, err := mapRAM(l.GPA, size)
 		if err != nil {
 			unmapAll()
 			return nil, fmt.Errorf("memory: mmap %d bytes for guest RAM at %#x: %w", size, l.GPA, err)
 		}
 		// Guest RAM holds the enclave's secrets: never in a core dump.
 		if err := unix.Madvise(b, unix.MADV_DONTDUMP); err != nil {
-			unix.Munmap(b)
+			_ = unmapRAM(b)
 			unmapAll()
 			return nil, fmt.Errorf("memory: madvise(MADV_DONTDUMP) guest RAM at %#x: %w", l.GPA, err)
 		}
@@ -107,7 +109,7 @@ func (g *Guest) Close() error {
 	}
 	var first error
 	for _, r := range g.regions {
-		if err := unix.Munmap(r.Data); err != nil && first == nil {
+		if err := unmapRAM(r.Data); err != nil && first == nil {
 			first = err
 		}
 	}
