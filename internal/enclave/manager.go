@@ -192,6 +192,13 @@ func (m *Manager) abandon(dir, id string) {
 				return
 			}
 		}
+		// A supervisor killed during its start (by its seccomp filter,
+		// say) closes its status pipe before the kernel has finished its
+		// exit, so it can still look alive here: give it exitGrace.
+		if waitExit(ctx, rec, exitGrace) {
+			m.Store.remove(dir)
+			return
+		}
 		if _, err := os.Stat(dir); err == nil {
 			m.logger().Warn("could not stop supervisor of failed enclave", "enclave", id, "pid", rec.PID)
 		}
