@@ -26,13 +26,47 @@ type echoDevice struct {
 	queues    []*virtio.Queue
 	sig       virtio.Signaler
 	errs      []error
+	drained   int       // passes that found the kicked queue empty.
+	drainCond sync.Cond // signalled when drained grows; L is &mu.
 	kick      chan int
 	done      chan struct{}
 	wg        sync.WaitGroup
 	config    [8]byte
 }
 
-func newEcho(nq int) *echoDevice { return &echoDevice{nq: nq} }
+func newEcho(nq int) *echoDevice {
+	e := &echoDevice{nq: nq}
+	e.drainCond.L = &e.mu
+	return e
+}
+
+// drains returns how many passes have drained a kicked queue so far.
+func (e *echoDevice) drains() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.drained
+}
+
+// waitDrained waits until more than n passes have drained a kicked queue,
+// so that what the device wrote in the pass (avail_event) is visible.
+func (e *echoDevice) waitDrained(t *testing.T, n int) {
+	t.Helper()
+	stop := time.AfterFunc(5*time.Second, func() {
+		e.mu.Lock()
+		e.drainCond.Broadcast()
+		e.mu.Unlock()
+	})
+	defer stop.Stop()
+	deadline := time.Now().Add(5 * time.Second)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for e.drained <= n {
+		if time.Now().After(deadline) {
+			t.Fatalf("device drained %d times in 5 s, want more than %d", e.drained, n)
+		}
+		e.drainCond.Wait()
+	}
+}
 
 func (e *echoDevice) DeviceID() uint32 { return 0x7e }
 func (e *echoDevice) Features() uint64 { return e.features }
@@ -97,6 +131,10 @@ func (e *echoDevice) run(kick chan int, done chan struct{}, queues []*virtio.Que
 				}
 				_ = sig.SignalUsed(qi)
 			}
+			e.mu.Lock()
+			e.drained++
+			e.drainCond.Broadcast()
+			e.mu.Unlock()
 		}
 	}
 }
@@ -481,10 +519,14 @@ func TestEventIdx(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		before := dev.drains()
 		d.Kick(0)
 		if _, err := d.WaitUsed(0, n, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
+		// The device writes avail_event when it finds the ring empty,
+		// after its last push: wait for that pass to end.
+		dev.waitDrained(t, before)
 	}
 	// used_event 2: no interrupt for used index 1, one when it reaches 3.
 	if err := d.SetUsedEvent(0, 2); err != nil {
