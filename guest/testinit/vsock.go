@@ -18,6 +18,7 @@ import (
 
 	"github.com/mdlayher/vsock"
 	"github.com/nitrovm/nitrovm/internal/idleconn"
+	"golang.org/x/sys/unix"
 )
 
 // Ports and sizes of the vsock-echo check. The end-to-end test on the
@@ -41,6 +42,12 @@ const (
 	// defaultEchoTimeout ends the check if no one connects to stopPort;
 	// kernel parameter nitrovm.vsock.timeout=SECONDS changes it.
 	defaultEchoTimeout = 10 * time.Minute
+	// smallBufBytes is the socket buffer (SO_VM_SOCKETS_BUFFER_SIZE) of
+	// a second forward, smallBufForwardBytes long: Linux 6.12.y keeps at
+	// most its own buffer in flight, which a device that granted credit
+	// only near the end of its own 256 KiB never saw used up.
+	smallBufBytes        = 64 << 10
+	smallBufForwardBytes = 1 << 20
 	// forwardIdle is how long the forward may make no progress.
 	forwardIdle = time.Minute
 	// refusalMax is how fast a refusal must come (a timeout is 2 s).
@@ -53,6 +60,7 @@ const (
 //
 //	NITROVM-TEST vsock-listen=5005               echo server ready (stop: connect to 5006)
 //	NITROVM-TEST vsock-forward=ok bytes=N ms=M   guest -> parent port 8000 echoed N bytes
+//	NITROVM-TEST vsock-forward-smallbuf=ok bytes=N ms=M   the same, 1 MiB, 64 KiB socket buffer
 //	NITROVM-TEST vsock-refused=ok ms=M           parent port 8999 refused at once
 //	NITROVM-TEST vsock-echo=stopped conns=N bytes=M
 //
@@ -99,8 +107,12 @@ func vsockEcho(r *report) error {
 
 	var errs []error
 	if forwardPort != 0 {
-		if err := checkForward(r, forwardPort, forwardBytes); err != nil {
+		if err := checkForward(r, "vsock-forward", forwardPort, forwardBytes, 0); err != nil {
 			r.kv("vsock-forward", "fail err=%s", oneLine(err.Error()))
+			errs = append(errs, err)
+		}
+		if err := checkForward(r, "vsock-forward-smallbuf", forwardPort, smallBufForwardBytes, smallBufBytes); err != nil {
+			r.kv("vsock-forward-smallbuf", "fail err=%s", oneLine(err.Error()))
 			errs = append(errs, err)
 		}
 	}
@@ -148,13 +160,20 @@ func echoConn(c net.Conn) (int64, error) {
 // a random seed, generated as it goes so that 64 MiB need no 64 MiB
 // buffer) to the parent's port, which the host forwards to an echo
 // server, and compares the SHA-256 of what came back with what was sent.
-func checkForward(r *report, port uint32, n int64) error {
+// A sockBuf other than 0 sets the socket's buffer size first. It reports
+// under key.
+func checkForward(r *report, key string, port uint32, n int64, sockBuf uint64) error {
 	start := time.Now()
 	c, err := vsock.Dial(parentCID, port, nil)
 	if err != nil {
 		return fmt.Errorf("vsock: dial parent port %d: %w", port, err)
 	}
 	defer c.Close()
+	if sockBuf != 0 {
+		if err := setBufferSize(c, sockBuf); err != nil {
+			return err
+		}
+	}
 	// A transfer that stops fails after forwardIdle; a slow one (under
 	// nested emulation, with other transfers at once, 64 MiB have taken
 	// over two minutes) does not.
@@ -193,7 +212,27 @@ func checkForward(r *report, port uint32, n int64) error {
 		return fmt.Errorf("vsock: echo from parent port %d: got %d bytes sha256 %x, want %d bytes sha256 %x",
 			port, got, sum, n, w.sum)
 	}
-	r.kv("vsock-forward", "ok bytes=%d ms=%d", got, time.Since(start).Milliseconds())
+	r.kv(key, "ok bytes=%d ms=%d", got, time.Since(start).Milliseconds())
+	return nil
+}
+
+// setBufferSize sets c's SO_VM_SOCKETS_BUFFER_SIZE, the receive buffer it
+// advertises as buf_alloc (and, since Linux 6.12.y, the most it keeps in
+// flight).
+func setBufferSize(c *vsock.Conn, n uint64) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("vsock: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptUint64(int(fd), unix.AF_VSOCK, unix.SO_VM_SOCKETS_BUFFER_SIZE, n)
+	}); err != nil {
+		return fmt.Errorf("vsock: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("vsock: set SO_VM_SOCKETS_BUFFER_SIZE %d: %w", n, serr)
+	}
 	return nil
 }
 

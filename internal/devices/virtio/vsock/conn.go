@@ -390,20 +390,27 @@ func (c *conn) writeDirect(src lentPayload, n int) (int, error) {
 }
 
 // maybeCreditUpdate queues a CREDIT_UPDATE when the guest's idea of our
-// free buffer space (ConnBufBytes less what it sent since the fwd_cnt we
-// last told it) has dropped below one full packet while we have freed
-// more: the rule Linux applies to its own receive side
-// (net/vmw_vsock/virtio_transport_common.c,
+// free buffer space has dropped below one full packet (or half its
+// window, for a smaller window) while we have freed more: the rule Linux
+// applies to its own receive side (net/vmw_vsock/virtio_transport_common.c,
 // virtio_transport_stream_do_dequeue). Updates thus come only when the
 // guest would otherwise soon block, and every packet we send carries
 // fwd_cnt anyway.
+//
+// The guest's window is ConnBufBytes or, if smaller, the guest's own
+// buf_alloc: Linux since 6.12.y keeps no more than its own buffer size in
+// flight (virtio_transport_tx_buf_size), so a guest socket with a buffer
+// of 192 KiB or less (SO_VM_SOCKETS_BUFFER_SIZE) never came near the
+// threshold of our 256 KiB and waited for an update forever.
 //
 // Preconditions: the mux lock is held.
 func (m *mux) maybeCreditUpdate(c *conn) {
 	if c.fwdCnt == c.lastFwdSent {
 		return
 	}
-	if believedFree := int64(ConnBufBytes) - int64(c.rxCnt-c.lastFwdSent); believedFree < MaxPacketPayloadBytes {
+	window := min(int64(ConnBufBytes), int64(c.peerBufAlloc))
+	threshold := min(int64(MaxPacketPayloadBytes), (window+1)/2)
+	if believedFree := window - int64(c.rxCnt-c.lastFwdSent); believedFree < threshold {
 		c.sendCreditUpdate = true
 		m.markReady(c)
 	}

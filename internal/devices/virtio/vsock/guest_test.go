@@ -224,7 +224,9 @@ func (c *gconn) track(h Header) {
 func (c *gconn) write(p []byte) {
 	c.g.t.Helper()
 	for len(p) > 0 {
-		free := int(c.peerBuf - (c.txCnt - c.peerFwdCnt))
+		// Linux 6.12.y sends at most its own buf_alloc in flight, however
+		// much the peer offers (virtio_transport_tx_buf_size).
+		free := int(min(c.peerBuf, c.bufAlloc) - (c.txCnt - c.peerFwdCnt))
 		if free <= 0 {
 			c.handle(c.g.recv())
 			continue

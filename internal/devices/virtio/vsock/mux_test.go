@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -441,5 +442,38 @@ func TestTinyRxBufferDoesNotSpin(t *testing.T) {
 	g.rxSize = 4096
 	if p := g.recv(); p.h.Op != VIRTIO_VSOCK_OP_RW || len(p.p) != 10 {
 		t.Errorf("got %v with %d bytes, want RW with 10", p.h, len(p.p))
+	}
+}
+
+// TestCreditUpdateForSmallGuestBuffer streams toward the host from guest
+// sockets whose own buffer (buf_alloc) is smaller than the device's. Linux
+// 6.12.y keeps at most that much in flight, so a device that waited for
+// its own buffer to run low before sending a CREDIT_UPDATE stalled the
+// stream for good once the guest's buffer was 192 KiB or less.
+func TestCreditUpdateForSmallGuestBuffer(t *testing.T) {
+	for _, bufAlloc := range []uint32{128, 4096, 64 << 10, 100 << 10, 192 << 10, 200 << 10, ConnBufBytes, 1 << 20} {
+		t.Run(fmt.Sprint(bufAlloc), func(t *testing.T) {
+			b := newTestBackend()
+			got := make(chan int, 1)
+			b.handle(8001, func(c net.Conn) {
+				n, _ := io.Copy(io.Discard, c)
+				got <- int(n)
+			})
+			g := newTestGuest(t, b)
+			c := &gconn{g: g, hostCID: ParentCID, hostPort: 8001, port: 4001, bufAlloc: bufAlloc}
+			g.send(c.hdr(VIRTIO_VSOCK_OP_REQUEST), nil)
+			c.track(g.expectOp(VIRTIO_VSOCK_OP_RESPONSE).h)
+			const total = 1 << 20
+			c.write(make([]byte, total))
+			sh := c.hdr(VIRTIO_VSOCK_OP_SHUTDOWN)
+			sh.Flags = shutdownBoth
+			g.send(sh, nil)
+			for p := g.recv(); p.h.Op != VIRTIO_VSOCK_OP_RST; p = g.recv() {
+				c.handle(p)
+			}
+			if n := <-got; n != total {
+				t.Errorf("host read %d bytes, want %d", n, total)
+			}
+		})
 	}
 }

@@ -305,7 +305,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 				g.mu.Unlock()
 				return done, net.ErrClosed
 			}
-			free = int64(c.peerBuf) - int64(c.txCnt-c.peerFwdCnt)
+			// As Linux 6.12.y: no more in flight than our own buffer
+			// either (virtio_transport_tx_buf_size).
+			free = int64(min(c.peerBuf, ConnBufBytes)) - int64(c.txCnt-c.peerFwdCnt)
 			if free > 0 {
 				break
 			}
