@@ -208,7 +208,13 @@ func (c *gconn) hdr(op uint16) Header {
 // dial connects the guest to the host and waits for the response.
 func (g *testGuest) dial(port, srcPort uint32) *gconn {
 	g.t.Helper()
-	c := &gconn{g: g, hostCID: ParentCID, hostPort: port, port: srcPort, bufAlloc: 1 << 20}
+	return g.dialBuf(port, srcPort, 1<<20)
+}
+
+// dialBuf is dial from a guest socket whose buffer (buf_alloc) is bufAlloc.
+func (g *testGuest) dialBuf(port, srcPort, bufAlloc uint32) *gconn {
+	g.t.Helper()
+	c := &gconn{g: g, hostCID: ParentCID, hostPort: port, port: srcPort, bufAlloc: bufAlloc}
 	g.send(c.hdr(VIRTIO_VSOCK_OP_REQUEST), nil)
 	p := g.expectOp(VIRTIO_VSOCK_OP_RESPONSE)
 	c.track(p.h)

@@ -153,9 +153,7 @@ func fillGuestWindow(t *testing.T, window int, hold time.Duration) (*testGuest, 
 		c.Close()
 	})
 	g := newTestGuest(t, b)
-	c := &gconn{g: g, hostCID: ParentCID, hostPort: 9, port: 77, bufAlloc: uint32(window)}
-	g.send(c.hdr(VIRTIO_VSOCK_OP_REQUEST), nil)
-	c.track(g.expectOp(VIRTIO_VSOCK_OP_RESPONSE).h)
+	c := g.dialBuf(9, 77, uint32(window))
 	for len(c.rx) < window {
 		c.handle(g.recv())
 	}
@@ -460,9 +458,7 @@ func TestCreditUpdateForSmallGuestBuffer(t *testing.T) {
 				got <- int(n)
 			})
 			g := newTestGuest(t, b)
-			c := &gconn{g: g, hostCID: ParentCID, hostPort: 8001, port: 4001, bufAlloc: bufAlloc}
-			g.send(c.hdr(VIRTIO_VSOCK_OP_REQUEST), nil)
-			c.track(g.expectOp(VIRTIO_VSOCK_OP_RESPONSE).h)
+			c := g.dialBuf(8001, 4001, bufAlloc)
 			const total = 1 << 20
 			c.write(make([]byte, total))
 			sh := c.hdr(VIRTIO_VSOCK_OP_SHUTDOWN)
