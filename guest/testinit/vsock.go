@@ -43,9 +43,11 @@ const (
 	// kernel parameter nitrovm.vsock.timeout=SECONDS changes it.
 	defaultEchoTimeout = 10 * time.Minute
 	// smallBufBytes is the socket buffer (SO_VM_SOCKETS_BUFFER_SIZE) of
-	// a second forward, smallBufForwardBytes long: Linux 6.12.y keeps at
-	// most its own buffer in flight, which a device that granted credit
-	// only near the end of its own 256 KiB never saw used up.
+	// a second forward, smallBufForwardBytes long: a window smaller than
+	// the device's, both ways (Linux 6.12.y keeps at most its own buffer
+	// in flight). An echo does not show a device that grants credit too
+	// late for such a window, as the echoed data carries its fwd_cnt; the
+	// vsock package's unit tests do.
 	smallBufBytes        = 64 << 10
 	smallBufForwardBytes = 1 << 20
 	// forwardIdle is how long the forward may make no progress.

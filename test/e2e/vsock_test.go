@@ -193,7 +193,7 @@ fi`, name, vsockStopPort))...)
 			t.Errorf("enclave %s: guest -> parent port %d: got %q, want %q...", x, vsockForwardPort, got, want)
 		}
 		// A guest socket with a 64 KiB buffer keeps at most that in flight
-		// (Linux 6.12.y): the device must grant credit within it.
+		// (Linux 6.12.y): the echo must work within that window both ways.
 		if got := c.report["vsock-forward-smallbuf"]; !strings.HasPrefix(got, "ok bytes=1048576 ") {
 			t.Errorf("enclave %s: guest -> parent port %d from a 64 KiB socket buffer: got %q, want \"ok bytes=1048576 ...\"", x, vsockForwardPort, got)
 		}
