@@ -201,25 +201,29 @@ func buildEIF(fl *buildEIFFlags, arch eif.Arch, buildTime time.Time) (*eif.Measu
 		}
 	}
 
-	// Write next to the output and rename, so a failed build leaves no
-	// half-written EIF behind.
-	tmp, err := os.CreateTemp(filepath.Dir(fl.output), "."+filepath.Base(fl.output)+".tmp*")
+	return writeEIF(fl.output, opts)
+}
+
+// writeEIF builds the EIF into a temporary file beside path and renames it
+// into place, so a failed build leaves no partial file behind.
+func writeEIF(path string, opts eif.BuildOptions) (*eif.Measurements, error) {
+	out, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return nil, fmt.Errorf("create output: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	m, err := eif.Build(tmp, opts)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if cerr := tmp.Close(); err == nil {
+	m, err := eif.Build(out, opts)
+	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = os.Chmod(out.Name(), 0o644)
 	}
-	if err := os.Rename(tmp.Name(), fl.output); err != nil {
-		return nil, fmt.Errorf("write output: %w", err)
+	if err == nil {
+		err = os.Rename(out.Name(), path)
+	}
+	if err != nil {
+		os.Remove(out.Name())
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	return m, nil
 }

@@ -12,12 +12,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nitrovm/nitrovm/eif"
 )
 
 // runEIFCmd runs nitrovm with args and the given environment variables.
@@ -274,5 +277,55 @@ func TestBuildEIFErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("failed builds left %s behind: %v", out, err)
+	}
+}
+
+// failingBlob is a kernel whose contents cannot be read.
+type failingBlob struct{}
+
+func (failingBlob) ReadAt([]byte, int64) (int, error) { return 0, errors.New("disk gone") }
+func (failingBlob) Size() int64                       { return 4096 }
+
+// TestWriteEIFLeavesNothingBehind checks that a build that fails keeps the
+// file it would have replaced and leaves no temporary file beside it.
+func TestWriteEIFLeavesNothingBehind(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		opts    eif.BuildOptions
+		path    func(dir string) string
+		wantErr string
+	}{
+		{"kernel unreadable", eif.BuildOptions{Kernel: failingBlob{}, Ramdisks: []eif.Blob{bytes.NewReader([]byte("rd"))}},
+			func(dir string) string { return filepath.Join(dir, "out.eif") }, "disk gone"},
+		{"no ramdisk", eif.BuildOptions{Kernel: bytes.NewReader([]byte("kernel"))},
+			func(dir string) string { return filepath.Join(dir, "out.eif") }, "ramdisk"},
+		{"directory missing", eif.BuildOptions{Kernel: bytes.NewReader([]byte("kernel")), Ramdisks: []eif.Blob{bytes.NewReader([]byte("rd"))}},
+			func(dir string) string { return filepath.Join(dir, "missing", "out.eif") }, "create output"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			old := filepath.Join(dir, "out.eif")
+			if err := os.WriteFile(old, []byte("previous build"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := writeEIF(tc.path(dir), tc.opts)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("writeEIF error = %v, want one containing %q", err, tc.wantErr)
+			}
+			if b, err := os.ReadFile(old); err != nil || string(b) != "previous build" {
+				t.Errorf("previous EIF = %q, %v; want it untouched", b, err)
+			}
+			ents, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ents) != 1 {
+				var names []string
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+				t.Errorf("directory holds %v, want only out.eif", names)
+			}
+		})
 	}
 }

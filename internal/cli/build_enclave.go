@@ -142,7 +142,7 @@ func runBuildEnclave(ctx context.Context, env Env, f buildEnclaveFlags) error {
 	if err != nil {
 		return err
 	}
-	m, err := writeEnclaveEIF(f.output, opts)
+	m, err := writeEIF(f.output, opts)
 	if err != nil {
 		return nitroErr(eEIFBuilding, err)
 	}
@@ -433,30 +433,6 @@ func loadEnclaveSigner(certPath, keyPath string) (crypto.Signer, *x509.Certifica
 		return nil, nil, fmt.Errorf("private key %s cannot sign", keyPath)
 	}
 	return signer, cert, nil
-}
-
-// writeEnclaveEIF builds the EIF into a temporary file beside path and
-// renames it into place, so a failed build leaves no partial file.
-func writeEnclaveEIF(path string, opts eif.BuildOptions) (*eif.Measurements, error) {
-	out, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return nil, fmt.Errorf("create output: %w", err)
-	}
-	m, err := eif.Build(out, opts)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(out.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(out.Name(), path)
-	}
-	if err != nil {
-		os.Remove(out.Name())
-		return nil, fmt.Errorf("write %s: %w", path, err)
-	}
-	return m, nil
 }
 
 // trustLocalCA appends the local CA's root to img's CA bundles
