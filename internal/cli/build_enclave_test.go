@@ -32,21 +32,7 @@ import (
 // holding body.
 func writeTestImage(t *testing.T, path, body string) {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Name: "bin/hello", Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg})
-	io.WriteString(tw, body)
-	tw.Close()
-	b := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err = mutate.Config(img, v1.Config{Cmd: []string{"/bin/hello"}, Env: []string{"PATH=/bin"}})
+	img, err := mutate.Config(testEnclaveImage(t, body), v1.Config{Cmd: []string{"/bin/hello"}, Env: []string{"PATH=/bin"}})
 	if err != nil {
 		t.Fatal(err)
 	}
