@@ -72,17 +72,24 @@ uds=/run/nvbench.sock
 # counters of the running VM (the one directory whose exits are not 0:
 # nitrovm's and QEMU's guests run one after the other), summed over vCPUs.
 # The difference between two of them counts the exits of the transfers by
-# reason, which does not move with the machine's load as MB/s does.
+# reason, which does not move with the machine's load as MB/s does. Then
+# "BENCH l1irq-WHEN LOC=N RES=N CAL=N TLB=N": L1's timer interrupts and
+# rescheduling, function-call and TLB-shootdown IPIs so far, summed over
+# its CPUs (/proc/interrupts): what the VMM's threads cost L1 besides
+# their CPU time (a sleeping thread's timer is an interrupt, and one that
+# lands on a CPU running the guest is also an exit).
 kx() {
 	mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 	for d in /sys/kernel/debug/kvm/*-*; do
 		[ -r \$d/exits ] && [ "\$(cat \$d/exits)" != 0 ] || continue
 		l="BENCH kvm-\$1"
-		for f in exits io_exits mmio_exits halt_exits irq_window_exits irq_exits insn_emulation host_state_reload; do
+		for f in exits io_exits mmio_exits halt_exits irq_window_exits irq_exits insn_emulation host_state_reload irq_injections halt_wakeup; do
 			[ -r \$d/\$f ] && l="\$l \$f=\$(cat \$d/\$f)"
 		done
 		echo "\$l"
 	done
+	awk -v w=\$1 '/^ *(LOC|RES|CAL|TLB):/ { n = 0; for (i = 2; i <= NF && \$i ~ /^[0-9]+\$/; i++) n += \$i; l = l " " substr(\$1, 1, 3) "=" n }
+		END { print "BENCH l1irq-" w l }' /proc/interrupts
 }
 rss() {
 	for p in /proc/[0-9]*; do
@@ -166,6 +173,7 @@ function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n;
 /^BENCH rss-/ { r[$2] = kv($0, "kib"); an[$2] = kv($0, "anon_kib"); ps[$2] = kv($0, "pss_kib") }
 /^BENCH vsock-.*-conns / { cs[$2] = kv($0, "s"); cf[$2] = kv($0, "failed"); cn = kv($0, "n") }
 /^BENCH nsm-/ { n[$2] = kv($0, "per_s") }
+/^BENCH l1irq-/ { for (i = 3; i <= NF; i++) { split($i, f, "="); q[$2, f[1]] = f[2] } }
 /^BENCH kvm-/ { for (i = 3; i <= NF; i++) { split($i, f, "="); k[$2, f[1]] = f[2]; if (!(f[1] in kseen)) { kseen[f[1]] = 1; keys[++nk] = f[1] } } }
 END {
 	for (d = 1; d <= 2; d++) {
@@ -185,6 +193,15 @@ END {
 			if (i == 1) { ea = a; eb = b } else line = line sprintf(" %s %d/%d", keys[i], a, b)
 		}
 		printf "vsock exits during the transfers (L1 KVM counters): nitrovm %d, qemu vhost-vsock %d, ratio nitrovm/qemu %.2fx\n  by reason, nitrovm/qemu:%s\n", ea, eb, eb ? ea / eb : 0, line
+	}
+	if (("l1irq-nitrovm-after", "LOC") in q && ("l1irq-qemu-after", "LOC") in q) {
+		line = ""
+		split("LOC timer RES rescheduling CAL function-call TLB TLB-shootdown", names, " ")
+		for (i = 1; i < 8; i += 2) {
+			a = q["l1irq-nitrovm-after", names[i]] - q["l1irq-nitrovm-before", names[i]]; b = q["l1irq-qemu-after", names[i]] - q["l1irq-qemu-before", names[i]]
+			line = line sprintf("%s %s %d/%d", i > 1 ? "," : "", names[i + 1], a, b)
+		}
+		printf "L1 interrupts during the transfers, nitrovm/qemu:%s\n", line
 	}
 	split("attest describepcr", ops, " ")
 	for (i = 1; i <= 2; i++) {
