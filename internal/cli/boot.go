@@ -15,6 +15,7 @@ import (
 
 	"github.com/nitrovm/nitrovm/eif"
 	"github.com/nitrovm/nitrovm/internal/jail"
+	"github.com/nitrovm/nitrovm/internal/timerslack"
 	"github.com/nitrovm/nitrovm/internal/vmm"
 )
 
@@ -110,6 +111,13 @@ func runBoot(cmd *cobra.Command, env Env, o bootOptions) error {
 		}
 	}
 	cfg := vmm.Config{MemoryMiB: mib, CPUs: o.cpus, Logger: env.logger()}
+	// run-enclave's supervisor inherits the VMM's timer slack from the
+	// thread that starts it; boot's runtime threads already run.
+	if !env.InProcess {
+		if err := timerslack.SetProcess(timerslack.VMM); err != nil {
+			cfg.Logger.Debug("boot: timer slack left at the default for some threads", "err", err)
+		}
+	}
 	var closers []io.Closer
 	defer func() {
 		for _, c := range closers {

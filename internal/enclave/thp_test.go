@@ -1,9 +1,17 @@
 package enclave
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nitrovm/nitrovm/internal/timerslack"
 )
 
 func TestWritableMappings(t *testing.T) {
@@ -42,5 +50,37 @@ func TestWritableMappingsSelf(t *testing.T) {
 	got, err := writableMappings(b)
 	if err != nil || len(got) == 0 {
 		t.Fatalf("got %d mappings, %v", len(got), err)
+	}
+}
+
+// TestStartWithoutTHP checks what a supervisor started this way inherits:
+// transparent huge pages disabled and the VMM's timer slack, and that the
+// caller gets its THP setting back.
+func TestStartWithoutTHP(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	if _, err := os.Stat("/proc/self/timerslack_ns"); err != nil {
+		t.Skip("no /proc/self/timerslack_ns")
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(sh, "-c", "cat /proc/self/timerslack_ns; grep '^THP_enabled' /proc/self/status")
+	cmd.Stdout = &out
+	if err := startWithoutTHP(cmd); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(out.String())
+	if len(lines) < 1 || lines[0] != strconv.FormatInt(timerslack.VMM.Nanoseconds(), 10) {
+		t.Errorf("child's timer slack and THP status: %q, want %d ns first", out.String(), timerslack.VMM.Nanoseconds())
+	}
+	if len(lines) == 3 && lines[2] != "0" {
+		t.Errorf("child's THP_enabled = %s, want 0", lines[2])
+	}
+	if v, err := unix.PrctlRetInt(unix.PR_GET_THP_DISABLE, 0, 0, 0, 0); err == nil && v != 0 {
+		t.Errorf("caller's PR_GET_THP_DISABLE = %d after the start, want 0", v)
 	}
 }
