@@ -89,6 +89,7 @@ for n in "${names[@]}"; do
 		row "vsock host->guest nitrovm / qemu" "$(val vsock '^vsock h2g' 'ratio nitrovm\/qemu ')" ">= 1.2x"
 		row "vsock guest->host nitrovm / qemu" "$(val vsock '^vsock g2h' 'ratio nitrovm\/qemu ')" ">= 1.2x"
 		row "  exits during transfers nitrovm / qemu" "$(val vsock '^vsock exits during' 'ratio nitrovm\/qemu ')" "report"
+		row "  L1 timer interrupts nitrovm/qemu" "$(val vsock '^L1 interrupts during' 'timer ')" "report"
 		row "VMM RSS excl. guest RAM, idle (MiB)" "$(val vsock '^VMM RSS.*(booted' 'nitrovm ')" "<= 8"
 		row "  RSS nitrovm/qemu, idle" "$(val vsock '^VMM RSS.*(booted' 'ratio nitrovm\/qemu ')" "report"
 		row "VMM RSS excl. guest RAM, after (MiB)" "$(val vsock '^VMM RSS.*(after' 'nitrovm ')" "<= 10"
