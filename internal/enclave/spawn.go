@@ -8,8 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
+
+	"github.com/nitrovm/nitrovm/internal/timerslack"
 )
 
 // logsDir is the state directory's subdirectory for supervisor logs, which
@@ -69,7 +72,7 @@ func (e ExecSpawner) Spawn(_ context.Context, dir string) (io.ReadCloser, error)
 	if os.Geteuid() == 0 {
 		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
 		cmd.Env = append(env, NamespacesEnv+"=mnt,ipc,uts")
-		err := startWithoutTHP(cmd)
+		err := startSupervisor(cmd)
 		if err == nil {
 			return r, releaseSupervisor(cmd, r)
 		}
@@ -84,11 +87,24 @@ func (e ExecSpawner) Spawn(_ context.Context, dir string) (io.ReadCloser, error)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	}
 	cmd.Env = append(env, NamespacesEnv+"="+ns)
-	if err := startWithoutTHP(cmd); err != nil {
+	if err := startSupervisor(cmd); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("start %s: %w", e.Executable, err)
 	}
 	return r, releaseSupervisor(cmd, r)
+}
+
+// startSupervisor starts cmd with what the supervisor inherits from the
+// thread that forks it: transparent huge pages disabled (startWithoutTHP)
+// and the VMM's timer slack (timerslack.VMM; a kernel that refuses it
+// leaves the default).
+func startSupervisor(cmd *exec.Cmd) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if restore, err := timerslack.SetThread(timerslack.VMM); err == nil {
+		defer restore()
+	}
+	return startWithoutTHP(cmd)
 }
 
 // releaseSupervisor lets the started supervisor run on its own; r is

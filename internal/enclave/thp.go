@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/nitrovm/nitrovm/internal/timerslack"
 )
 
 // Transparent huge pages and the supervisor.
@@ -35,15 +32,8 @@ import (
 // startWithoutTHP starts cmd with transparent huge pages disabled for the
 // new process: the flag is set on this process for the duration of the
 // start and put back as it was. Without the prctl (a kernel without THP)
-// cmd starts as is. The new process also starts with the VMM's timer slack
-// (timerslack.VMM), which it inherits from the thread that forks it; a
-// kernel that refuses the slack leaves the default.
+// cmd starts as is.
 func startWithoutTHP(cmd *exec.Cmd) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if restore, err := timerslack.SetThread(timerslack.VMM); err == nil {
-		defer restore()
-	}
 	prev, err := unix.PrctlRetInt(unix.PR_GET_THP_DISABLE, 0, 0, 0, 0)
 	if err != nil || prev != 0 {
 		return cmd.Start()

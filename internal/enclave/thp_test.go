@@ -53,10 +53,10 @@ func TestWritableMappingsSelf(t *testing.T) {
 	}
 }
 
-// TestStartWithoutTHP checks what a supervisor started this way inherits:
+// TestStartSupervisor checks what a supervisor started this way inherits:
 // transparent huge pages disabled and the VMM's timer slack, and that the
 // caller gets its THP setting back.
-func TestStartWithoutTHP(t *testing.T) {
+func TestStartSupervisor(t *testing.T) {
 	sh, err := exec.LookPath("sh")
 	if err != nil {
 		t.Skip("no sh")
@@ -67,7 +67,7 @@ func TestStartWithoutTHP(t *testing.T) {
 	var out bytes.Buffer
 	cmd := exec.Command(sh, "-c", "cat /proc/self/timerslack_ns; grep '^THP_enabled' /proc/self/status")
 	cmd.Stdout = &out
-	if err := startWithoutTHP(cmd); err != nil {
+	if err := startSupervisor(cmd); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err != nil {
