@@ -19,7 +19,8 @@ package vsock
 // host and two goroutines: the reader moves host bytes into out (never
 // more than the guest's credit allows, nor more than OutBufBytes), and
 // the writer moves guest bytes from in to the stream. The device's worker
-// drains out into the guest's rx queue. A slow host peer stalls its
+// drains out into the guest's rx queue; while the reader waits for room,
+// the worker also reads the stream itself (readDirect). A slow host peer stalls its
 // writer; in then fills to ConnBufBytes and the guest runs out of credit,
 // so nothing is buffered beyond that. A guest that does not read stops
 // granting credit, which stalls only that connection's reader.
@@ -113,6 +114,16 @@ type conn struct {
 	peerBufAlloc uint32
 	peerFwdCnt   uint32
 	readerEOF    bool // the stream returned EOF.
+
+	// Direct reads of the stream by the device worker (see readDirect),
+	// while the reader waits for room; rawRead reads into rbuf and sets
+	// rawRN and rawRErr.
+	readerWaiting bool
+	rawRead       func(fd uintptr) bool
+	rbuf          []byte
+	rawRN         int
+	rawRErr       error
+	directReads   uint32 // reads with data the worker made for the reader.
 }
 
 // room returns how many more bytes the reader may queue toward the guest:
@@ -173,7 +184,6 @@ func (m *mux) nextConnPacket(c *conn, maxPayload int) (Header, bool) {
 		c.txCnt += uint32(n)
 		h = c.header(m.guestCID, VIRTIO_VSOCK_OP_RW)
 		h.Len = uint32(n)
-		c.readerCond.Broadcast() // out shrinks: the reader may have room again.
 	case c.sendCreditUpdate:
 		h = c.header(m.guestCID, VIRTIO_VSOCK_OP_CREDIT_UPDATE)
 	case c.sendShutdown != 0 && c.out.Len() == 0:
@@ -226,6 +236,10 @@ func (m *mux) startPumps(c *conn) {
 				}
 				return true // never wait: what the socket does not take is queued.
 			}
+			c.rawRead = func(fd uintptr) bool {
+				c.rawRN, c.rawRErr = unix.Read(int(fd), c.rbuf)
+				return true // never wait: the reader waits in the poller.
+			}
 		}
 	}
 	m.wg.Add(2)
@@ -243,14 +257,16 @@ func (m *mux) readLoop(c *conn) {
 		m.mu.Lock()
 		n := 0
 		for {
-			if c.dead || c.peerShut&VIRTIO_VSOCK_SHUTDOWN_RCV != 0 {
+			if c.dead || c.readerEOF || c.peerShut&VIRTIO_VSOCK_SHUTDOWN_RCV != 0 {
 				m.mu.Unlock()
 				return
 			}
 			if n = c.room(); n > 0 {
 				break
 			}
+			c.readerWaiting = true
 			c.readerCond.Wait()
+			c.readerWaiting = false
 			c.readerWakes++
 		}
 		buf := c.out.reserve(min(n, size))
@@ -263,27 +279,96 @@ func (m *mux) readLoop(c *conn) {
 			m.mu.Unlock()
 			return
 		}
-		c.out.commit(k) // a no-op if the guest shut down receiving meanwhile.
-		if k > 0 {
-			m.markReady(c)
-		}
 		if k == len(buf) && size < readChunkBytes {
 			size = readChunkBytes // a busy stream: read more at once.
 		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				c.readerEOF = true
-				c.sendShutdown |= VIRTIO_VSOCK_SHUTDOWN_SEND
-				m.markReady(c)
-				m.checkDone(c)
-			} else {
-				m.logger.Debug("vsock: host stream read", "conn", c.key, "err", err)
-				m.terminate(c, true)
-			}
+		if m.readDone(c, k, err) {
 			m.mu.Unlock()
 			return
 		}
 		m.mu.Unlock()
+	}
+}
+
+// readDone commits the k bytes a read of c's stream put in the
+// reservation at the tail of c.out and handles the read's error: at EOF
+// the guest is told SHUTDOWN(SEND), on any other error the connection is
+// reset. It reports whether reading has ended.
+//
+// Preconditions: the mux lock is held; c is not dead.
+func (m *mux) readDone(c *conn, k int, err error) bool {
+	c.out.commit(k) // a no-op if the guest shut down receiving meanwhile.
+	if k > 0 {
+		m.markReady(c)
+	}
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, io.EOF):
+		c.readerEOF = true
+		c.sendShutdown |= VIRTIO_VSOCK_SHUTDOWN_SEND
+		c.readerCond.Broadcast() // a waiting reader ends.
+		m.markReady(c)
+		m.checkDone(c)
+	default:
+		m.logger.Debug("vsock: host stream read", "conn", c.key, "err", err)
+		m.terminate(c, true)
+	}
+	return true
+}
+
+// roomGrew is called when c's room toward the guest may have grown: the
+// guest's credit (every packet it sends carries it) or bytes leaving
+// c.out for an rx buffer. If the reader waits for room and c.out is
+// empty, the worker first reads the stream itself (readDirect); the
+// reader is woken only if room is left, to wait in the poller for more.
+// Waking the reader instead cost two goroutine hand-offs per read on a
+// busy stream (the reader's wake-up, then its wake-up of the worker).
+//
+// Preconditions: the mux lock is held; c is not dead.
+func (m *mux) roomGrew(c *conn) {
+	if c.readerWaiting && c.raw != nil && c.out.Len() == 0 {
+		m.readDirect(c)
+	}
+	if !c.dead && c.room() > 0 {
+		c.readerCond.Broadcast()
+	}
+}
+
+// readDirect reads c's stream on the caller's goroutine with non-blocking
+// read(2)s into the tail of c.out, until the room is used up, the stream
+// has no more bytes at the moment, or it ends (handled as the reader
+// would, by readDone).
+//
+// Preconditions: the mux lock is held; c.raw is set; the reader waits for
+// room, so it holds no reservation and is not reading.
+func (m *mux) readDirect(c *conn) {
+	for !c.dead && !c.readerEOF && c.peerShut&VIRTIO_VSOCK_SHUTDOWN_RCV == 0 {
+		n := min(c.room(), readChunkBytes)
+		if n == 0 {
+			return
+		}
+		c.rbuf = c.out.reserve(n)
+		c.rawRN, c.rawRErr = 0, nil
+		err := c.raw.Read(c.rawRead)
+		c.rbuf = nil
+		k := max(c.rawRN, 0)
+		if err == nil {
+			err = c.rawRErr
+		}
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			c.out.commit(0)
+			return // nothing now: the reader waits for it.
+		}
+		if err == nil && k == 0 {
+			err = io.EOF
+		}
+		if k > 0 {
+			c.directReads++
+		}
+		if m.readDone(c, k, err) || k < n {
+			return // ended, or the stream is likely drained.
+		}
 	}
 }
 

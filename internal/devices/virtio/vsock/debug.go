@@ -33,6 +33,9 @@ type ConnStats struct {
 	// Wake-ups of the connection's reader and writer goroutines (waits
 	// for room toward the guest, for guest bytes to write) so far.
 	ReaderWakes, WriterWakes uint32
+	// DirectReads counts reads of the stream the device's worker made
+	// while the reader waited for room.
+	DirectReads uint32
 }
 
 // stateNames names connState values.
@@ -59,7 +62,7 @@ func (m *mux) snapshot() (conns []ConnStats, ready, resets int) {
 			InQueued: c.in.Len(), RxCnt: c.rxCnt, FwdCnt: c.fwdCnt, LastFwdSent: c.lastFwdSent,
 			OutQueued: c.out.Len(), TxCnt: c.txCnt, PeerBufAlloc: c.peerBufAlloc, PeerFwdCnt: c.peerFwdCnt,
 			Credit: c.room(), Pending: c.pending(), Queued: c.queued, ReaderEOF: c.readerEOF, WriterDone: c.writerDone,
-			ReaderWakes: c.readerWakes, WriterWakes: c.writerWakes,
+			ReaderWakes: c.readerWakes, WriterWakes: c.writerWakes, DirectReads: c.directReads,
 		})
 	}
 	ready, resets = len(m.ready), len(m.resets)
@@ -90,7 +93,7 @@ func (d *Device) DebugState() []string {
 
 // formatConnStats formats one connection's snapshot.
 func formatConnStats(c ConnStats) string {
-	return fmt.Sprintf("vsock conn %d:%d <-> guest:%d %s in_queued=%d rx_cnt=%d fwd_cnt=%d last_fwd_sent=%d out_queued=%d tx_cnt=%d peer_buf_alloc=%d peer_fwd_cnt=%d in_flight=%d credit=%d pending=%v queued=%v reader_eof=%v writer_done=%v reader_wakes=%d writer_wakes=%d",
+	return fmt.Sprintf("vsock conn %d:%d <-> guest:%d %s in_queued=%d rx_cnt=%d fwd_cnt=%d last_fwd_sent=%d out_queued=%d tx_cnt=%d peer_buf_alloc=%d peer_fwd_cnt=%d in_flight=%d credit=%d pending=%v queued=%v reader_eof=%v writer_done=%v reader_wakes=%d writer_wakes=%d direct_reads=%d",
 		c.HostCID, c.HostPort, c.GuestPort, c.State, c.InQueued, c.RxCnt, c.FwdCnt, c.LastFwdSent,
-		c.OutQueued, c.TxCnt, c.PeerBufAlloc, c.PeerFwdCnt, c.TxCnt-c.PeerFwdCnt, c.Credit, c.Pending, c.Queued, c.ReaderEOF, c.WriterDone, c.ReaderWakes, c.WriterWakes)
+		c.OutQueued, c.TxCnt, c.PeerBufAlloc, c.PeerFwdCnt, c.TxCnt-c.PeerFwdCnt, c.Credit, c.Pending, c.Queued, c.ReaderEOF, c.WriterDone, c.ReaderWakes, c.WriterWakes, c.DirectReads)
 }

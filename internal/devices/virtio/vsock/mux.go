@@ -202,8 +202,9 @@ func (m *mux) handlePacketFrom(h Header, src payloadSource) {
 	}
 	c.peerBufAlloc = h.BufAlloc
 	c.peerFwdCnt = h.FwdCnt
-	if c.room() > 0 {
-		c.readerCond.Broadcast() // the guest's credit may have grown.
+	m.roomGrew(c) // the guest's credit may have grown.
+	if c.dead {
+		return
 	}
 
 	switch h.Op {
@@ -442,6 +443,11 @@ func (m *mux) fillRx(pop func() (rxBuffer, error), done func(rxBuffer)) int {
 		_, err = b.Write(m.hdr[:])
 		if err == nil && h.Len > 0 {
 			_, err = c.out.writeTo(b, int(h.Len))
+			// A reader of a stream with a file descriptor is left waiting
+			// until c.out is empty, then read for (roomGrew).
+			if c.raw == nil || c.out.Len() == 0 {
+				m.roomGrew(c)
+			}
 		}
 		if err != nil {
 			m.logger.Debug("vsock: writing rx buffer", "err", err)

@@ -473,3 +473,169 @@ func TestCreditUpdateForSmallGuestBuffer(t *testing.T) {
 		})
 	}
 }
+
+// TestReadDirect checks the worker's reads of a host stream while the
+// connection's reader waits for the guest's credit: bytes already in the
+// stream reach the guest without waking the reader, and the end of the
+// stream, an error and an empty stream are handled as the reader would.
+func TestReadDirect(t *testing.T) {
+	const window = 10000
+	pattern := func(off, n int) []byte {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte((off + i) % 251)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		// host runs on the host after it wrote the guest's first window
+		// into the stream; it closes done when the stream is as the case
+		// needs it, and may wait for more (closed at the end).
+		host func(c net.Conn, done chan<- struct{}, more <-chan struct{})
+		// guest runs once the guest holds the first window and the reader
+		// waits for credit.
+		guest func(t *testing.T, g *testGuest, c *gconn, more chan<- struct{})
+	}{{
+		name: "bytes waiting",
+		host: func(c net.Conn, done chan<- struct{}, more <-chan struct{}) {
+			c.Write(pattern(window, 2*window))
+			close(done)
+			<-more
+		},
+		guest: func(t *testing.T, g *testGuest, c *gconn, more chan<- struct{}) {
+			grant(c)
+			for len(c.rx) < window {
+				c.handle(g.recv())
+			}
+			if !bytes.Equal(c.rx, pattern(window, window)) {
+				t.Error("second window: wrong bytes")
+			}
+			if s := connStats(t, g); s.DirectReads == 0 || s.ReaderWakes != 0 {
+				t.Errorf("direct_reads=%d reader_wakes=%d, want > 0 and 0", s.DirectReads, s.ReaderWakes)
+			}
+		},
+	}, {
+		name: "end of stream",
+		host: func(c net.Conn, done chan<- struct{}, more <-chan struct{}) {
+			c.Write(pattern(window, window))
+			c.Close()
+			close(done)
+		},
+		guest: func(t *testing.T, g *testGuest, c *gconn, more chan<- struct{}) {
+			grant(c)
+			for len(c.rx) < window {
+				c.handle(g.recv())
+			}
+			if !bytes.Equal(c.rx, pattern(window, window)) {
+				t.Error("second window: wrong bytes")
+			}
+			grant(c)
+			for !c.eof {
+				c.handle(g.recv())
+			}
+			if len(c.rx) != 0 {
+				t.Errorf("%d bytes after the end of the stream", len(c.rx))
+			}
+		},
+	}, {
+		name: "connection reset",
+		host: func(c net.Conn, done chan<- struct{}, more <-chan struct{}) {
+			c.Write(pattern(window, window))
+			c.(*net.TCPConn).SetLinger(0) // close sends RST.
+			c.Close()
+			close(done)
+		},
+		guest: func(t *testing.T, g *testGuest, c *gconn, more chan<- struct{}) {
+			for grant(c); ; grant(c) {
+				p := g.recv()
+				if p.h.Op == VIRTIO_VSOCK_OP_RST {
+					return
+				}
+				c.handle(p)
+			}
+		},
+	}, {
+		name: "nothing yet",
+		host: func(c net.Conn, done chan<- struct{}, more <-chan struct{}) {
+			close(done)
+			<-more
+			c.Write(pattern(window, window))
+			<-more
+		},
+		guest: func(t *testing.T, g *testGuest, c *gconn, more chan<- struct{}) {
+			grant(c)
+			// The worker found nothing: the reader is woken to wait for it.
+			for deadline := time.Now().Add(3 * time.Second); connStats(t, g).ReaderWakes == 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the reader was not woken to wait for the stream")
+				}
+			}
+			more <- struct{}{}
+			for len(c.rx) < window {
+				c.handle(g.recv())
+			}
+			if !bytes.Equal(c.rx, pattern(window, window)) {
+				t.Error("second window: wrong bytes")
+			}
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			done, more := make(chan struct{}), make(chan struct{})
+			b := newTestBackend()
+			b.handle(9, func(c net.Conn) {
+				c.Write(pattern(0, window))
+				tc.host(c, done, more)
+			})
+			g := newTestGuest(t, b)
+			c := g.dialBuf(9, 77, window)
+			for len(c.rx) < window {
+				c.handle(g.recv())
+			}
+			if !bytes.Equal(c.rx, pattern(0, window)) {
+				t.Fatal("first window: wrong bytes")
+			}
+			waitReaderWaiting(t, g)
+			<-done
+			tc.guest(t, g, c, more)
+			close(more)
+		})
+	}
+}
+
+// grant consumes what c received and tells the device so.
+func grant(c *gconn) {
+	c.fwdCnt += uint32(len(c.rx))
+	c.rx = nil
+	c.g.send(c.hdr(VIRTIO_VSOCK_OP_CREDIT_UPDATE), nil)
+}
+
+// connStats returns the stats of g's only connection.
+func connStats(t *testing.T, g *testGuest) ConnStats {
+	t.Helper()
+	conns, _, _ := g.m.snapshot()
+	if len(conns) != 1 {
+		t.Fatalf("got %d connections, want 1", len(conns))
+	}
+	return conns[0]
+}
+
+// waitReaderWaiting waits until the reader of g's only connection waits
+// for room toward the guest.
+func waitReaderWaiting(t *testing.T, g *testGuest) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(time.Millisecond) {
+		g.m.mu.Lock()
+		waiting := false
+		for _, c := range g.m.conns {
+			waiting = c.readerWaiting
+		}
+		g.m.mu.Unlock()
+		if waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reader does not wait for room")
+		}
+	}
+}
