@@ -13,22 +13,30 @@
 #          nitrovm guest (/dev/nsm via hf/nsm), next to the nsm package's Go
 #          benchmarks run in the same L1 on one CPU (in-process reference).
 #
+# The vsock MB/s are the mean over --rounds rounds (default 3) in the same
+# L1: round 1 is nitrovm then QEMU with everything above; each further
+# round boots each VMM again for the transfers alone, QEMU first in even
+# rounds, so that a machine that speeds up or slows down during the
+# session does not favour the VMM that ran first. Each round keeps the best
+# of --runs transfers per direction.
+#
 # Prints the BENCH lines and one ratio line per comparison.
-# Usage: scripts/bench-vsock.sh [--parts "vsock nsm"] [--mib N] [--runs R] [--nsm N]
+# Usage: scripts/bench-vsock.sh [--parts "vsock nsm"] [--mib N] [--runs R] [--rounds N] [--nsm N]
 # NITROVM_BIN=path uses an existing static nitrovm binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/l1qemu.sh
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
 
-parts="vsock nsm" mib=32 runs=2 nsmn=200 conns=100
+parts="vsock nsm" mib=32 runs=2 rounds=3 nsmn=200 conns=100
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--parts) parts=$2; shift 2 ;;
 	--mib) mib=$2; shift 2 ;;
 	--runs) runs=$2; shift 2 ;;
+	--rounds) rounds=$2; shift 2 ;;
 	--nsm) nsmn=$2; shift 2 ;;
-	*) echo "usage: $0 [--parts \"vsock nsm\"] [--mib N] [--runs R] [--nsm N]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--parts \"vsock nsm\"] [--mib N] [--runs R] [--rounds N] [--nsm N]" >&2; exit 2 ;;
 	esac
 done
 has() { [[ " $parts " == *" $1 "* ]]; }
@@ -113,10 +121,32 @@ if [ $nsmn -gt 0 ]; then
 	hostbench collect --listen \${uds}_5200 --wait 600s >/tmp/nsm.out &
 	cpid=\$!
 fi
+# nv_up / nv_down and qemu_up / qemu_down start and stop each VMM's guest.
+nv_up() {
+	nitrovm run-enclave --eif-path /g/bench.eif --memory $mem --cpu-count 2 --vsock-uds \$uds \
+		--enclave-name bench >/tmp/run.json 2>&1 || { cat /tmp/run.json; echo "BENCH error nitrovm run-enclave"; }
+}
+nv_down() {
+	hostbench stop --uds \$uds || echo "BENCH error nitrovm stop"
+	sleep 2
+	nitrovm terminate-enclave --all >/dev/null 2>&1
+}
+qemu_up() {
+	qemu-system-x86_64 -M microvm -enable-kvm -cpu host -m $mem -smp 2 -nodefaults -no-user-config \
+		-display none -serial file:/tmp/qemu.log -no-reboot -kernel /g/bzImage -initrd /g/initrd \
+		-append "$cmdline bench.nsm=0" -device vhost-vsock-device,guest-cid=7 </dev/null &
+	qpid=\$!
+	hostbench ready --cid 7 --wait 180s
+}
+qemu_down() {
+	hostbench stop --cid 7 || echo "BENCH error qemu stop"
+	i=0
+	while kill -0 \$qpid 2>/dev/null && [ \$i -lt 30 ]; do sleep 1; i=\$((i + 1)); done
+	kill \$qpid 2>/dev/null
+}
 echo "smaps L1 transparent_hugepage \$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
 echo "== nitrovm run-enclave"
-nitrovm run-enclave --eif-path /g/bench.eif --memory $mem --cpu-count 2 --vsock-uds \$uds \
-	--enclave-name bench >/tmp/run.json 2>&1 || { cat /tmp/run.json; echo "BENCH error nitrovm run-enclave"; }
+nv_up
 if [ $nsmn -gt 0 ]; then
 	wait \$cpid
 	cat /tmp/nsm.out
@@ -134,25 +164,31 @@ if [ "$(has vsock && echo y)" = y ]; then
 	sleep 1 # connection buffers are returned 200 ms after the last close.
 	rss nitrovm after
 fi
-hostbench stop --uds \$uds || echo "BENCH error nitrovm stop"
-sleep 2
-nitrovm terminate-enclave --all >/dev/null 2>&1
+nv_down
 if [ "$(has vsock && echo y)" = y ]; then
 	echo "== qemu microvm + vhost-vsock"
 	ls -l /dev/vhost-vsock || echo "BENCH error no /dev/vhost-vsock"
-	qemu-system-x86_64 -M microvm -enable-kvm -cpu host -m $mem -smp 2 -nodefaults -no-user-config \
-		-display none -serial file:/tmp/qemu.log -no-reboot -kernel /g/bzImage -initrd /g/initrd \
-		-append "$cmdline bench.nsm=0" -device vhost-vsock-device,guest-cid=7 </dev/null &
-	qpid=\$!
-	hostbench ready --cid 7 --wait 180s && rss qemu-system-x86 idle
+	qemu_up && rss qemu-system-x86 idle
 	kx qemu-before
 	hostbench vsock --cid 7 --label qemu --mib $mib --runs $runs --conns $conns || { echo "BENCH error qemu vsock"; tail -n 30 /tmp/qemu.log; }
 	kx qemu-after
 	rss qemu-system-x86 after
-	hostbench stop --cid 7 || echo "BENCH error qemu stop"
-	i=0
-	while kill -0 \$qpid 2>/dev/null && [ \$i -lt 30 ]; do sleep 1; i=\$((i + 1)); done
-	kill \$qpid 2>/dev/null
+	qemu_down
+	for r in \$(seq 2 $rounds); do
+		for vmm in \$( [ \$((r % 2)) = 0 ] && echo "qemu nitrovm" || echo "nitrovm qemu"); do
+			echo "== round \$r: \$vmm"
+			if [ \$vmm = nitrovm ]; then
+				nv_up
+				hostbench ready --uds \$uds && hostbench vsock --uds \$uds --label nitrovm-r\$r --mib $mib --runs $runs --conns 0 ||
+					echo "BENCH error nitrovm vsock round \$r"
+				nv_down
+			else
+				qemu_up && hostbench vsock --cid 7 --label qemu-r\$r --mib $mib --runs $runs --conns 0 ||
+					echo "BENCH error qemu vsock round \$r"
+				qemu_down
+			fi
+		done
+	done
 fi
 echo "== l1 done"
 SCRIPT
@@ -170,6 +206,11 @@ fi
 awk '
 function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n; i++) if (index(f[i], key "=") == 1) return substr(f[i], length(key) + 2); return "" }
 /^BENCH vsock-/ { v[$2] = kv($0, "MBps") }
+# The MB/s of every round per VMM and direction: vsock-VMM[-rN]-DIR.
+/^BENCH vsock-(nitrovm|qemu)(-r[0-9]+)?-(h2g|g2h) / {
+	nf = split($2, f, "-"); key = f[2] SUBSEP f[nf]
+	sum[key] += kv($0, "MBps"); cnt[key]++; rounds[key] = rounds[key] sprintf(" %.1f", kv($0, "MBps"))
+}
 /^BENCH rss-/ { r[$2] = kv($0, "kib"); an[$2] = kv($0, "anon_kib"); ps[$2] = kv($0, "pss_kib") }
 /^BENCH vsock-.*-conns / { cs[$2] = kv($0, "s"); cf[$2] = kv($0, "failed"); cn = kv($0, "n") }
 /^BENCH nsm-/ { n[$2] = kv($0, "per_s") }
@@ -177,8 +218,10 @@ function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n;
 /^BENCH kvm-/ { for (i = 3; i <= NF; i++) { split($i, f, "="); k[$2, f[1]] = f[2]; if (!(f[1] in kseen)) { kseen[f[1]] = 1; keys[++nk] = f[1] } } }
 END {
 	for (d = 1; d <= 2; d++) {
-		dir = d == 1 ? "h2g" : "g2h"; a = v["vsock-nitrovm-" dir]; b = v["vsock-qemu-" dir]
-		if (a != "" && b != "") printf "vsock %s (host%sguest): nitrovm %.1f MB/s, qemu vhost-vsock %.1f MB/s, ratio nitrovm/qemu %.2fx (goal >= 1.2)\n", dir, d == 1 ? "->" : "<-", a, b, a / b
+		dir = d == 1 ? "h2g" : "g2h"; ka = "nitrovm" SUBSEP dir; kb = "qemu" SUBSEP dir
+		if (!cnt[ka] || !cnt[kb]) continue
+		a = sum[ka] / cnt[ka]; b = sum[kb] / cnt[kb]
+		printf "vsock %s (host%sguest), mean of %d/%d rounds: nitrovm %.1f MB/s, qemu vhost-vsock %.1f MB/s, ratio nitrovm/qemu %.2fx (goal >= 1.2); per round nitrovm%s, qemu%s\n", dir, d == 1 ? "->" : "<-", cnt[ka], cnt[kb], a, b, a / b, rounds[ka], rounds[kb]
 	}
 	a = cs["vsock-nitrovm-conns"]; b = cs["vsock-qemu-conns"]
 	if (a != "" && b != "") printf "vsock %d connections at once, 64 KiB each: nitrovm %.2f s (%d failed), qemu %.2f s (%d failed), ratio nitrovm/qemu %.2fx\n", cn, a, cf["vsock-nitrovm-conns"], b, cf["vsock-qemu-conns"], a / b
