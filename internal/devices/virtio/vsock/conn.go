@@ -20,10 +20,10 @@ package vsock
 // more than the guest's credit allows, nor more than OutBufBytes), and
 // the writer moves guest bytes from in to the stream. The device's worker
 // drains out into the guest's rx queue; while the reader waits for room,
-// the worker also reads the stream itself (readDirect). A slow host peer stalls its
-// writer; in then fills to ConnBufBytes and the guest runs out of credit,
-// so nothing is buffered beyond that. A guest that does not read stops
-// granting credit, which stalls only that connection's reader.
+// the worker also reads the stream itself (readDirect). A slow host peer
+// stalls its writer; in then fills to ConnBufBytes and the guest runs out
+// of credit, so nothing is buffered beyond that. A guest that does not
+// read stops granting credit, which stalls only that connection's reader.
 
 import (
 	"errors"
