@@ -37,7 +37,11 @@ func TestJail(t *testing.T) {
 	e := setup(t)
 	tools := e.goBuild(t, "./test/e2e/l1tools", "l1tools")
 	s := e.newSession(t)
-	eifPath := s.file(e.testEIF(t, e.guestKernel, "heartbeat"))
+	// The enclaves whose supervisors are inspected stay up until
+	// terminate-enclave: with "heartbeat" alone the guest reboots right
+	// after it, and its supervisor could be gone before the report reads
+	// /proc/PID/status.
+	eifPath := s.file(e.testEIF(t, e.guestKernel, "heartbeat,stall"))
 	stallEIF := s.file(e.testEIF(t, e.guestKernel, "stall"))
 	l1 := s.file(tools)
 	run := "nitrovm run-enclave --eif-path " + eifPath + " --memory 256 --cpu-count 2 " + heartbeatFlag
