@@ -487,6 +487,19 @@ func TestReadDirect(t *testing.T) {
 		}
 		return p
 	}
+	// recvWindow receives one window into c and reports whether it holds
+	// the pattern's bytes from off.
+	recvWindow := func(t *testing.T, g *testGuest, c *gconn, off int) bool {
+		t.Helper()
+		for len(c.rx) < window {
+			c.handle(g.recv())
+		}
+		if !bytes.Equal(c.rx, pattern(off, window)) {
+			t.Errorf("window at %d: wrong bytes", off)
+			return false
+		}
+		return true
+	}
 	for _, tc := range []struct {
 		name string
 		// host runs on the host after it wrote the guest's first window
@@ -505,12 +518,7 @@ func TestReadDirect(t *testing.T) {
 		},
 		guest: func(t *testing.T, g *testGuest, c *gconn, more chan<- struct{}) {
 			grant(c)
-			for len(c.rx) < window {
-				c.handle(g.recv())
-			}
-			if !bytes.Equal(c.rx, pattern(window, window)) {
-				t.Error("second window: wrong bytes")
-			}
+			recvWindow(t, g, c, window)
 			if s := connStats(t, g); s.DirectReads == 0 || s.ReaderWakes != 0 {
 				t.Errorf("direct_reads=%d reader_wakes=%d, want > 0 and 0", s.DirectReads, s.ReaderWakes)
 			}
@@ -524,12 +532,7 @@ func TestReadDirect(t *testing.T) {
 		},
 		guest: func(t *testing.T, g *testGuest, c *gconn, more chan<- struct{}) {
 			grant(c)
-			for len(c.rx) < window {
-				c.handle(g.recv())
-			}
-			if !bytes.Equal(c.rx, pattern(window, window)) {
-				t.Error("second window: wrong bytes")
-			}
+			recvWindow(t, g, c, window)
 			grant(c)
 			for !c.eof {
 				c.handle(g.recv())
@@ -572,12 +575,7 @@ func TestReadDirect(t *testing.T) {
 				}
 			}
 			more <- struct{}{}
-			for len(c.rx) < window {
-				c.handle(g.recv())
-			}
-			if !bytes.Equal(c.rx, pattern(window, window)) {
-				t.Error("second window: wrong bytes")
-			}
+			recvWindow(t, g, c, window)
 		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -589,11 +587,8 @@ func TestReadDirect(t *testing.T) {
 			})
 			g := newTestGuest(t, b)
 			c := g.dialBuf(9, 77, window)
-			for len(c.rx) < window {
-				c.handle(g.recv())
-			}
-			if !bytes.Equal(c.rx, pattern(0, window)) {
-				t.Fatal("first window: wrong bytes")
+			if !recvWindow(t, g, c, 0) {
+				t.FailNow()
 			}
 			waitReaderWaiting(t, g)
 			<-done
