@@ -212,7 +212,7 @@ function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n;
 	sum[key] += kv($0, "MBps"); cnt[key]++; rounds[key] = rounds[key] sprintf(" %.1f", kv($0, "MBps"))
 }
 /^BENCH rss-/ { r[$2] = kv($0, "kib"); an[$2] = kv($0, "anon_kib"); ps[$2] = kv($0, "pss_kib") }
-/^BENCH vsock-.*-conns / { cs[$2] = kv($0, "s"); cf[$2] = kv($0, "failed"); cn = kv($0, "n") }
+/^BENCH vsock-.*-conns / { cs[$2] = kv($0, "s"); cf[$2] = kv($0, "failed"); cr[$2] = kv($0, "retries"); cn = kv($0, "n") }
 /^BENCH nsm-/ { n[$2] = kv($0, "per_s") }
 /^BENCH l1irq-/ { for (i = 3; i <= NF; i++) { split($i, f, "="); q[$2, f[1]] = f[2] } }
 /^BENCH kvm-/ { for (i = 3; i <= NF; i++) { split($i, f, "="); k[$2, f[1]] = f[2]; if (!(f[1] in kseen)) { kseen[f[1]] = 1; keys[++nk] = f[1] } } }
@@ -224,7 +224,7 @@ END {
 		printf "vsock %s (host%sguest), mean of %d/%d rounds: nitrovm %.1f MB/s, qemu vhost-vsock %.1f MB/s, ratio nitrovm/qemu %.2fx (goal >= 1.2); per round nitrovm%s, qemu%s\n", dir, d == 1 ? "->" : "<-", cnt[ka], cnt[kb], a, b, a / b, rounds[ka], rounds[kb]
 	}
 	a = cs["vsock-nitrovm-conns"]; b = cs["vsock-qemu-conns"]
-	if (a != "" && b != "") printf "vsock %d connections at once, 64 KiB each: nitrovm %.2f s (%d failed), qemu %.2f s (%d failed), ratio nitrovm/qemu %.2fx\n", cn, a, cf["vsock-nitrovm-conns"], b, cf["vsock-qemu-conns"], a / b
+	if (a != "" && b != "") printf "vsock %d connections at once, 64 KiB each: nitrovm %.2f s (%d failed, %d dials refused and retried after 200 ms), qemu %.2f s (%d failed, %d retried), ratio nitrovm/qemu %.2fx\n", cn, a, cf["vsock-nitrovm-conns"], cr["vsock-nitrovm-conns"], b, cf["vsock-qemu-conns"], cr["vsock-qemu-conns"], a / b
 	for (w = 1; w <= 2; w++) {
 		when = w == 1 ? "idle" : "after"; a = r["rss-nitrovm-" when]; b = r["rss-qemu-system-x86-" when]
 		if (a != "") printf "VMM RSS excluding guest RAM (%s): nitrovm %.1f MiB (anon %.1f, PSS %.1f) (goal <= %d)%s\n", when == "idle" ? "booted, idle" : "after the transfers", a / 1024, an["rss-nitrovm-" when] / 1024, ps["rss-nitrovm-" when] / 1024, when == "idle" ? 8 : 10, b != "" ? sprintf(", qemu %.1f MiB (anon %.1f), ratio nitrovm/qemu %.2fx", b / 1024, an["rss-qemu-system-x86-" when] / 1024, a / b) : ""

@@ -125,14 +125,23 @@ func vsockDialer(cid uint32) dialer {
 
 // dialRetry dials until it succeeds or wait has passed.
 func dialRetry(d dialer, port uint32, wait time.Duration) (net.Conn, error) {
+	c, _, err := dialCounting(d, port, wait)
+	return c, err
+}
+
+// dialCounting is dialRetry that also returns the dials that failed before
+// the one that succeeded, the last of them in lastErr.
+func dialCounting(d dialer, port uint32, wait time.Duration) (c net.Conn, failed int, lastErr error) {
 	deadline := time.Now().Add(wait)
 	for {
 		c, err := d(port)
 		if err == nil {
-			return c, nil
+			return c, failed, lastErr
 		}
+		failed++
+		lastErr = err
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("port %d not reachable within %s: %w", port, wait, err)
+			return nil, failed, fmt.Errorf("port %d not reachable within %s: %w", port, wait, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -245,28 +254,42 @@ func runVsock(args []string) (err error) {
 }
 
 // manyConns opens n connections to the sink port at once, sends 64 KiB
-// on each and waits for all counts; prints BENCH vsock-L-conns.
+// on each and waits for all counts; prints BENCH vsock-L-conns with the
+// dials that were refused and retried (each retry waits 200 ms, so the
+// time is comparable between VMMs only when both retried alike) and the
+// last refusal.
 func manyConns(d dialer, label string, n int) error {
+	type result struct {
+		retries int
+		refusal error
+		err     error
+	}
 	start := time.Now()
-	errc := make(chan error, n)
+	resc := make(chan result, n)
 	for i := 0; i < n; i++ {
 		go func() {
-			c, err := dialRetry(d, sinkPort, 30*time.Second)
-			if err != nil {
-				errc <- err
+			c, retries, lastErr := dialCounting(d, sinkPort, 30*time.Second)
+			if c == nil {
+				resc <- result{retries: retries, err: lastErr}
 				return
 			}
 			defer c.Close()
-			errc <- hostToGuest(c, 64<<10)
+			resc <- result{retries, lastErr, hostToGuest(c, 64<<10)}
 		}()
 	}
 	var errs []error
+	retries, refusal := 0, "none"
 	for i := 0; i < n; i++ {
-		if err := <-errc; err != nil {
-			errs = append(errs, err)
+		r := <-resc
+		retries += r.retries
+		if r.refusal != nil {
+			refusal = strings.Join(strings.Fields(r.refusal.Error()), "_")
+		}
+		if r.err != nil {
+			errs = append(errs, r.err)
 		}
 	}
-	fmt.Printf("BENCH vsock-%s-conns n=%d failed=%d s=%.3f\n", label, n, len(errs), time.Since(start).Seconds())
+	fmt.Printf("BENCH vsock-%s-conns n=%d failed=%d s=%.3f retries=%d refusal=%s\n", label, n, len(errs), time.Since(start).Seconds(), retries, refusal)
 	return errors.Join(errs...)
 }
 
