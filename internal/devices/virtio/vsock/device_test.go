@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -389,6 +390,67 @@ func BenchmarkHostToGuest(b *testing.B) {
 	for b.Loop() {
 		if _, err := io.ReadFull(gc, rb); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkManyConns measures connection setup and teardown under load:
+// per iteration, 100 host connections to a guest listener at once, each
+// sending 64 KiB, half-closing and reading the guest's 8-byte count (what
+// scripts/bench-vsock.sh's "100 connections at once" does over the
+// hybrid Unix socket).
+func BenchmarkManyConns(b *testing.B) {
+	const conns, size = 100, 64 << 10
+	dev, g := setup(b, nil)
+	l, err := g.Listen(5005)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				n, _ := io.Copy(io.Discard, c)
+				var cnt [8]byte
+				binary.BigEndian.PutUint64(cnt[:], uint64(n))
+				c.Write(cnt[:])
+			}()
+		}
+	}()
+	buf := make([]byte, size)
+	b.SetBytes(conns * size)
+	for b.Loop() {
+		errs := make(chan error, conns)
+		for range conns {
+			host, peer := tcpPair(b)
+			go func() {
+				defer host.Close()
+				if err := dev.ConnectGuest(context.Background(), 5005, peer, nil); err != nil {
+					errs <- err
+					return
+				}
+				var cnt [8]byte
+				_, err := host.Write(buf)
+				if err == nil {
+					err = host.CloseWrite()
+				}
+				if err == nil {
+					_, err = io.ReadFull(host, cnt[:])
+				}
+				if err == nil && binary.BigEndian.Uint64(cnt[:]) != size {
+					err = fmt.Errorf("guest counted %d bytes, want %d", binary.BigEndian.Uint64(cnt[:]), size)
+				}
+				errs <- err
+			}()
+		}
+		for range conns {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }
