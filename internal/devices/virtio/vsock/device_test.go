@@ -37,6 +37,18 @@ func (b *tcpBackend) ConnectHost(ctx context.Context, cid uint64, port, srcPort 
 	return d.DialContext(ctx, "tcp", addr)
 }
 
+// acceptAll serves every connection l accepts with f on its own
+// goroutine, until l is closed.
+func acceptAll(l net.Listener, f func(net.Conn)) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go f(c)
+	}
+}
+
 // setup returns a device with a simulated guest and a backend serving
 // the given ports.
 func setup(t testing.TB, serve map[uint32]func(net.Conn)) (*vsock.Device, *vsocktest.Guest) {
@@ -49,15 +61,7 @@ func setup(t testing.TB, serve map[uint32]func(net.Conn)) (*vsock.Device, *vsock
 		}
 		t.Cleanup(func() { l.Close() })
 		b.addrs[port] = l.Addr().String()
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go f(c)
-			}
-		}()
+		go acceptAll(l, f)
 	}
 	dev, err := vsock.New(16, b, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -230,15 +234,7 @@ func TestDeviceHostToGuestEcho(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go echo(c)
-		}
-	}()
+	go acceptAll(l, echo)
 	host, peer := tcpPair(t)
 	if err := dev.ConnectGuest(context.Background(), 5005, peer, nil); err != nil {
 		t.Fatal(err)
@@ -406,21 +402,13 @@ func BenchmarkManyConns(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				var cnt [8]byte
-				binary.BigEndian.PutUint64(cnt[:], uint64(n))
-				c.Write(cnt[:])
-			}()
-		}
-	}()
+	go acceptAll(l, func(c net.Conn) {
+		defer c.Close()
+		n, _ := io.Copy(io.Discard, c)
+		var cnt [8]byte
+		binary.BigEndian.PutUint64(cnt[:], uint64(n))
+		c.Write(cnt[:])
+	})
 	buf := make([]byte, size)
 	b.SetBytes(conns * size)
 	for b.Loop() {
