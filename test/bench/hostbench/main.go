@@ -129,10 +129,12 @@ func dialRetry(d dialer, port uint32, wait time.Duration) (net.Conn, error) {
 	return c, err
 }
 
-// dialCounting is dialRetry that also returns the dials that failed before
-// the one that succeeded, the last of them in lastErr.
-func dialCounting(d dialer, port uint32, wait time.Duration) (c net.Conn, failed int, lastErr error) {
+// dialCounting is dialRetry that also returns how many dials failed
+// before the one that succeeded, and the last failure's error (with a nil
+// connection: the error that ended the wait).
+func dialCounting(d dialer, port uint32, wait time.Duration) (net.Conn, int, error) {
 	deadline := time.Now().Add(wait)
+	failed, lastErr := 0, error(nil)
 	for {
 		c, err := d(port)
 		if err == nil {
