@@ -569,11 +569,7 @@ func TestReadDirect(t *testing.T) {
 		guest: func(t *testing.T, g *testGuest, c *gconn, more chan<- struct{}) {
 			grant(c)
 			// The worker found nothing: the reader is woken to wait for it.
-			for deadline := time.Now().Add(3 * time.Second); connStats(t, g).ReaderWakes == 0; time.Sleep(time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatal("the reader was not woken to wait for the stream")
-				}
-			}
+			waitUntil(t, func() bool { return connStats(t, g).ReaderWakes > 0 }, "the reader was not woken to wait for the stream")
 			more <- struct{}{}
 			recvWindow(t, g, c, window)
 		},
@@ -590,7 +586,7 @@ func TestReadDirect(t *testing.T) {
 			if !recvWindow(t, g, c, 0) {
 				t.FailNow()
 			}
-			waitReaderWaiting(t, g)
+			waitUntil(t, func() bool { return readerWaiting(g) }, "the reader does not wait for room")
 			<-done
 			tc.guest(t, g, c, more)
 			close(more)
@@ -615,22 +611,25 @@ func connStats(t *testing.T, g *testGuest) ConnStats {
 	return conns[0]
 }
 
-// waitReaderWaiting waits until the reader of g's only connection waits
+// readerWaiting reports whether the reader of g's only connection waits
 // for room toward the guest.
-func waitReaderWaiting(t *testing.T, g *testGuest) {
+func readerWaiting(g *testGuest) bool {
+	g.m.mu.Lock()
+	defer g.m.mu.Unlock()
+	waiting := false
+	for _, c := range g.m.conns {
+		waiting = c.readerWaiting
+	}
+	return waiting
+}
+
+// waitUntil polls cond every millisecond and fails the test with failure
+// if it is not true within 3 s.
+func waitUntil(t *testing.T, cond func() bool, failure string) {
 	t.Helper()
-	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(time.Millisecond) {
-		g.m.mu.Lock()
-		waiting := false
-		for _, c := range g.m.conns {
-			waiting = c.readerWaiting
-		}
-		g.m.mu.Unlock()
-		if waiting {
-			return
-		}
+	for deadline := time.Now().Add(3 * time.Second); !cond(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("the reader does not wait for room")
+			t.Fatal(failure)
 		}
 	}
 }
