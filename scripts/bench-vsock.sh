@@ -205,7 +205,6 @@ fi
 # ratios
 awk '
 function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n; i++) if (index(f[i], key "=") == 1) return substr(f[i], length(key) + 2); return "" }
-/^BENCH vsock-/ { v[$2] = kv($0, "MBps") }
 # The MB/s of every round per VMM and direction: vsock-VMM[-rN]-DIR.
 /^BENCH vsock-(nitrovm|qemu)(-r[0-9]+)?-(h2g|g2h) / {
 	nf = split($2, f, "-"); key = f[2] SUBSEP f[nf]
