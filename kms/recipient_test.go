@@ -191,6 +191,14 @@ func TestErrors(t *testing.T) {
 			_, err := k.client.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String("00000000-0000-4000-8000-000000000000")})
 			return err
 		}, ErrNotFound, "does not exist"},
+		{"key ARN of another account", func() error {
+			_, err := k.client.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String("arn:aws:kms:us-east-1:999999999999:key/" + id)})
+			return err
+		}, ErrNotFound, "does not exist"},
+		{"key ARN of another region", func() error {
+			_, err := k.client.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String("arn:aws:kms:eu-west-1:" + DefaultAccount + ":key/" + id)})
+			return err
+		}, ErrNotFound, "does not exist"},
 		{"alias not found", func() error {
 			_, err := k.client.Encrypt(ctx, &awskms.EncryptInput{KeyId: aws.String("alias/none"), Plaintext: []byte("x")})
 			return err

@@ -276,14 +276,14 @@ func (s *store) resolve(id string) (*key, error) {
 	if id == "" {
 		return nil, errorf(ErrValidation, "KeyId is required")
 	}
-	name := id
+	name, arnPrefix := id, ""
 	if strings.HasPrefix(id, "arn:") {
 		// arn:aws:kms:REGION:ACCOUNT:key/ID or ...:alias/NAME
 		parts := strings.SplitN(id, ":", 6)
 		if len(parts) != 6 {
 			return nil, errorf(ErrNotFound, "Invalid arn %s", id)
 		}
-		name = parts[5]
+		name, arnPrefix = parts[5], strings.Join(parts[:5], ":")+":"
 	}
 	if strings.HasPrefix(name, "alias/") {
 		a, ok := s.aliases[name]
@@ -294,7 +294,9 @@ func (s *store) resolve(id string) (*key, error) {
 	}
 	name = strings.TrimPrefix(name, "key/")
 	k, ok := s.keys[name]
-	if !ok {
+	// An ARN names the partition, region and account too: another's is
+	// not this key, as in KMS.
+	if !ok || arnPrefix != "" && !strings.HasPrefix(k.Arn, arnPrefix) {
 		return nil, errorf(ErrNotFound, "Key '%s' does not exist", id)
 	}
 	return k, nil
