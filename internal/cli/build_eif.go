@@ -204,19 +204,25 @@ func buildEIF(fl *buildEIFFlags, arch eif.Arch, buildTime time.Time) (*eif.Measu
 	return writeEIF(fl.output, opts)
 }
 
-// writeEIF builds the EIF into a temporary file beside path and renames it
-// into place, so a failed build leaves no partial file behind.
+// writeEIF builds the EIF into path through replaceFile.
 func writeEIF(path string, opts eif.BuildOptions) (*eif.Measurements, error) {
+	return replaceFile(path, 0o644, func(w io.Writer) (*eif.Measurements, error) { return eif.Build(w, opts) })
+}
+
+// replaceFile has write fill a temporary file beside path, with mode perm,
+// and renames it over path, so a failure leaves path as it was and no
+// partial file behind.
+func replaceFile(path string, perm os.FileMode, write func(io.Writer) (*eif.Measurements, error)) (*eif.Measurements, error) {
 	out, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return nil, fmt.Errorf("create output: %w", err)
 	}
-	m, err := eif.Build(out, opts)
+	m, err := write(out)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(out.Name(), 0o644)
+		err = os.Chmod(out.Name(), perm)
 	}
 	if err == nil {
 		err = os.Rename(out.Name(), path)
@@ -249,10 +255,12 @@ func readMetadataFile(path string) (json.RawMessage, error) {
 }
 
 // loadSigningKey reads a PEM ECDSA private key (SEC 1 or PKCS #8) and a PEM
-// certificate.
+// certificate. nitro-cli also takes a KMS key ARN for the key; nitrovm does
+// not (the AWS SDK's configuration loader would grow every nitrovm process,
+// supervisors included, by 7 MB of code and 6 ms of start-up).
 func loadSigningKey(keyPath, certPath string) (crypto.Signer, *x509.Certificate, error) {
 	if strings.HasPrefix(keyPath, "arn:") {
-		return nil, nil, fmt.Errorf("private key %s: KMS keys are not supported, give a PEM file", keyPath)
+		return nil, nil, fmt.Errorf("private key %s: KMS keys are not supported by nitrovm, give a PEM file", keyPath)
 	}
 	cb, err := os.ReadFile(certPath)
 	if err != nil {

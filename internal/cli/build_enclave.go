@@ -2,10 +2,7 @@ package cli
 
 import (
 	"context"
-	"crypto"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -384,55 +381,13 @@ func enclaveBuildOptions(env Env, f buildEnclaveFlags, in *enclaveInputs, src *i
 	}
 	opts.BuildTool = "nitrovm build-enclave"
 	if f.cert != "" {
-		signer, cert, err := loadEnclaveSigner(f.cert, f.key)
+		signer, cert, err := loadSigningKey(f.key, f.cert)
 		if err != nil {
 			return opts, closeAll, nitroErr(eEIFBuilding, err)
 		}
 		opts.Signer, opts.Certificate = signer, cert
 	}
 	return opts, closeAll, nil
-}
-
-// loadEnclaveSigner reads a PEM certificate and its PEM private key (SEC 1
-// "EC PRIVATE KEY" or PKCS #8 "PRIVATE KEY").
-func loadEnclaveSigner(certPath, keyPath string) (crypto.Signer, *x509.Certificate, error) {
-	cb, err := os.ReadFile(certPath)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read signing certificate: %w", err)
-	}
-	blk, _ := pem.Decode(cb)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, nil, fmt.Errorf("signing certificate %s: no PEM CERTIFICATE block", certPath)
-	}
-	cert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("parse signing certificate: %w", err)
-	}
-	kb, err := os.ReadFile(keyPath)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read private key: %w", err)
-	}
-	kblk, _ := pem.Decode(kb)
-	if kblk == nil {
-		return nil, nil, fmt.Errorf("private key %s: no PEM block", keyPath)
-	}
-	var key any
-	switch kblk.Type {
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(kblk.Bytes)
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(kblk.Bytes)
-	default:
-		return nil, nil, fmt.Errorf("private key %s: unsupported PEM type %q", keyPath, kblk.Type)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("parse private key: %w", err)
-	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, nil, fmt.Errorf("private key %s cannot sign", keyPath)
-	}
-	return signer, cert, nil
 }
 
 // trustLocalCA appends the local CA's root to img's CA bundles

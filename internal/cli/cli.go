@@ -100,6 +100,8 @@ func newRootCmd(env Env, name string) *cobra.Command {
 		newDescribeEIFCmd(env),
 		newBuildEIFCmd(env),
 		newPCRCmd(env),
+		newSignEIFCmd(env),
+		newExplainCmd(env),
 		newCACmd(env),
 		newAttestationCmd(env),
 		newBootCmd(env),

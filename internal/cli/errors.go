@@ -50,6 +50,7 @@ const (
 	eBlobsPathNotSet       = 52 // E52 BlobsPathNotSet
 	eHasher                = 57 // E57 HasherError
 	eEnclaveNaming         = 58 // E58 EnclaveNamingError
+	eEIFSigning            = 60 // E60 EIFSigningError
 )
 
 // usageError marks errors in how the command was called (bad flags).
