@@ -73,7 +73,11 @@ func runSignEIF(env Env, f signEIFFlags) error {
 	m, err := replaceFile(path, st.Mode().Perm(), func(w io.Writer) (*eif.Measurements, error) {
 		return ef.Sign(w, signer, cert)
 	})
-	if err != nil {
+	var fe *eif.FormatError
+	switch {
+	case errors.As(err, &fe): // found while measuring: a bad CRC, say.
+		return nitroErr(eEIFParsing, err)
+	case err != nil:
 		return nitroErr(eEIFSigning, err)
 	}
 	fmt.Fprintln(env.Stderr, "Enclave Image successfully signed.")

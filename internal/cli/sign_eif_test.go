@@ -85,6 +85,10 @@ func TestSignEIFErrors(t *testing.T) {
 	notEIF := filepath.Join(dir, "not.eif")
 	os.WriteFile(notEIF, []byte("hello"), 0o644)
 	before, _ := os.ReadFile(good)
+	badCRC := filepath.Join(dir, "crc.eif")
+	b := bytes.Clone(before)
+	b[len(b)-1] ^= 1
+	os.WriteFile(badCRC, b, 0o644)
 	sign := func(extra ...string) []string { return append([]string{"sign-eif"}, extra...) }
 	for _, tc := range []struct {
 		name string
@@ -98,6 +102,7 @@ func TestSignEIFErrors(t *testing.T) {
 		{"key alone", sign("--eif-path", good, "--private-key", keyPath), 2, "[ E02 ]"},
 		{"missing eif", sign("--eif-path", filepath.Join(dir, "nope.eif"), "--signing-certificate", certPath, "--private-key", keyPath), 19, "[ E19 ]"},
 		{"not an eif", sign("--eif-path", notEIF, "--signing-certificate", certPath, "--private-key", keyPath), 35, "[ E35 ]"},
+		{"bad CRC", sign("--eif-path", badCRC, "--signing-certificate", certPath, "--private-key", keyPath), 35, "CRC-32 mismatch"},
 		{"key of another certificate", sign("--eif-path", good, "--signing-certificate", certPath, "--private-key", otherKey), 60, "does not match the signing certificate"},
 		{"KMS key", sign("--eif-path", good, "--signing-certificate", certPath, "--private-key", "arn:aws:kms:us-east-1:123456789012:key/abcd"), 60, "KMS keys are not supported"},
 		{"certificate not PEM", sign("--eif-path", good, "--signing-certificate", notEIF, "--private-key", keyPath), 60, "no PEM CERTIFICATE block"},
@@ -109,6 +114,9 @@ func TestSignEIFErrors(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(good); !bytes.Equal(after, before) {
 		t.Errorf("a failed sign-eif changed the EIF")
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(dir, ".*.tmp-*")); len(tmp) != 0 {
+		t.Errorf("a failed sign-eif left %v behind", tmp)
 	}
 }
 
