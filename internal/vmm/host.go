@@ -1,9 +1,12 @@
 package vmm
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 
 	"github.com/nitrovm/nitrovm/internal/kvm"
 )
@@ -59,4 +62,31 @@ func checkCaps(sys interface{ CheckExtension(int) (int, error) }, dev string) er
 		}
 	}
 	return nil
+}
+
+// cpuinfoPath is where hostCPUBrand reads the host's processor name.
+const cpuinfoPath = "/proc/cpuinfo"
+
+// readHostCPUBrand returns hostCPUBrand of cpuinfoPath.
+func readHostCPUBrand() (string, error) {
+	f, err := os.Open(cpuinfoPath)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return hostCPUBrand(f), nil
+}
+
+// hostCPUBrand returns the first "model name" of r, a /proc/cpuinfo: the
+// host processor's brand string, which the guest is shown as its own, as a
+// Nitro Enclave's is. "" if there is none (an arm64 host, say).
+func hostCPUBrand(r io.Reader) string {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }

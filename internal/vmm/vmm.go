@@ -357,6 +357,13 @@ func (v *VM) createVCPUs(n int, entry uint64) error {
 	if deadline > 0 {
 		supported = x86.WithTSCDeadline(supported)
 	}
+	// KVM leaves the brand string empty (the guest would call itself
+	// "06/06"); show the host's, as Nitro and QEMU's -cpu host do.
+	if brand, err := readHostCPUBrand(); err != nil {
+		v.logger.Debug("no host processor name for the guest", "err", err)
+	} else {
+		supported = x86.WithBrandString(supported, brand)
+	}
 	for i := range n {
 		c, err := v.vm.CreateVCPU(i)
 		if err != nil {

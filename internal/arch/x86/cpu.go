@@ -293,3 +293,50 @@ func WithTSCDeadline(cpuid []kvm.CPUIDEntry) []kvm.CPUIDEntry {
 	}
 	return out
 }
+
+// Extended CPUID leaves of the processor brand string (Intel SDM vol. 2A,
+// CPUID, "Processor Brand String"): 16 bytes each, in EAX, EBX, ECX, EDX.
+const (
+	cpuidExtMax     = 0x8000_0000 // EAX: the highest extended leaf.
+	cpuidBrandFirst = 0x8000_0002
+	cpuidBrandLast  = 0x8000_0004
+	brandBytes      = 48 // NUL-terminated, so at most 47 characters.
+)
+
+// WithBrandString returns cpuid with the processor brand string leaves
+// (0x80000002-0x80000004) set to brand, truncated to 47 bytes: KVM's
+// supported CPUID leaves them empty, so a guest's /proc/cpuinfo would
+// show "model name: 06/06" where a Nitro Enclave shows its host's
+// processor. The highest extended leaf is raised to 0x80000004 if lower.
+// cpuid is returned unchanged when brand is empty or it has no extended
+// leaves.
+func WithBrandString(cpuid []kvm.CPUIDEntry, brand string) []kvm.CPUIDEntry {
+	out := make([]kvm.CPUIDEntry, 0, len(cpuid)+3)
+	ext := -1
+	for _, e := range cpuid {
+		if e.Function >= cpuidBrandFirst && e.Function <= cpuidBrandLast {
+			continue
+		}
+		if e.Function == cpuidExtMax {
+			ext = len(out)
+		}
+		out = append(out, e)
+	}
+	if brand == "" || ext < 0 {
+		return cpuid
+	}
+	out[ext].EAX = max(out[ext].EAX, cpuidBrandLast)
+	var b [brandBytes]byte
+	copy(b[:brandBytes-1], brand)
+	for fn := uint32(cpuidBrandFirst); fn <= cpuidBrandLast; fn++ {
+		r := b[(fn-cpuidBrandFirst)*16:]
+		out = append(out, kvm.CPUIDEntry{
+			Function: fn,
+			EAX:      binary.LittleEndian.Uint32(r[0:]),
+			EBX:      binary.LittleEndian.Uint32(r[4:]),
+			ECX:      binary.LittleEndian.Uint32(r[8:]),
+			EDX:      binary.LittleEndian.Uint32(r[12:]),
+		})
+	}
+	return out
+}

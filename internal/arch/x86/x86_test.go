@@ -591,3 +591,55 @@ func TestSetLINT(t *testing.T) {
 		t.Errorf("LVT1: got %#x, want 0x400", got)
 	}
 }
+
+// brandOf decodes the brand string leaves of cpuid as a guest reads them.
+func brandOf(cpuid []kvm.CPUIDEntry) string {
+	var b []byte
+	for fn := uint32(0x8000_0002); fn <= 0x8000_0004; fn++ {
+		for _, e := range cpuid {
+			if e.Function == fn {
+				b = le.AppendUint32(b, e.EAX)
+				b = le.AppendUint32(b, e.EBX)
+				b = le.AppendUint32(b, e.ECX)
+				b = le.AppendUint32(b, e.EDX)
+			}
+		}
+	}
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+func TestWithBrandString(t *testing.T) {
+	long := strings.Repeat("x", 60)
+	for _, tc := range []struct {
+		name   string
+		in     []kvm.CPUIDEntry
+		brand  string
+		want   string
+		extMax uint32
+		n      int
+	}{
+		{"added", []kvm.CPUIDEntry{{Function: 0}, {Function: 0x8000_0000, EAX: 0x8000_0001}, {Function: 0x8000_0001}},
+			"AMD EPYC 7R13 Processor", "AMD EPYC 7R13 Processor", 0x8000_0004, 6},
+		{"replaced", []kvm.CPUIDEntry{{Function: 0x8000_0000, EAX: 0x8000_0008}, {Function: 0x8000_0002, EAX: 1}, {Function: 0x8000_0003}, {Function: 0x8000_0004}, {Function: 0x8000_0008}},
+			"Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz", "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz", 0x8000_0008, 5},
+		{"brand leaves before the maximum", []kvm.CPUIDEntry{{Function: 0x8000_0003}, {Function: 0x8000_0000, EAX: 0x8000_0004}},
+			"cpu", "cpu", 0x8000_0004, 4},
+		{"truncated to 47 bytes", []kvm.CPUIDEntry{{Function: 0x8000_0000, EAX: 0x8000_0004}}, long, long[:47], 0x8000_0004, 4},
+		{"no brand", []kvm.CPUIDEntry{{Function: 0x8000_0000, EAX: 0x8000_0001}}, "", "", 0x8000_0001, 1},
+		{"no extended leaves", []kvm.CPUIDEntry{{Function: 0}, {Function: 1}}, "cpu", "", 0, 2},
+	} {
+		out := WithBrandString(tc.in, tc.brand)
+		var ext uint32
+		for _, e := range out {
+			if e.Function == 0x8000_0000 {
+				ext = e.EAX
+			}
+		}
+		if got := brandOf(out); got != tc.want || ext != tc.extMax || len(out) != tc.n {
+			t.Errorf("%s: brand %q, max leaf %#x, %d entries; want %q, %#x, %d", tc.name, got, ext, len(out), tc.want, tc.extMax, tc.n)
+		}
+	}
+}
