@@ -130,6 +130,17 @@ func exercise(b []byte) error {
 // FuzzReader feeds arbitrary bytes to NewReader and every accessor: none may
 // panic, and a file that parses must round-trip its measurements.
 func FuzzReader(f *testing.F) {
+	addTestdataSeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 1<<20 {
+			return
+		}
+		_ = exercise(b)
+	})
+}
+
+// addTestdataSeeds adds every testdata/*.eif to f's seed corpus.
+func addTestdataSeeds(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.eif")
 	for _, p := range files {
 		b, err := os.ReadFile(p)
@@ -138,10 +149,4 @@ func FuzzReader(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if len(b) > 1<<20 {
-			return
-		}
-		_ = exercise(b)
-	})
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -146,14 +144,7 @@ func TestSignErrors(t *testing.T) {
 // signature checks, with PCR0-2 and every section but the signature as
 // they were.
 func FuzzSign(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.eif")
-	for _, p := range files {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	addTestdataSeeds(f)
 	key, cert := testSigner(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 1<<20 {

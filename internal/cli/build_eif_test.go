@@ -54,6 +54,18 @@ func eifInputs(t *testing.T, dir string, n int) (kernel string, ramdisks []strin
 	return kernel, ramdisks, kb, rbs
 }
 
+// buildTestEIF builds an unsigned EIF of a kernel and n ramdisks in dir,
+// named name, with build-eif, and returns its path.
+func buildTestEIF(t *testing.T, dir string, n int, name string) string {
+	t.Helper()
+	kernel, ramdisks, _, _ := eifInputs(t, dir, n)
+	out := filepath.Join(dir, name)
+	if code, _, stderr := runEIFCmd(t, nil, buildArgs(kernel, ramdisks, out)...); code != 0 {
+		t.Fatalf("build-eif: exit %d: %s", code, stderr)
+	}
+	return out
+}
+
 // refPCR is extend(SHA384(data)), written from REFERENCE §2.
 func refPCR(data []byte) string {
 	s := sha512.Sum384(data)

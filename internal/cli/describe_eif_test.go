@@ -18,11 +18,7 @@ func fixEIFCRC(b []byte) {
 
 func TestDescribeEIFErrors(t *testing.T) {
 	dir := t.TempDir()
-	kernel, ramdisks, _, _ := eifInputs(t, dir, 2)
-	good := filepath.Join(dir, "good.eif")
-	if code, _, stderr := runEIFCmd(t, nil, buildArgs(kernel, ramdisks, good)...); code != 0 {
-		t.Fatalf("build-eif: exit %d: %s", code, stderr)
-	}
+	good := buildTestEIF(t, dir, 2, "good.eif")
 	img, _ := os.ReadFile(good)
 	secOff := func(i int) int { return int(binary.BigEndian.Uint64(img[28+8*i:])) }
 	mutate := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), img...)) }

@@ -30,11 +30,7 @@ func describeSigned(t *testing.T, path string) (measurementsJSON, bool) {
 
 func TestSignEIF(t *testing.T) {
 	dir := t.TempDir()
-	kernel, ramdisks, _, _ := eifInputs(t, dir, 2)
-	out := filepath.Join(dir, "app.eif")
-	if code, _, stderr := runEIFCmd(t, nil, buildArgs(kernel, ramdisks, out)...); code != 0 {
-		t.Fatalf("build-eif: exit %d: %s", code, stderr)
-	}
+	out := buildTestEIF(t, dir, 2, "app.eif")
 	os.Chmod(out, 0o640)
 	plain, signed := describeSigned(t, out)
 	if signed || plain.PCR8 != "" {
@@ -75,11 +71,7 @@ func TestSignEIF(t *testing.T) {
 
 func TestSignEIFErrors(t *testing.T) {
 	dir := t.TempDir()
-	kernel, ramdisks, _, _ := eifInputs(t, dir, 1)
-	good := filepath.Join(dir, "good.eif")
-	if code, _, stderr := runEIFCmd(t, nil, buildArgs(kernel, ramdisks, good)...); code != 0 {
-		t.Fatalf("build-eif: exit %d: %s", code, stderr)
-	}
+	good := buildTestEIF(t, dir, 1, "good.eif")
 	keyPath, certPath, _ := writeSigner(t, dir)
 	otherKey, _, _ := writeSigner(t, t.TempDir())
 	notEIF := filepath.Join(dir, "not.eif")
