@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // mustSign signs b with a new test key and returns the copy, its
@@ -185,4 +186,34 @@ func FuzzSign(f *testing.F) {
 			t.Fatalf("sections other than the signature: %d before, %d after; signed %v", had, kept, signed.IsSigned())
 		}
 	})
+}
+
+func TestCheckForLaunch(t *testing.T) {
+	in := newInputs(24, 1)
+	o := in.options()
+	o.Signer, o.Certificate = testSigner(t) // valid 2024-01-02 to 2044-01-02
+	b, _ := mustBuild(t, o)
+	sig, err := mustRead(t, b).Signature()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := *sig
+	tampered.COSESign1 = bytes.Clone(sig.COSESign1)
+	tampered.COSESign1[len(tampered.COSESign1)-1] ^= 1
+	for _, tc := range []struct {
+		name string
+		sig  *Signature
+		at   time.Time
+		want string
+	}{
+		{"valid", sig, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), ""},
+		{"before the certificate", sig, time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC), "valid from 2024-01-02T03:04:05Z"},
+		{"expired certificate", sig, time.Date(2045, 1, 1, 0, 0, 0, 0, time.UTC), "to 2044-01-02T03:04:05Z, not at 2045-01-01"},
+		{"tampered", &tampered, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), "does not verify"},
+	} {
+		err := tc.sig.CheckForLaunch(tc.at)
+		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/veraison/go-cose"
@@ -105,33 +106,60 @@ func decodeSignature(b []byte, off int64, idx int) (*Signature, error) {
 // key and checks that its payload is {register_index: 0, register_value:
 // pcr0}. It returns nil only if both hold.
 func (s *Signature) CheckPCR0(pcr0 []byte) error {
-	var msg cose.UntaggedSign1Message
-	if err := msg.UnmarshalCBOR(s.COSESign1); err != nil {
-		var tagged cose.Sign1Message
-		if err2 := tagged.UnmarshalCBOR(s.COSESign1); err2 != nil {
-			return fmt.Errorf("eif: signature is not a COSE_Sign1: %w", err)
-		}
-		msg = cose.UntaggedSign1Message(tagged)
-	}
-	alg, err := msg.Headers.Protected.Algorithm()
+	payload, err := s.verify()
 	if err != nil {
-		return fmt.Errorf("eif: signature algorithm: %w", err)
-	}
-	v, err := cose.NewVerifier(alg, s.Certificate.PublicKey)
-	if err != nil {
-		return fmt.Errorf("eif: signature verifier: %w", err)
-	}
-	if err := msg.Verify(nil, v); err != nil {
-		return fmt.Errorf("eif: signature does not verify with the signing certificate's key: %w", err)
+		return err
 	}
 	var info pcrInfo
-	if err := cbor.Unmarshal(msg.Payload, &info); err != nil {
+	if err := cbor.Unmarshal(payload, &info); err != nil {
 		return fmt.Errorf("eif: signature payload is not a PCR info map: %w", err)
 	}
 	if info.RegisterIndex != 0 || !bytes.Equal(info.RegisterValue, pcr0) {
 		return fmt.Errorf("eif: signature covers PCR%d = %x, but the image's PCR0 is %x", info.RegisterIndex, info.RegisterValue, pcr0)
 	}
 	return nil
+}
+
+// CheckForLaunch makes nitro-cli's check before it starts a signed EIF
+// (run-enclave's PcrSignatureChecker in image-format src/utils): the
+// COSE_Sign1 signature verifies with the certificate's public key, and
+// the certificate is valid at now. Like nitro-cli, it does not compare
+// the signed PCR0 with the image's; CheckPCR0 does.
+func (s *Signature) CheckForLaunch(now time.Time) error {
+	if _, err := s.verify(); err != nil {
+		return err
+	}
+	c := s.Certificate
+	if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+		return fmt.Errorf("eif: the signing certificate is valid from %s to %s, not at %s",
+			c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// verify checks the COSE_Sign1 signature with the certificate's public key
+// and returns its payload.
+func (s *Signature) verify() ([]byte, error) {
+	var msg cose.UntaggedSign1Message
+	if err := msg.UnmarshalCBOR(s.COSESign1); err != nil {
+		var tagged cose.Sign1Message
+		if err2 := tagged.UnmarshalCBOR(s.COSESign1); err2 != nil {
+			return nil, fmt.Errorf("eif: signature is not a COSE_Sign1: %w", err)
+		}
+		msg = cose.UntaggedSign1Message(tagged)
+	}
+	alg, err := msg.Headers.Protected.Algorithm()
+	if err != nil {
+		return nil, fmt.Errorf("eif: signature algorithm: %w", err)
+	}
+	v, err := cose.NewVerifier(alg, s.Certificate.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("eif: signature verifier: %w", err)
+	}
+	if err := msg.Verify(nil, v); err != nil {
+		return nil, fmt.Errorf("eif: signature does not verify with the signing certificate's key: %w", err)
+	}
+	return msg.Payload, nil
 }
 
 // coseAlgorithm picks the COSE algorithm for an ECDSA key by its curve, as

@@ -171,6 +171,13 @@ func TestBuildReproducible(t *testing.T) {
 // writeSigner writes a P-384 key (SEC 1 PEM) and a self-signed certificate.
 func writeSigner(t *testing.T, dir string) (keyPath, certPath string, certDER []byte) {
 	t.Helper()
+	return writeSignerValid(t, dir, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+}
+
+// writeSignerValid writes a P-384 key and a self-signed certificate valid
+// from notBefore to notAfter into dir as key.pem and cert.pem.
+func writeSignerValid(t *testing.T, dir string, notBefore, notAfter time.Time) (keyPath, certPath string, certDER []byte) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -178,8 +185,8 @@ func writeSigner(t *testing.T, dir string) (keyPath, certPath string, certDER []
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1),
 		Subject:      pkix.Name{CommonName: "signer", Organization: []string{"nitrovm tests"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 	}
 	certDER, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {

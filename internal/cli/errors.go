@@ -50,6 +50,7 @@ const (
 	eBlobsPathNotSet       = 52 // E52 BlobsPathNotSet
 	eHasher                = 57 // E57 HasherError
 	eEnclaveNaming         = 58 // E58 EnclaveNamingError
+	eEIFSignatureChecker   = 59 // E59 EIFSignatureCheckerError
 	eEIFSigning            = 60 // E60 EIFSigningError
 )
 

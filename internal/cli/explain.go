@@ -62,6 +62,7 @@ var nitrovmCauses = map[int]string{
 	eBlobsPathNotSet:       "--blobs or NITRO_CLI_BLOBS names a directory without the blobs build-enclave needs.",
 	eHasher:                "a signing certificate cannot be read for pcr --signing-certificate.",
 	eEnclaveNaming:         "no enclave, or more than one, has this name.",
+	eEIFSignatureChecker:   "run-enclave was given a signed EIF whose signature does not verify with its signing certificate, or whose certificate is not valid now (expired or not yet valid), as nitro-cli checks before it starts one.",
 	eEIFSigning:            "sign-eif could not sign the EIF: no key or certificate, a key that does not match the certificate, an unreadable key, or an EIF that cannot hold a signature.",
 }
 

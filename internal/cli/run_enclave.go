@@ -310,6 +310,8 @@ func lifecycleCode(k enclave.Kind) int {
 		return eConsoleConnection
 	case enclave.KindNaming:
 		return eEnclaveNaming
+	case enclave.KindSignature:
+		return eEIFSignatureChecker
 	}
 	return eUnspecified
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nitrovm/nitrovm/eif"
 	"github.com/nitrovm/nitrovm/internal/enclave/enclavetest"
@@ -343,6 +344,7 @@ func TestLifecycleErrors(t *testing.T) {
 	noCPU := conf("nocpu.json", `{"eif_path":"`+good+`","memory_mib":64}`)
 	bothCPU := conf("both.json", `{"eif_path":"`+good+`","memory_mib":64,"cpu_count":1,"cpu_ids":[1]}`)
 	badJSON := conf("bad.json", `{`)
+	expired := expiredSignedEIF(t, tmp)
 	zeroCPU := conf("zero.json", `{"eif_path":"`+good+`","memory_mib":64,"cpu_count":0}`)
 
 	tests := []struct {
@@ -368,6 +370,7 @@ func TestLifecycleErrors(t *testing.T) {
 		{"bad cid", []string{"run-enclave", "--eif-path", good, "--memory", "64", "--cpu-count", "1", "--enclave-cid", "x"}, 3, "`enclave-cid`"},
 		{"missing eif", []string{"run-enclave", "--eif-path", filepath.Join(tmp, "none.eif"), "--memory", "64", "--cpu-count", "1"}, 19, "[ E19 ]"},
 		{"arm eif", []string{"run-enclave", "--eif-path", arm, "--memory", "64", "--cpu-count", "1"}, 35, "built for aarch64"},
+		{"expired signing certificate", []string{"run-enclave", "--eif-path", expired, "--memory", "64", "--cpu-count", "1"}, 59, "[ E59 ] Invalid signing certificate: eif: the signing certificate is valid from 2020-01-01T00:00:00Z to 2021-01-01T00:00:00Z"},
 		{"kernel panic", []string{"run-enclave", "--eif-path", panics, "--memory", "64", "--cpu-count", "1"}, 36, "[ E36 ] Waiting on enclave to boot failed"},
 		{"bad forward", []string{"run-enclave", "--eif-path", good, "--memory", "64", "--cpu-count", "1", "--forward", "nope"}, 3, "`forward`"},
 		{"bad kms endpoint", []string{"run-enclave", "--eif-path", good, "--memory", "64", "--cpu-count", "1", "--kms-endpoint", "nope"}, 3, "`kms-endpoint` is not HOST:PORT"},
@@ -410,4 +413,16 @@ func TestLifecycleErrors(t *testing.T) {
 	if _, errOut, code := e.run("describe-enclaves"); code != 3 || !strings.Contains(errOut, "NITROVM_CPU_POOL") {
 		t.Errorf("bad CPU pool: got status %d, stderr %q, want 3", code, errOut)
 	}
+}
+
+// expiredSignedEIF builds, in dir, an EIF signed with a certificate that
+// expired in 2021, and returns its path.
+func expiredSignedEIF(t *testing.T, dir string) string {
+	t.Helper()
+	keyPath, certPath, _ := writeSignerValid(t, t.TempDir(), time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC))
+	path := buildTestEIF(t, dir, 1, "expired.eif")
+	if code, _, stderr := runEIFCmd(t, nil, "sign-eif", "--eif-path", path, "--signing-certificate", certPath, "--private-key", keyPath); code != 0 {
+		t.Fatalf("sign-eif: exit %d: %s", code, stderr)
+	}
+	return path
 }

@@ -30,6 +30,7 @@ const (
 	KindConnection                              // E39 EnclaveProcessConnectionFailure
 	KindConsole                                 // E44 EnclaveConsoleConnectionFailure
 	KindNaming                                  // E58 EnclaveNamingError
+	KindSignature                               // E59 EIFSignatureCheckerError
 )
 
 // Error is a lifecycle failure of a known Kind. Msg is the user-facing text,

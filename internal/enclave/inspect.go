@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"time"
 
 	"github.com/nitrovm/nitrovm/eif"
 )
@@ -20,6 +21,17 @@ func InspectEIF(path string) (Image, error) {
 		return Image{}, wrapErr(KindEIF, err, "EIF file parsing error")
 	}
 	defer f.Close()
+	// nitro-cli checks a signed EIF's signature and certificate before it
+	// starts it (E59); an unsigned one is started as it is.
+	if f.IsSigned() {
+		sig, err := f.Signature()
+		if err != nil {
+			return Image{}, wrapErr(KindSignature, err, "Failed to create EIF signature checker")
+		}
+		if err := sig.CheckForLaunch(time.Now()); err != nil {
+			return Image{}, wrapErr(KindSignature, err, "Invalid signing certificate")
+		}
+	}
 	img := Image{Arch: f.Arch().String(), Size: f.Size()}
 	meta, err := f.Metadata()
 	if err != nil {
