@@ -136,39 +136,39 @@ func Build(w io.Writer, opts BuildOptions) (*Measurements, error) {
 	}
 	m := &Measurements{PCR0: d.pcr0, PCR1: d.pcr1, PCR2: d.pcr2}
 	crcRest, lenRest := d.crc, uint64(d.n)
-	var sigSect []byte
 	if signed {
 		sig, err := signatureSection(opts.Signer, opts.Certificate, m.PCR0)
 		if err != nil {
 			return nil, fmt.Errorf("eif: build: %w", err)
 		}
-		sigSect = append(encodeSectionHeader(SectionSignature, uint64(len(sig))), sig...)
+		sigSect := append(encodeSectionHeader(SectionSignature, uint64(len(sig))), sig...)
 		h.offsets[nsec-1], h.sizes[nsec-1] = uint64(off), uint64(len(sig))
 		crcRest = crc32.Update(crcRest, crc32.IEEETable, sigSect)
 		lenRest += uint64(len(sigSect))
 		m.PCR8 = PCR8(opts.Certificate.Raw)
+		segs = append(segs, segment{r: bytesReaderAt(sigSect), n: int64(len(sigSect))})
 	}
-	hb := h.encode()
-	h.crc = crcCombine(crc32.ChecksumIEEE(hb[:offChecksum]), crcRest, lenRest)
-	hb = h.encode()
-
-	bw := bufio.NewWriterSize(w, chunkSize)
-	if _, err := bw.Write(hb); err != nil {
+	if err := writeImage(w, &h, crcRest, lenRest, segs); err != nil {
 		return nil, fmt.Errorf("eif: build: write: %w", err)
+	}
+	return m, nil
+}
+
+// writeImage sets h's CRC-32 from crcRest, the CRC-32 of the lenRest bytes
+// that follow the header, and writes h and then the bytes of segs to w.
+func writeImage(w io.Writer, h *header, crcRest uint32, lenRest uint64, segs []segment) error {
+	h.crc = crcCombine(crc32.ChecksumIEEE(h.encode()[:offChecksum]), crcRest, lenRest)
+	bw := bufio.NewWriterSize(w, chunkSize)
+	if _, err := bw.Write(h.encode()); err != nil {
+		return err
 	}
 	buf := make([]byte, chunkSize)
 	for _, s := range segs {
 		if _, err := io.CopyBuffer(bw, io.NewSectionReader(s.r, s.off, s.n), buf); err != nil {
-			return nil, fmt.Errorf("eif: build: write: %w", err)
+			return err
 		}
 	}
-	if _, err := bw.Write(sigSect); err != nil {
-		return nil, fmt.Errorf("eif: build: write: %w", err)
-	}
-	if err := bw.Flush(); err != nil {
-		return nil, fmt.Errorf("eif: build: write: %w", err)
-	}
-	return m, nil
+	return bw.Flush()
 }
 
 // buildMetadata returns the metadata section, serialized as serde_json

@@ -1,11 +1,9 @@
 package eif
 
 import (
-	"bufio"
 	"crypto"
 	"crypto/x509"
 	"fmt"
-	"hash/crc32"
 	"io"
 )
 
@@ -70,20 +68,7 @@ func (f *File) Sign(w io.Writer, signer crypto.Signer, cert *x509.Certificate) (
 	if err != nil {
 		return nil, fmt.Errorf("eif: sign: read: %w", err)
 	}
-	hb := h.encode()
-	h.crc = crcCombine(crc32.ChecksumIEEE(hb[:offChecksum]), d.crc, uint64(d.n))
-
-	bw := bufio.NewWriterSize(w, chunkSize)
-	if _, err := bw.Write(h.encode()); err != nil {
-		return nil, fmt.Errorf("eif: sign: write: %w", err)
-	}
-	buf := make([]byte, chunkSize)
-	for _, s := range segs {
-		if _, err := io.CopyBuffer(bw, io.NewSectionReader(s.r, s.off, s.n), buf); err != nil {
-			return nil, fmt.Errorf("eif: sign: write: %w", err)
-		}
-	}
-	if err := bw.Flush(); err != nil {
+	if err := writeImage(w, &h, d.crc, uint64(d.n), segs); err != nil {
 		return nil, fmt.Errorf("eif: sign: write: %w", err)
 	}
 	return m, nil
