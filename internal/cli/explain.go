@@ -70,7 +70,8 @@ var nitrovmCauses = map[int]string{
 func parseErrorCode(s string) (int, error) {
 	t := strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(s), "E"), "e")
 	n, err := strconv.Atoi(t)
-	if err != nil || n < 0 || n >= len(nitroCodes) || t == "" || t[0] == '+' || t[0] == '-' {
+	// Atoi takes a sign; "-1" is out of range, "+5" is not a code.
+	if err != nil || n < 0 || n >= len(nitroCodes) || t[0] == '+' {
 		return 0, fmt.Errorf("no such error code %q (nitro-cli's codes are E00 to E%02d)", s, len(nitroCodes)-1)
 	}
 	return n, nil
@@ -78,12 +79,13 @@ func parseErrorCode(s string) (int, error) {
 
 // explainCode returns what code n means, for explain.
 func explainCode(n int) string {
-	head := fmt.Sprintf("E%02d %s: ", n, nitroCodes[n])
+	code := fmt.Sprintf("E%02d", n)
+	head := code + " " + nitroCodes[n] + ": "
 	if cause, ok := nitrovmCauses[n]; ok {
 		return head + "nitrovm returns it when " + cause
 	}
 	return head + "a nitro-cli error that nitrovm never returns (nitrovm has no such step). " +
-		"nitro-cli's description: https://docs.aws.amazon.com/enclaves/latest/user/cli-errors.html#" + fmt.Sprintf("E%02d", n)
+		"nitro-cli's description: https://docs.aws.amazon.com/enclaves/latest/user/cli-errors.html#" + code
 }
 
 // newExplainCmd returns "explain": nitro-cli's explain, which describes an
