@@ -2,6 +2,12 @@
 # `make demo` (the main job) and `make test` (everything CI runs).
 
 GO       ?= go
+# go.mod names the Go release nitrovm is built with; where the installed go
+# is older, GOTOOLCHAIN=auto has it fetch that release from the module proxy
+# (go.dev/doc/toolchain). Some installs default to local; this overrides that
+# unless GOTOOLCHAIN is set in the environment.
+GOTOOLCHAIN ?= auto
+export GOTOOLCHAIN
 BIN      := bin/nitrovm
 GOFLAGS  := -trimpath
 export CGO_ENABLED := 0
@@ -21,7 +27,7 @@ build:
 test: lint unit e2e
 
 lint:
-	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
+	@gofmt="$$($(GO) env GOROOT)/bin/gofmt"; test -z "$$($$gofmt -l .)" || { echo "gofmt needed on:"; $$gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) run ./internal/tools/checkunsafe ./...
 

@@ -49,7 +49,7 @@
 # AB_NESTED_ARGS extra flags of `nitrovm nested` (e.g. '--cpus 1').
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
+export PATH="/usr/local/go/bin:$PATH" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0
 
 workloads="boot" rounds=10 sessions=1 out="" stimeout=12m extra="" ccn=8 ccc=2
 while [[ $# -gt 0 ]]; do

@@ -16,7 +16,7 @@ trap 'rm -rf "$work"' EXIT
 
 bin=${NITROVM_BIN:-$work/nitrovm}
 if [[ -z ${NITROVM_BIN:-} ]]; then
-	(cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$bin" ./cmd/nitrovm)
+	(cd "$root" && CGO_ENABLED=0 GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" go build -trimpath -o "$bin" ./cmd/nitrovm)
 fi
 
 # A nitro-cli-shaped image: 8 MiB kernel, 4 MiB bootstrap ramdisk, the rest

@@ -16,7 +16,7 @@
 # Usage: scripts/bench-kms.sh [--duration 5s] [--rounds 3] [--conns 4]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
+export PATH="/usr/local/go/bin:$PATH" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0
 
 # The version go-partial.tsv lists; change both together.
 LOCALKMS=github.com/nsmithuk/local-kms@v0.0.0-20260228092603-2a5e92d09ab6

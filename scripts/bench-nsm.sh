@@ -9,7 +9,7 @@
 # Usage: scripts/bench-nsm.sh [--host-only] [--benchtime 3s] [--nsm N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
+export PATH="/usr/local/go/bin:$PATH" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0
 
 host_only=0 benchtime=3s nsmn=200
 while [[ $# -gt 0 ]]; do

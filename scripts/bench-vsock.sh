@@ -26,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/l1qemu.sh
-export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
+export PATH="/usr/local/go/bin:$PATH" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0
 
 parts="vsock nsm" mib=32 runs=2 rounds=3 nsmn=200 conns=100
 while [[ $# -gt 0 ]]; do

@@ -23,7 +23,7 @@
 # turns (as NITROVM_E2E_LOCK does for scripts/e2e.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
+export PATH="/usr/local/go/bin:$PATH" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0
 
 summary_only=0
 if [[ ${1:-} == --summary ]]; then

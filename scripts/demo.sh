@@ -23,7 +23,7 @@
 # Outputs (demo.eif, image tar, attestation document, logs) go to bin/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/usr/local/go/bin:$PATH"
+export PATH="/usr/local/go/bin:$PATH" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 export CGO_ENABLED=0
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
 

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 if [ -n "${NITROVM_E2E_LOCK:-}" ] && [ -z "${NITROVM_E2E_LOCKED:-}" ]; then
 	exec env NITROVM_E2E_LOCKED=1 flock "$NITROVM_E2E_LOCK" bash "$0" "$@"
 fi
-export PATH="/usr/local/go/bin:$PATH"
+export PATH="/usr/local/go/bin:$PATH" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 export CGO_ENABLED=0
 
 t0=$(date +%s)

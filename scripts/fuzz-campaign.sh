@@ -5,7 +5,7 @@
 # Logs: /tmp/fuzz-<target>.log; the summary (execs, result) on stdout.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
+export PATH="/usr/local/go/bin:$PATH" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0
 t=${1:-10m}
 targets=(
 	"FuzzQueue ./internal/devices/virtio"

@@ -13,7 +13,7 @@ BZIMAGE=$2
 OUT=$3
 mkdir -p "$OUT"
 W=$(mktemp -d)
-CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$W/rd0/init" ./guest/init
+CGO_ENABLED=0 GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" go build -trimpath -ldflags='-s -w' -o "$W/rd0/init" ./guest/init
 mkdir -p "$W/rd0/dev"
 (cd "$W/rd0" && find . | cpio -o -H newc --quiet >"$W/rd0.cpio")
 for x in a b; do

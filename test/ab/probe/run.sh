@@ -10,7 +10,7 @@
 # "system" means /usr/bin. Default: system. Takes the nested lock per L1.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0
+export PATH="/usr/local/go/bin:$PATH" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0
 probe=$1; shift
 [[ -f test/ab/probe/$probe ]] || { echo "run.sh: no probe $probe" >&2; exit 2; }
 [[ $# -gt 0 ]] || set -- system
