@@ -126,12 +126,16 @@ func vsockDialer(cid uint32) dialer {
 // dialRetry dials until it succeeds or wait has passed.
 func dialRetry(d dialer, port uint32, wait time.Duration) (net.Conn, error) {
 	c, _, err := dialCounting(d, port, wait)
-	return c, err
+	if c != nil {
+		return c, nil // err is a refusal that a later dial overcame
+	}
+	return nil, err
 }
 
 // dialCounting is dialRetry that also returns how many dials failed
-// before the one that succeeded, and the last failure's error (with a nil
-// connection: the error that ended the wait).
+// before the one that succeeded. Its error is the last failure's, also
+// when a connection is returned: then it is the last refusal before the
+// dial that succeeded, not a failure of the call.
 func dialCounting(d dialer, port uint32, wait time.Duration) (net.Conn, int, error) {
 	deadline := time.Now().Add(wait)
 	failed, lastErr := 0, error(nil)
