@@ -14,7 +14,10 @@
 #          its counters) is still there when they are read: reading them at
 #          "done" raced with the reboot that follows it.
 # nitrovm's own count (boot --stats, KVM_GET_STATS_FD, at VM end) is shown
-# beside it as a cross-check.
+# beside it as a cross-check. Also printed: each round's time ratio, and the
+# exits other than port I/O (nearly all of which is the polled 16550 console,
+# the same guest bytes under both VMMs: docs/benchmarks.md, "Exits to init:
+# the console's floor").
 # QEMU's guest gets reboot=t: its keyboard-controller reset hangs microvm
 # when nested.
 # Usage: scripts/bench-boot.sh [ROUNDS]   (default 5)
@@ -91,13 +94,15 @@ chmod +x "$work/bench.sh"
 awk '
 function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n; i++) if (index(f[i], key "=") == 1) return substr(f[i], length(key) + 2); return "" }
 /^BENCH exits-/ { v = substr($2, 7); for (k = 1; k <= nk; k++) e[v, keys[k]] += kv($0, keys[k]); ne[v]++ }
-/^BENCH (nitrovm|qemu) [0-9]/ { s[$2] += $3; n[$2]++ }
+/^BENCH (nitrovm|qemu) [0-9]/ { s[$2] += $3; n[$2]++; r[$2, n[$2]] = $3 }
 /^BENCHSTATS nitrovm/ { if (match($0, /"exits":\{[^}]*"exits":[0-9]+/)) { t = substr($0, RSTART, RLENGTH); sub(/.*"exits":/, "", t); se += t; ns++ } }
 BEGIN { nk = split("exits io_exits mmio_exits halt_exits irq_window_exits irq_exits insn_emulation signal_exits", keys, " ") }
 END {
 	if (!n["nitrovm"] || !n["qemu"]) { print "bench-boot: missing results"; exit 1 }
 	a = s["nitrovm"] / n["nitrovm"]; b = s["qemu"] / n["qemu"]
 	printf "boot-to-init (nested, mean of %d): nitrovm %.2f s, qemu microvm %.2f s, ratio nitrovm/qemu %.2f\n", n["nitrovm"], a, b, a / b
+	for (i = 1; i <= n["nitrovm"] && i <= n["qemu"]; i++) rounds = rounds sprintf(" %.2f", r["nitrovm", i] / r["qemu", i])
+	printf "  per round, nitrovm/qemu:%s\n", rounds
 	if (ne["nitrovm"] && ne["qemu"]) {
 		for (k = 1; k <= nk; k++) {
 			x = e["nitrovm", keys[k]] / ne["nitrovm"]; y = e["qemu", keys[k]] / ne["qemu"]
@@ -106,6 +111,8 @@ END {
 		x = e["nitrovm", "exits"] / ne["nitrovm"]; y = e["qemu", "exits"] / ne["qemu"]
 		printf "exits-to-init (L1 KVM counters, mean of %d): nitrovm %.0f, qemu microvm %.0f, ratio nitrovm/qemu %.2f\n", ne["nitrovm"], x, y, x / y
 		printf "  by reason, nitrovm/qemu:%s\n", line
+		x -= e["nitrovm", "io_exits"] / ne["nitrovm"]; y -= e["qemu", "io_exits"] / ne["qemu"]
+		if (y > 0) printf "exits-to-init other than port I/O (nearly all port I/O is the polled console): nitrovm %.0f, qemu microvm %.0f, ratio nitrovm/qemu %.2f\n", x, y, x / y
 	} else print "exits-to-init: no KVM debugfs counters in L1"
 	if (ns) printf "  nitrovm boot --stats (whole run, to VM end): %.0f exits, mean of %d\n", se / ns, ns
 }' "$work/out"
