@@ -46,6 +46,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nitrovm/nitrovm/eif"
 	"github.com/nitrovm/nitrovm/internal/e2elog"
 	"github.com/nitrovm/nitrovm/internal/nested"
 	"github.com/nitrovm/nitrovm/internal/vmm"
@@ -172,6 +173,44 @@ func (e *testEnv) goBuild(t *testing.T, pkg, name string) string {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return out
+}
+
+// demoEIF builds demo/hello into an image tagged tag (demo/mkimage, docker
+// save format) and an EIF named name from it with build-enclave, the
+// tests' guest kernel and guest/init, plus args; env is added to
+// build-enclave's environment. It returns the EIF's path.
+func (e *testEnv) demoEIF(t *testing.T, name, tag string, env []string, args ...string) string {
+	t.Helper()
+	hello := e.goBuild(t, "./demo/hello", "hello-app")
+	mkimage := e.goBuild(t, "./demo/mkimage", "mkimage")
+	init := e.goBuild(t, "./guest/init", "init")
+	tarPath := filepath.Join(e.tmp, name+".tar")
+	if b, err := exec.Command(mkimage, "-binary", hello, "-output", tarPath, "-tag", tag).CombinedOutput(); err != nil {
+		t.Fatalf("mkimage: %v\n%s", err, b)
+	}
+	eifPath := filepath.Join(e.tmp, name+".eif")
+	build := exec.Command(e.nitrovm, append([]string{"build-enclave", "--docker-uri", tag, "--image-tar", tarPath,
+		"--kernel", e.guestKernel, "--init", init, "--output-file", eifPath}, args...)...)
+	build.Env = append(os.Environ(), env...)
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("nitrovm build-enclave %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	return eifPath
+}
+
+// measureEIF returns the measurements of the EIF at path.
+func measureEIF(t *testing.T, path string) *eif.Measurements {
+	t.Helper()
+	f, err := eif.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := f.Measure()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // ramdisk returns a cpio archive with testinit as /init.

@@ -9,13 +9,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nitrovm/nitrovm/eif"
 	"github.com/nitrovm/nitrovm/kms"
 )
 
@@ -29,33 +27,12 @@ import (
 // denied (AccessDeniedException) on the same path.
 func TestKMS(t *testing.T) {
 	e := setup(t)
-	hello := e.goBuild(t, "./demo/hello", "hello")
 	parent := e.goBuild(t, "./demo/parent", "parent")
-	mkimage := e.goBuild(t, "./demo/mkimage", "mkimage")
-	init := e.goBuild(t, "./guest/init", "init")
 
 	// The image, and the EIF trusting this test's CA.
-	tarPath := filepath.Join(e.tmp, "hello.tar")
-	if b, err := exec.Command(mkimage, "-binary", hello, "-output", tarPath, "-tag", "nitrovm-e2e/kms:latest").CombinedOutput(); err != nil {
-		t.Fatalf("mkimage: %v\n%s", err, b)
-	}
 	state := filepath.Join(e.tmp, "state")
-	eifPath := filepath.Join(e.tmp, "kms.eif")
-	build := exec.Command(e.nitrovm, "build-enclave", "--docker-uri", "nitrovm-e2e/kms:latest", "--image-tar", tarPath,
-		"--kernel", e.guestKernel, "--init", init, "--output-file", eifPath, "--trust-local-ca")
-	build.Env = append(os.Environ(), "NITROVM_STATE_DIR="+state)
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("nitrovm build-enclave --trust-local-ca: %v\n%s", err, b)
-	}
-	f, err := eif.Open(eifPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := f.Measure()
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eifPath := e.demoEIF(t, "kms", "nitrovm-e2e/kms:latest", []string{"NITROVM_STATE_DIR=" + state}, "--trust-local-ca")
+	m := measureEIF(t, eifPath)
 
 	// The parent's side: two keys in the key store run-enclave --kms will
 	// use, one for this PCR0, one for another image's; a secret under each.

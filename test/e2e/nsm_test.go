@@ -72,15 +72,7 @@ func TestNSM(t *testing.T) {
 	tools := e.goBuild(t, "./test/e2e/l1tools", "l1tools")
 	s := e.newSession(t)
 	hostEIF := nsmEIF(t, e)
-	f, err := eif.Open(hostEIF)
-	if err != nil {
-		t.Fatal(err)
-	}
-	meas, err := f.Measure()
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	meas := measureEIF(t, hostEIF)
 	// PCR3 and PCR4 computed here, not by nitrovm's code: SHA-384 of 48
 	// zero bytes followed by the role ARN's or instance ID's bytes, as AWS
 	// documents them (PCR3's published example is checked in package eif).

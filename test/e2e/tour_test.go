@@ -5,14 +5,10 @@ package e2e
 import (
 	"encoding/hex"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nitrovm/nitrovm/eif"
 )
 
 // TestTour runs steps 2-4 of the README's five-minute tour as written, in
@@ -27,31 +23,10 @@ import (
 // tests' heartbeat timeout, as elsewhere under TCG.
 func TestTour(t *testing.T) {
 	e := setup(t)
-	hello := e.goBuild(t, "./demo/hello", "hello-app")
 	parent := e.goBuild(t, "./demo/parent", "parent")
-	mkimage := e.goBuild(t, "./demo/mkimage", "mkimage")
-	init := e.goBuild(t, "./guest/init", "init")
 	tools := e.goBuild(t, "./test/e2e/l1tools", "l1tools")
-
-	tarPath := filepath.Join(e.tmp, "hello.tar")
-	if b, err := exec.Command(mkimage, "-binary", hello, "-output", tarPath).CombinedOutput(); err != nil {
-		t.Fatalf("mkimage: %v\n%s", err, b)
-	}
-	eifPath := filepath.Join(e.tmp, "hello.eif")
-	if b, err := exec.Command(e.nitrovm, "build-enclave", "--docker-uri", "nitrovm-demo/hello:latest", "--image-tar", tarPath,
-		"--kernel", e.guestKernel, "--init", init, "--output-file", eifPath).CombinedOutput(); err != nil {
-		t.Fatalf("nitrovm build-enclave: %v\n%s", err, b)
-	}
-	f, err := eif.Open(eifPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := f.Measure()
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcr0 := hex.EncodeToString(m.PCR0)
+	eifPath := e.demoEIF(t, "hello", "nitrovm-demo/hello:latest", nil)
+	pcr0 := hex.EncodeToString(measureEIF(t, eifPath).PCR0)
 
 	s := e.newSession(t)
 	// start MODE: step 2 (the parent first, then run-enclave) and the
