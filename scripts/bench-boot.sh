@@ -94,14 +94,13 @@ chmod +x "$work/bench.sh"
 awk '
 function kv(line, key,   i, f, n) { n = split(line, f, " "); for (i = 1; i <= n; i++) if (index(f[i], key "=") == 1) return substr(f[i], length(key) + 2); return "" }
 /^BENCH exits-/ { v = substr($2, 7); for (k = 1; k <= nk; k++) e[v, keys[k]] += kv($0, keys[k]); ne[v]++ }
-/^BENCH (nitrovm|qemu) [0-9]/ { s[$2] += $3; n[$2]++; r[$2, n[$2]] = $3 }
+/^BENCH (nitrovm|qemu) [0-9]/ { s[$2] += $3; n[$2]++; if ($2 == "nitrovm") last = $3; else if (last != "") { rounds = rounds sprintf(" %.2f", last / $3); last = "" } }
 /^BENCHSTATS nitrovm/ { if (match($0, /"exits":\{[^}]*"exits":[0-9]+/)) { t = substr($0, RSTART, RLENGTH); sub(/.*"exits":/, "", t); se += t; ns++ } }
 BEGIN { nk = split("exits io_exits mmio_exits halt_exits irq_window_exits irq_exits insn_emulation signal_exits", keys, " ") }
 END {
 	if (!n["nitrovm"] || !n["qemu"]) { print "bench-boot: missing results"; exit 1 }
 	a = s["nitrovm"] / n["nitrovm"]; b = s["qemu"] / n["qemu"]
 	printf "boot-to-init (nested, mean of %d): nitrovm %.2f s, qemu microvm %.2f s, ratio nitrovm/qemu %.2f\n", n["nitrovm"], a, b, a / b
-	for (i = 1; i <= n["nitrovm"] && i <= n["qemu"]; i++) rounds = rounds sprintf(" %.2f", r["nitrovm", i] / r["qemu", i])
 	printf "  per round, nitrovm/qemu:%s\n", rounds
 	if (ne["nitrovm"] && ne["qemu"]) {
 		for (k = 1; k <= nk; k++) {
