@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nitrovm/nitrovm/eif"
+	"github.com/nitrovm/nitrovm/internal/enclave"
 	"github.com/nitrovm/nitrovm/internal/jail"
 	"github.com/nitrovm/nitrovm/internal/timerslack"
 	"github.com/nitrovm/nitrovm/internal/vmm"
@@ -105,12 +106,16 @@ func runBoot(cmd *cobra.Command, env Env, o bootOptions) error {
 	if err != nil {
 		return usageError{fmt.Errorf("boot: --seccomp-action: %w", err)}
 	}
+	vcpuCPUs, err := enclave.VCPUCPUs(env.getenv)
+	if err != nil {
+		return usageError{fmt.Errorf("boot: %w", err)}
+	}
 	if env.getenv("NITROVM_SKIP_HOST_CHECK") != "1" {
 		if err := vmm.CheckHost(); err != nil {
 			return err
 		}
 	}
-	cfg := vmm.Config{MemoryMiB: mib, CPUs: o.cpus, Logger: env.logger()}
+	cfg := vmm.Config{MemoryMiB: mib, CPUs: o.cpus, Logger: env.logger(), VCPUCPUs: vcpuCPUs}
 	// run-enclave's supervisor inherits the VMM's timer slack from the
 	// thread that starts it; boot's runtime threads already run.
 	if !env.InProcess {

@@ -68,16 +68,19 @@ func TestBootUsage(t *testing.T) {
 	tests := []struct {
 		args []string
 		want string
+		vars map[string]string
 	}{
-		{[]string{"boot"}, "exactly one of --eif-path and --kernel"},
-		{[]string{"boot", "--kernel", "k", "--eif-path", "e"}, "exactly one of"},
-		{[]string{"boot", "--eif-path", "e", "--initrd", "i"}, "--initrd goes with --kernel"},
-		{[]string{"boot", "--kernel", "k", "--memory", "lots"}, "--memory"},
-		{[]string{"boot", "--kernel", "k", "--cpu-count", "0"}, "--cpu-count 0"},
+		{[]string{"boot"}, "exactly one of --eif-path and --kernel", nil},
+		{[]string{"boot", "--kernel", "k", "--eif-path", "e"}, "exactly one of", nil},
+		{[]string{"boot", "--eif-path", "e", "--initrd", "i"}, "--initrd goes with --kernel", nil},
+		{[]string{"boot", "--kernel", "k", "--memory", "lots"}, "--memory", nil},
+		{[]string{"boot", "--kernel", "k", "--cpu-count", "0"}, "--cpu-count 0", nil},
+		{[]string{"boot", "--kernel", "k"}, "NITROVM_VCPU_CPUS: invalid CPU list entry \"one\"", map[string]string{"NITROVM_VCPU_CPUS": "one"}},
+		{[]string{"boot", "--kernel", "k"}, "NITROVM_VCPU_CPUS: invalid CPU list interval \"3-1\"", map[string]string{"NITROVM_VCPU_CPUS": "3-1"}},
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer
-		code := Run(context.Background(), append([]string{"nitrovm"}, tt.args...), Env{Stderr: &stderr})
+		code := Run(context.Background(), append([]string{"nitrovm"}, tt.args...), Env{Stderr: &stderr, Getenv: func(k string) string { return tt.vars[k] }})
 		if code != 2 || !strings.Contains(stderr.String(), tt.want) {
 			t.Errorf("%v: got %d %q, want 2 and %q", tt.args, code, stderr.String(), tt.want)
 		}

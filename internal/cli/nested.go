@@ -26,6 +26,7 @@ func newNestedCmd(env Env) *cobra.Command {
 		kernelLog    bool
 		asInit       bool
 		onCPU0       bool
+		vcpusOff     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "nested [flags] -- COMMAND [ARG...]",
@@ -51,6 +52,9 @@ scripts/kernel/l1-kernel.sh once. Example:
 			}
 			if len(args) == 0 {
 				return usageError{errors.New("nested: missing COMMAND (nitrovm nested [flags] -- COMMAND...)")}
+			}
+			if onCPU0 && vcpusOff {
+				return usageError{errors.New("nested: --command-on-cpu0 and --only-vcpus-off-cpu0 exclude each other")}
 			}
 			if err := nested.ValidateEnv(envs); err != nil {
 				return usageError{fmt.Errorf("%w (--env K=V)", err)}
@@ -87,12 +91,13 @@ scripts/kernel/l1-kernel.sh once. Example:
 				CPUs:      cpus,
 				// CommandOnCPU0 is false by default: QEMU's IGNNE race
 				// (l1init.commandCPUs) reaches guests on CPU 0 only.
-				CommandOnCPU0: onCPU0,
-				Timeout:       timeout,
-				Output:        env.Stdout,
-				Logger:        env.logger(),
-				CacheDir:      nested.DefaultCacheDir(getenv),
-				KernelLog:     kernelLog,
+				CommandOnCPU0:    onCPU0,
+				OnlyVCPUsOffCPU0: vcpusOff,
+				Timeout:          timeout,
+				Output:           env.Stdout,
+				Logger:           env.logger(),
+				CacheDir:         nested.DefaultCacheDir(getenv),
+				KernelLog:        kernelLog,
 				// L1's kernel console is a serial port of its own,
 				// shown with --kernel-log only: mixed into a caller's
 				// 2>&1 it could split the command's output lines.
@@ -115,6 +120,7 @@ scripts/kernel/l1-kernel.sh once. Example:
 	fl.IntVar(&memory, "memory", nested.DefaultMemoryMiB, "RAM of the nested VM in MiB")
 	fl.IntVar(&cpus, "cpus", nested.DefaultCPUs, "vCPUs of the nested VM (COMMAND runs on all but CPU 0 unless --command-on-cpu0)")
 	fl.BoolVar(&onCPU0, "command-on-cpu0", false, "let COMMAND and its guests run on the nested VM's CPU 0 too (QEMU's TCG then corrupts guests on it at random; see docs/nested.md)")
+	fl.BoolVar(&vcpusOff, "only-vcpus-off-cpu0", false, "keep only nitrovm's vCPU threads off the nested VM's CPU 0 (NITROVM_VCPU_CPUS), so its device threads may use CPU 0; for commands that start no other VMM")
 	fl.StringArrayVar(&files, "file", nil, "copy HOSTPATH to L1PATH in the nested VM (L1PATH=HOSTPATH, repeatable)")
 	fl.StringArrayVar(&envs, "env", nil, "set K=V in COMMAND's environment (repeatable)")
 	fl.DurationVar(&timeout, "timeout", nested.DefaultTimeout, "give up after this long")

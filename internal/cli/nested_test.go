@@ -43,3 +43,12 @@ func TestNestedEnvFlag(t *testing.T) {
 		})
 	}
 }
+
+func TestNestedCPU0Flags(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), []string{"nitrovm", "nested", "--nitrovm", "/nonexistent/nitrovm", "--command-on-cpu0", "--only-vcpus-off-cpu0", "--", "true"},
+		Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }})
+	if want := "--command-on-cpu0 and --only-vcpus-off-cpu0 exclude each other"; code != 2 || !strings.Contains(errb.String(), want) {
+		t.Errorf("got %d %q, want 2 and %q", code, errb.String(), want)
+	}
+}

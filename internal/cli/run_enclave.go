@@ -262,6 +262,11 @@ func lifecycleManager(env Env) (*enclave.Manager, error) {
 			return nil, nitroErr(eInvalidArgument, fmt.Errorf("%s: %w", enclave.CPUPoolEnv, err))
 		}
 	}
+	// The supervisor reads this too; a bad value is the user's to fix
+	// before an enclave is started.
+	if _, err := enclave.VCPUCPUs(env.getenv); err != nil {
+		return nil, nitroErr(eInvalidArgument, err)
+	}
 	return &enclave.Manager{
 		Store:           enclave.Store{Dir: enclave.DefaultStateDir(env.Getenv, os.Getuid())},
 		Logger:          env.logger(),

@@ -413,6 +413,12 @@ func TestLifecycleErrors(t *testing.T) {
 	if _, errOut, code := e.run("describe-enclaves"); code != 3 || !strings.Contains(errOut, "NITROVM_CPU_POOL") {
 		t.Errorf("bad CPU pool: got status %d, stderr %q, want 3", code, errOut)
 	}
+	e.vars["NITROVM_CPU_POOL"] = "1-16"
+	e.vars["NITROVM_VCPU_CPUS"] = "1,x"
+	if _, errOut, code := e.run("run-enclave", "--eif-path", "none.eif", "--cpu-count", "2", "--memory", "128"); code != 3 || !strings.Contains(errOut, "NITROVM_VCPU_CPUS: invalid CPU list entry") {
+		t.Errorf("bad vCPU CPUs: got status %d, stderr %q, want 3", code, errOut)
+	}
+	delete(e.vars, "NITROVM_VCPU_CPUS")
 }
 
 // expiredSignedEIF builds, in dir, an EIF signed with a certificate that

@@ -18,7 +18,11 @@ func newSuperviseCmd(env Env) *cobra.Command {
 		Short:  "Internal: the detached process that owns one enclave",
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var launcher enclave.Launcher = enclave.VMLauncher{}
+			cpus, err := enclave.VCPUCPUs(env.getenv)
+			if err != nil {
+				return err
+			}
+			var launcher enclave.Launcher = enclave.VMLauncher{VCPUCPUs: cpus}
 			if env.Launcher != nil {
 				launcher = env.Launcher
 			}

@@ -71,6 +71,38 @@ func TestParseCPUPool(t *testing.T) {
 	}
 }
 
+func TestVCPUCPUs(t *testing.T) {
+	tests := []struct {
+		val     string
+		want    []int
+		wantErr string
+	}{
+		{"", nil, ""},
+		{"  ", nil, ""},
+		{"1-2", []int{1, 2}, ""},
+		{"4,1-2", []int{1, 2, 4}, ""},
+		{"1,x", nil, "NITROVM_VCPU_CPUS: invalid CPU list entry \"x\""},
+		{"2-1", nil, "NITROVM_VCPU_CPUS: invalid CPU list interval"},
+	}
+	for _, tt := range tests {
+		got, err := VCPUCPUs(func(k string) string {
+			if k == VCPUCPUsEnv {
+				return tt.val
+			}
+			return ""
+		})
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("VCPUCPUs(%q) error = %v, want %q", tt.val, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("VCPUCPUs(%q) = %v, %v, want %v", tt.val, got, err, tt.want)
+		}
+	}
+}
+
 func TestCheckOptions(t *testing.T) {
 	ok := RunOptions{EIFPath: "a.eif", MemoryMiB: 512, CPUCount: 2}
 	tests := []struct {

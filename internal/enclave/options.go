@@ -39,7 +39,31 @@ const (
 	// CPUPoolEnv names the environment variable that sets the CPU pool in
 	// nitro-cli's allocator syntax, e.g. "1-3,6".
 	CPUPoolEnv = "NITROVM_CPU_POOL"
+	// VCPUCPUsEnv names the environment variable that keeps the vCPU
+	// threads of every VM nitrovm boots on these host CPUs, in the same
+	// syntax ("1-2"); the VMM's other threads (devices, vsock, NSM) may
+	// run anywhere. Unset, vCPU threads run wherever the process may.
+	// Nested runs set it to keep guests off L1's CPU 0 (package nested).
+	VCPUCPUsEnv = "NITROVM_VCPU_CPUS"
 )
+
+// VCPUCPUs returns the host CPUs VCPUCPUsEnv names in getenv's
+// environment, or nil when it is unset or empty.
+func VCPUCPUs(getenv func(string) string) ([]int, error) {
+	s := getenv(VCPUCPUsEnv)
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	ids, err := ParseCPUPool(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", VCPUCPUsEnv, err)
+	}
+	cpus := make([]int, len(ids))
+	for i, id := range ids {
+		cpus[i] = int(id)
+	}
+	return cpus, nil
+}
 
 // RunOptions is a run-enclave request.
 type RunOptions struct {
@@ -125,12 +149,12 @@ func ParseCPUPool(s string) ([]uint32, error) {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := strconv.ParseUint(lo, 10, 32)
 		if err != nil {
-			return nil, fmt.Errorf("invalid CPU pool entry %q", part)
+			return nil, fmt.Errorf("invalid CPU list entry %q", part)
 		}
 		b := a
 		if isRange {
 			if b, err = strconv.ParseUint(hi, 10, 32); err != nil || b < a || b-a > 4096 {
-				return nil, fmt.Errorf("invalid CPU pool interval %q", part)
+				return nil, fmt.Errorf("invalid CPU list interval %q", part)
 			}
 		}
 		for c := a; c <= b; c++ {
@@ -138,7 +162,7 @@ func ParseCPUPool(s string) ([]uint32, error) {
 		}
 	}
 	if len(seen) == 0 {
-		return nil, fmt.Errorf("empty CPU pool %q", s)
+		return nil, fmt.Errorf("empty CPU list %q", s)
 	}
 	ids := make([]uint32, 0, len(seen))
 	for c := range seen {

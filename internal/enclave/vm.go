@@ -30,6 +30,9 @@ type VMLauncher struct {
 	// KMSStateDir is the key store of Spec.KMS's local KMS; "" means
 	// kms.DefaultDir.
 	KMSStateDir string
+	// VCPUCPUs are the host CPUs the VM's vCPU threads may run on
+	// (vmm.Config.VCPUCPUs, VCPUCPUsEnv); nil means anywhere.
+	VCPUCPUs []int
 }
 
 // startKMS starts the enclave's local KMS on a loopback TLS port and
@@ -163,8 +166,9 @@ func (l VMLauncher) Launch(ctx context.Context, spec Spec) (_ Instance, err erro
 	vm, err := vmm.Build(ctx, vmm.Config{
 		Kernel: kernel, KernelSize: kernel.Size(), Cmdline: cmdline, Initrd: f.Ramdisks(),
 		MemoryMiB: spec.MemoryMiB, CPUs: len(spec.CPUIDs), Console: spec.Console,
-		Devices: []virtio.Device{vdev, ndev},
-		Logger:  logger.With("part", "vmm"),
+		Devices:  []virtio.Device{vdev, ndev},
+		Logger:   logger.With("part", "vmm"),
+		VCPUCPUs: l.VCPUCPUs,
 	})
 	if err != nil {
 		return nil, wrapErr(KindBoot, err, "build VM")

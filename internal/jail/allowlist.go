@@ -94,8 +94,14 @@ func Policy(deny seccomp.Action) seccomp.Policy {
 	clone := seccomp.NameWithConditions{Name: "clone", Conditions: seccomp.ArgumentConditions{
 		{Argument: 0, Operation: seccomp.BitsSet, Value: unix.CLONE_THREAD},
 	}}
+	// The calling thread's own CPU affinity only (pid 0): a vCPU thread
+	// confines itself to the VM's vCPU CPUs when it starts
+	// (vmm.Config.VCPUCPUs).
+	setaffinity := seccomp.NameWithConditions{Name: "sched_setaffinity", Conditions: seccomp.ArgumentConditions{
+		{Argument: 0, Operation: seccomp.Equal, Value: 0},
+	}}
 	var cond []seccomp.NameWithConditions
-	cond = append(cond, clone)
+	cond = append(cond, clone, setaffinity)
 	for _, f := range socketFamilies {
 		cond = append(cond, seccomp.NameWithConditions{Name: "socket", Conditions: seccomp.ArgumentConditions{
 			{Argument: 0, Operation: seccomp.Equal, Value: f},
@@ -128,7 +134,7 @@ func Policy(deny seccomp.Action) seccomp.Policy {
 // AllowedSyscalls returns the number of syscalls the filter allows (with
 // or without argument conditions), for logs and docs.
 func AllowedSyscalls() int {
-	n := 3 // clone, socket, ioctl
+	n := 4 // clone, sched_setaffinity, socket, ioctl
 	for _, g := range allowlist {
 		n += len(g.names)
 	}

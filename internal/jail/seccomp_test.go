@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -85,6 +86,15 @@ func child(mode string) int {
 		var si unix.Sysinfo_t
 		err := unix.Sysinfo(&si)
 		fmt.Println("sysinfo:", err)
+		// A thread may set its own affinity (pid 0), not another's.
+		runtime.LockOSThread()
+		var set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &set); err != nil {
+			fmt.Println("sched_getaffinity:", err)
+			return 1
+		}
+		fmt.Println("setaffinity self:", unix.SchedSetaffinity(0, &set))
+		fmt.Println("setaffinity by pid:", unix.SchedSetaffinity(unix.Getpid(), &set))
 	}
 	return 0
 }
@@ -125,6 +135,11 @@ func TestSeccompErrno(t *testing.T) {
 	out, err := runChild(t, "errno")
 	if err != nil || !strings.Contains(out, "sysinfo: operation not permitted") {
 		t.Fatalf("got %v, want sysinfo to fail with EPERM; output:\n%s", err, out)
+	}
+	for _, want := range []string{"setaffinity self: <nil>", "setaffinity by pid: operation not permitted"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the child's output:\n%s", want, out)
+		}
 	}
 }
 

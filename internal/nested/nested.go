@@ -127,6 +127,10 @@ type Options struct {
 	// CommandOnCPU0 lets the command and its guests run on L1's CPU 0
 	// too (l1init.Config.CPU0); by default they do not.
 	CommandOnCPU0 bool
+	// OnlyVCPUsOffCPU0 keeps only nitrovm's vCPU threads off L1's CPU 0
+	// (l1init.Config.OnlyVCPUsOffCPU0): the rest of the command may use
+	// it. For commands whose only VMM is nitrovm.
+	OnlyVCPUsOffCPU0 bool
 	// Timeout bounds the run; 0 means DefaultTimeout.
 	Timeout time.Duration
 	// Output receives the L1 console (kernel errors, init's lines, the
@@ -439,7 +443,7 @@ func buildInitramfs(dst string, o Options) error {
 	if err != nil {
 		return fmt.Errorf("nested: %w", err)
 	}
-	cfg := l1init.Config{Command: o.Command, Env: o.Env, CPU0: o.CommandOnCPU0}
+	cfg := l1init.Config{Command: o.Command, Env: o.Env, CPU0: o.CommandOnCPU0, OnlyVCPUsOffCPU0: o.OnlyVCPUsOffCPU0}
 	entries := []Entry{{Name: NitrovmPath, HostPath: o.Nitrovm, Mode: 0o755}}
 	for _, m := range order {
 		name := path.Join(modulesPath, path.Base(m))

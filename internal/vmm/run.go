@@ -114,6 +114,15 @@ func (v *VM) runVCPU(vc *vcpu) {
 	vc.tid.Store(int32(unix.Gettid()))
 	defer vc.tid.Store(0)
 	c := vc.c
+	if v.vcpuCPUs != nil {
+		// The affinity dies with the thread: a locked thread is never
+		// reused, and Go starts new threads from a clean template thread,
+		// not from a locked one.
+		if err := pinThread(v.vcpuCPUs); err != nil {
+			v.requestStop(Exit{Reason: ExitError, Detail: fmt.Sprintf("vCPU %d: %v", c.ID, err)})
+			return
+		}
+	}
 	for {
 		vc.serveDump(v.start)
 		select {

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nitrovm/nitrovm/internal/arch/x86"
 	"github.com/nitrovm/nitrovm/internal/devices/i8042"
 	"github.com/nitrovm/nitrovm/internal/devices/serial"
@@ -49,6 +51,11 @@ type Config struct {
 	Console    io.Writer           // serial output; nil discards it (panics are still detected).
 	Devices    []virtio.Device     // each gets a virtio-mmio slot (4 KiB MMIO, own IRQ), in order.
 	Logger     *slog.Logger        // diagnostics; nil discards them.
+	// VCPUCPUs, when not empty, are the host CPUs the vCPU threads may
+	// run on (each thread may use any of them); the VMM's other threads
+	// keep the process's affinity. Build refuses a list that shares no CPU
+	// with the process's affinity.
+	VCPUCPUs []int
 }
 
 // ExitReason says why a VM stopped.
@@ -107,6 +114,9 @@ type VM struct {
 	// debuggers are the transports and devices whose state a dump shows.
 	debuggers []debugger
 	stats     *ExitStats // KVM's statistics, read when Run returns.
+	// vcpuCPUs confines the vCPU threads (Config.VCPUCPUs); nil leaves
+	// them with the process's affinity.
+	vcpuCPUs *unix.CPUSet
 
 	mu        sync.Mutex
 	exit      *Exit         // first stop request; guarded by mu.
@@ -129,6 +139,14 @@ func Build(ctx context.Context, cfg Config) (_ *VM, err error) {
 		return nil, fmt.Errorf("vmm: kernel: %w", err)
 	}
 	v := &VM{logger: logger, stopped: make(chan struct{}), start: time.Now()}
+	if len(cfg.VCPUCPUs) > 0 {
+		set, err := vcpuAffinity(cfg.VCPUCPUs)
+		if err != nil {
+			return nil, err
+		}
+		v.vcpuCPUs = &set
+		logger.Debug("vCPU threads confined", "cpus", cpuList(set))
+	}
 	defer func() {
 		if err != nil {
 			v.Close()
@@ -172,6 +190,11 @@ func validate(cfg *Config) error {
 		return fmt.Errorf("vmm: %d MiB of memory requested, want %d..%d", cfg.MemoryMiB, MinMemoryMiB, 1<<20)
 	case len(cfg.Devices) > MaxDevices:
 		return fmt.Errorf("vmm: %d virtio devices, at most %d", len(cfg.Devices), MaxDevices)
+	}
+	if len(cfg.VCPUCPUs) > 0 {
+		if _, err := vcpuAffinity(cfg.VCPUCPUs); err != nil {
+			return err
+		}
 	}
 	return nil
 }

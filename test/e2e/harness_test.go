@@ -255,7 +255,10 @@ type session struct {
 	boots  []*bootRun
 	cpus   int
 	onCPU0 bool // nested.Options.CommandOnCPU0
-	output string
+	// wholeCommandOffCPU0 keeps the whole command off CPU 0, not only the
+	// vCPU threads (nested.Options.OnlyVCPUsOffCPU0 false).
+	wholeCommandOffCPU0 bool
+	output              string
 }
 
 // bootRun is one command run in a session, usually a nitrovm boot, and
@@ -283,6 +286,11 @@ type bootRun struct {
 // vCPUs (CPU 0 for L1, the others for the guests), or
 // $NITROVM_E2E_L1_CPUS; NITROVM_E2E_L1_CPU0=1 lets the guests run on CPU
 // 0 too (nested.Options.CommandOnCPU0), to measure QEMU's IGNNE race.
+// Only the guests' vCPU threads stay off CPU 0
+// (nested.Options.OnlyVCPUsOffCPU0): the supervisors' device threads may
+// use it, so that two guests busy on the other CPUs do not starve them
+// (docs/nested.md); NITROVM_E2E_COMMAND_OFF_CPU0=1 keeps the whole
+// command off it, as before.
 func (e *testEnv) newSession(t *testing.T) *session {
 	t.Helper()
 	cpus := nested.DefaultCPUs
@@ -293,7 +301,8 @@ func (e *testEnv) newSession(t *testing.T) *session {
 		}
 		cpus = n
 	}
-	return &session{e: e, t: t, files: map[string]string{}, cpus: cpus, onCPU0: os.Getenv("NITROVM_E2E_L1_CPU0") == "1"}
+	return &session{e: e, t: t, files: map[string]string{}, cpus: cpus, onCPU0: os.Getenv("NITROVM_E2E_L1_CPU0") == "1",
+		wholeCommandOffCPU0: os.Getenv("NITROVM_E2E_COMMAND_OFF_CPU0") == "1"}
 }
 
 // file makes a host file available in L1 and returns its L1 path.
@@ -428,14 +437,15 @@ func (s *session) run() {
 		out := &lineLogger{t: t}
 		kernel := &lineLogger{t: t, prefix: "L1 kernel: "}
 		res, err = nested.Run(context.Background(), nested.Options{
-			Nitrovm:       s.e.nitrovm,
-			Files:         files,
-			Command:       []string{"/e2e/run.sh"},
-			CPUs:          s.cpus,
-			CommandOnCPU0: s.onCPU0,
-			Timeout:       timeout,
-			Output:        out,
-			KernelOutput:  kernel,
+			Nitrovm:          s.e.nitrovm,
+			Files:            files,
+			Command:          []string{"/e2e/run.sh"},
+			CPUs:             s.cpus,
+			CommandOnCPU0:    s.onCPU0,
+			OnlyVCPUsOffCPU0: !s.wholeCommandOffCPU0,
+			Timeout:          timeout,
+			Output:           out,
+			KernelOutput:     kernel,
 		})
 		out.flush()
 		kernel.flush()

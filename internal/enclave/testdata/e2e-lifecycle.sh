@@ -80,6 +80,35 @@ cat $W/a.json $W/b.json
 [ "$(field EnclaveID $W/a.json)" != "$(field EnclaveID $W/b.json)" ] || fail "same EnclaveID"
 [ "$(field EnclaveCID $W/a.json)" != "$(field EnclaveCID $W/b.json)" ] || fail "same EnclaveCID"
 
+if [ -n "${NITROVM_VCPU_CPUS-}" ]; then
+	# The nested harness keeps only vCPU threads off L1's CPU 0: each
+	# supervisor's two vCPU threads on NITROVM_VCPU_CPUS, its other threads
+	# on every CPU. (KVM's own worker of the VM, a kernel task named
+	# kvm-nx-lpage-recovery that the first KVM_RUN starts, takes its vCPU
+	# thread's affinity; it is not counted.)
+	echo "== vCPU threads on CPUs $NITROVM_VCPU_CPUS only"
+	for j in $W/a.json $W/b.json; do
+		pid=$(field ProcessID $j)
+		comm=$(cat /proc/$pid/comm)
+		all=$(awk '/^Cpus_allowed_list:/ { print $2 }' /proc/$pid/status)
+		n=0 other=
+		for t in /proc/$pid/task/*; do
+			[ "$(cat $t/comm)" = "$comm" ] || continue
+			l=$(awk '/^Cpus_allowed_list:/ { print $2 }' $t/status)
+			[ "$l" = "$all" ] || { n=$((n + 1)) other=$l; }
+		done
+		echo "supervisor $pid: $n threads on $other, the others on $all"
+		if [ "$n" != 2 ]; then
+			for t in /proc/$pid/task/*; do
+				echo "  thread ${t##*/} $(cat $t/comm): $(awk '/^Cpus_allowed_list:/ { print $2 }' $t/status) $(cat $t/wchan 2>/dev/null)"
+			done
+			fail "supervisor $pid: $n threads confined, want its 2 vCPU threads"
+		fi
+		case ",$all," in *,0,* | *,0-*) ;; *) fail "supervisor $pid runs on $all, not on CPU 0" ;; esac
+		case "$other" in 0 | 0,* | 0-*) fail "supervisor $pid: vCPU threads on $other include CPU 0" ;; esac
+	done
+fi
+
 echo "== describe-enclaves lists both with the EIFs' measurements"
 nitro-cli describe-enclaves >$W/d.json
 cat $W/d.json

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -73,7 +74,18 @@ type Config struct {
 	// (guests' vCPU threads included) run on the others only: see
 	// commandCPUs.
 	CPU0 bool `json:"cpu0,omitempty"`
+	// OnlyVCPUsOffCPU0 keeps only nitrovm's vCPU threads off CPU 0: the
+	// command runs on every CPU, with NITROVM_VCPU_CPUS naming the others
+	// (unless Env sets it), so the VMM's device threads can use CPU 0
+	// while the guests keep L1's other CPUs busy. Only for commands that
+	// start no other VMM (a QEMU inside L1 would put guests on CPU 0).
+	// Ignored with CPU0.
+	OnlyVCPUsOffCPU0 bool `json:"only_vcpus_off_cpu0,omitempty"`
 }
+
+// VCPUCPUsEnv is nitrovm's variable for the vCPU threads' CPUs
+// (enclave.VCPUCPUsEnv, not imported to keep init small).
+const VCPUCPUsEnv = "NITROVM_VCPU_CPUS"
 
 // Main runs init and never returns (it reboots). Output goes to the
 // console.
@@ -154,7 +166,12 @@ func run(console io.Writer) int {
 	uptime, _ := os.ReadFile("/proc/uptime")
 	fmt.Fprintf(console, "nested: L1 ready (uptime %s s), running %s\n",
 		strings.Fields(string(uptime) + " ?")[0], strings.Join(cfg.Command, " "))
-	if err := startCommand(cmd, !cfg.CPU0, console); err != nil {
+	avoidCPU0 := !cfg.CPU0
+	if avoidCPU0 && cfg.OnlyVCPUsOffCPU0 {
+		avoidCPU0 = false
+		cmd.Env = vcpuEnv(cmd.Env, console)
+	}
+	if err := startCommand(cmd, avoidCPU0, console); err != nil {
 		fmt.Fprintf(console, "nested: %v\n", err)
 		return ExitCommandNotRun
 	}
@@ -361,6 +378,34 @@ func commandCPUs(online unix.CPUSet) (unix.CPUSet, bool) {
 	set := online
 	set.Clear(0)
 	return set, set.Count() > 0
+}
+
+// vcpuEnv returns env with VCPUCPUsEnv naming every online CPU but CPU 0,
+// unless env sets it already or no CPU would be left.
+func vcpuEnv(env []string, console io.Writer) []string {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, VCPUCPUsEnv+"=") {
+			return env
+		}
+	}
+	var online unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &online); err != nil {
+		fmt.Fprintf(console, "nested: sched_getaffinity: %v (guests may run on CPU 0)\n", err)
+		return env
+	}
+	set, ok := commandCPUs(online)
+	if !ok {
+		return env
+	}
+	var ids []string
+	for c := 0; c < len(set)*64; c++ {
+		if set.IsSet(c) {
+			ids = append(ids, strconv.Itoa(c))
+		}
+	}
+	list := strings.Join(ids, ",")
+	fmt.Fprintf(console, "nested: the command runs on all %d of L1's CPUs, its vCPU threads on %s only, not on CPU 0 (QEMU's IGNNE race, see docs/nested.md)\n", online.Count(), list)
+	return append(env, VCPUCPUsEnv+"="+list)
 }
 
 // startCommand starts cmd; with avoidCPU0 it starts it with the affinity

@@ -5,11 +5,14 @@ import (
 	"io"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nitrovm/nitrovm/internal/enclave"
 )
 
 // TestReapUntil: while waiting for the command, init reaps the orphans it
@@ -97,5 +100,37 @@ func TestStartCommandAvoidsCPU0(t *testing.T) {
 	var after unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &after); err != nil || !after.IsSet(0) {
 		t.Errorf("a thread's affinity after startCommand: %v, %v; want CPU 0 in it", after, err)
+	}
+}
+
+// TestVCPUEnv checks the variable that keeps only the vCPU threads off
+// CPU 0, and that it is nitrovm's.
+func TestVCPUEnv(t *testing.T) {
+	if VCPUCPUsEnv != enclave.VCPUCPUsEnv {
+		t.Fatalf("VCPUCPUsEnv %q, nitrovm reads %q", VCPUCPUsEnv, enclave.VCPUCPUsEnv)
+	}
+	set := []string{"A=1", VCPUCPUsEnv + "=3"}
+	if got := vcpuEnv(set, io.Discard); !slices.Equal(got, set) {
+		t.Errorf("vcpuEnv(%q) = %q, want it unchanged", set, got)
+	}
+	var online unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &online); err != nil || online.Count() < 2 || !online.IsSet(0) {
+		t.Skipf("needs CPU 0 and another CPU (affinity %v, %v)", online, err)
+	}
+	got := vcpuEnv([]string{"A=1"}, io.Discard)
+	if len(got) != 2 || got[0] != "A=1" || !strings.HasPrefix(got[1], VCPUCPUsEnv+"=") {
+		t.Fatalf("vcpuEnv = %q, want A=1 and %s", got, VCPUCPUsEnv)
+	}
+	cpus, err := enclave.VCPUCPUs(func(string) string { return strings.TrimPrefix(got[1], VCPUCPUsEnv+"=") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cpus) != online.Count()-1 || slices.Contains(cpus, 0) {
+		t.Errorf("%s names %v, want every online CPU but 0 (%d online)", VCPUCPUsEnv, cpus, online.Count())
+	}
+	for _, c := range cpus {
+		if !online.IsSet(c) {
+			t.Errorf("CPU %d is not online", c)
+		}
 	}
 }

@@ -1,0 +1,122 @@
+package vmm
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestVCPUAffinity(t *testing.T) {
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		t.Fatal(err)
+	}
+	first := -1
+	for c := 0; c < len(allowed)*64 && first < 0; c++ {
+		if allowed.IsSet(c) {
+			first = c
+		}
+	}
+	last := len(allowed)*64 - 1
+	if allowed.IsSet(last) {
+		t.Skipf("this process may run on CPU %d", last)
+	}
+	for _, tc := range []struct {
+		name    string
+		cpus    []int
+		wantErr string
+	}{
+		{"one allowed CPU", []int{first}, ""},
+		{"allowed and not", []int{first, last}, ""},
+		{"negative", []int{-1}, "vCPU CPU -1 out of range"},
+		{"too large", []int{last + 1}, "out of range"},
+		{"none allowed", []int{last}, "none of them is among the CPUs this process may run on"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			set, err := vcpuAffinity(tc.cpus)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("vcpuAffinity(%v) = %v, want an error containing %q", tc.cpus, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range tc.cpus {
+				if !set.IsSet(c) {
+					t.Errorf("CPU %d missing from the set", c)
+				}
+			}
+		})
+	}
+}
+
+// TestValidateVCPUCPUs checks that Build's validation refuses a vCPU CPU
+// list before touching KVM.
+func TestValidateVCPUCPUs(t *testing.T) {
+	cfg := Config{Kernel: strings.NewReader("x"), KernelSize: 1, MemoryMiB: MinMemoryMiB, CPUs: 1, VCPUCPUs: []int{-3}}
+	if err := validate(&cfg); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Fatalf("validate = %v, want out of range", err)
+	}
+}
+
+func TestPinThread(t *testing.T) {
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		t.Fatal(err)
+	}
+	first := -1
+	for c := 0; c < len(allowed)*64 && first < 0; c++ {
+		if allowed.IsSet(c) {
+			first = c
+		}
+	}
+	var one unix.CPUSet
+	one.Set(first)
+	done := make(chan error, 1)
+	var got unix.CPUSet
+	go func() {
+		runtime.LockOSThread() // not unlocked: the thread's affinity dies with it
+		if err := pinThread(&one); err != nil {
+			done <- err
+			return
+		}
+		done <- unix.SchedGetaffinity(0, &got)
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got != one {
+		t.Errorf("thread affinity %s, want %s", cpuList(got), cpuList(one))
+	}
+	var after unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &after); err != nil {
+		t.Fatal(err)
+	}
+	if after != allowed {
+		t.Errorf("process affinity changed to %s from %s", cpuList(after), cpuList(allowed))
+	}
+}
+
+func TestCPUList(t *testing.T) {
+	for _, tc := range []struct {
+		cpus []int
+		want string
+	}{
+		{nil, "none"},
+		{[]int{0}, "0"},
+		{[]int{0, 1, 2}, "0-2"},
+		{[]int{1, 2, 5, 7, 8, 1023}, "1-2,5,7-8,1023"},
+	} {
+		var set unix.CPUSet
+		for _, c := range tc.cpus {
+			set.Set(c)
+		}
+		if got := cpuList(set); got != tc.want {
+			t.Errorf("cpuList(%v) = %q, want %q", tc.cpus, got, tc.want)
+		}
+	}
+}
