@@ -8,17 +8,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestVCPUAffinity(t *testing.T) {
+// processCPUs returns the calling thread's affinity and its lowest CPU.
+func processCPUs(t *testing.T) (unix.CPUSet, int) {
+	t.Helper()
 	var allowed unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
 		t.Fatal(err)
 	}
-	first := -1
-	for c := 0; c < len(allowed)*64 && first < 0; c++ {
+	for c := 0; c < len(allowed)*64; c++ {
 		if allowed.IsSet(c) {
-			first = c
+			return allowed, c
 		}
 	}
+	t.Fatal("empty affinity")
+	return allowed, -1
+}
+
+func TestVCPUAffinity(t *testing.T) {
+	allowed, first := processCPUs(t)
 	last := len(allowed)*64 - 1
 	if allowed.IsSet(last) {
 		t.Skipf("this process may run on CPU %d", last)
@@ -64,16 +71,7 @@ func TestValidateVCPUCPUs(t *testing.T) {
 }
 
 func TestPinThread(t *testing.T) {
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		t.Fatal(err)
-	}
-	first := -1
-	for c := 0; c < len(allowed)*64 && first < 0; c++ {
-		if allowed.IsSet(c) {
-			first = c
-		}
-	}
+	allowed, first := processCPUs(t)
 	var one unix.CPUSet
 	one.Set(first)
 	done := make(chan error, 1)
