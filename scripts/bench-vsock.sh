@@ -132,10 +132,19 @@ nv_down() {
 	nitrovm terminate-enclave --all >/dev/null 2>&1
 }
 qemu_up() {
+	# With NITROVM_VCPU_CPUS set (NITROVM_BENCH_PLACEMENT=vcpus), QEMU starts
+	# paused and hostbench confines its vCPU threads to those CPUs as
+	# nitrovm's are, leaving its other threads free, before the guest runs.
+	pin=
+	[ -n "\${NITROVM_VCPU_CPUS-}" ] && pin="-S -qmp unix:/tmp/qmp.sock,server=on,wait=off"
+	rm -f /tmp/qmp.sock
 	qemu-system-x86_64 -M microvm -enable-kvm -cpu host -m $mem -smp 2 -nodefaults -no-user-config \
 		-display none -serial file:/tmp/qemu.log -no-reboot -kernel /g/bzImage -initrd /g/initrd \
-		-append "$cmdline bench.nsm=0" -device vhost-vsock-device,guest-cid=7 </dev/null &
+		-append "$cmdline bench.nsm=0" -device vhost-vsock-device,guest-cid=7 \$pin </dev/null &
 	qpid=\$!
+	if [ -n "\$pin" ]; then
+		hostbench qemu-pin --qmp /tmp/qmp.sock --cpus "\$NITROVM_VCPU_CPUS" || echo "BENCH error qemu-pin"
+	fi
 	hostbench ready --cid 7 --wait 180s
 }
 qemu_down() {
@@ -194,7 +203,17 @@ echo "== l1 done"
 SCRIPT
 chmod +x "$work/l1.sh"
 
-"$bin" nested --timeout 20m "${files[@]}" --file /bench.sh="$work/l1.sh" -- /bench.sh >"$work/out" 2>&1 || true
+# NITROVM_BENCH_PLACEMENT: "command" (the default) runs the whole L1
+# command off L1's CPU 0; "vcpus" keeps only the guests' vCPU threads off
+# it (nitrovm nested --only-vcpus-off-cpu0, QEMU's through hostbench
+# qemu-pin), so both VMMs' other threads may use CPU 0.
+placement=()
+case ${NITROVM_BENCH_PLACEMENT:-command} in
+command) ;;
+vcpus) placement=(--only-vcpus-off-cpu0) ;;
+*) echo "bench-vsock: NITROVM_BENCH_PLACEMENT must be command or vcpus" >&2; exit 2 ;;
+esac
+"$bin" nested --timeout 20m "${placement[@]}" "${files[@]}" --file /bench.sh="$work/l1.sh" -- /bench.sh >"$work/out" 2>&1 || true
 grep -a '^BENCH' "$work/out" | tr -d '\r' | tee "$work/bench" || true
 grep -a '^smaps ' "$work/out" | tr -d '\r' || true
 if ! grep -q '^BENCH' "$work/bench" || grep -q '^BENCH error' "$work/bench"; then

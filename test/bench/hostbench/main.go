@@ -32,6 +32,11 @@
 // 2) for guests started with bench.parent=2, as nitrovm's supervisor does
 // for an enclave, and prints "BENCH heartbeat cid=N" per guest answered,
 // until D has passed.
+//
+//	hostbench qemu-pin --qmp PATH --cpus LIST
+//
+// confines the vCPU threads of a QEMU started with -S to LIST and starts
+// its guest (see runQEMUPin).
 package main
 
 import (
@@ -62,7 +67,7 @@ const (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: hostbench vsock|ready|stop|collect|heartbeat [flags]")
+		fmt.Fprintln(os.Stderr, "usage: hostbench vsock|ready|stop|collect|heartbeat|qemu-pin [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -77,6 +82,8 @@ func main() {
 		err = runCollect(os.Args[2:])
 	case "heartbeat":
 		err = runHeartbeat(os.Args[2:])
+	case "qemu-pin":
+		err = runQEMUPin(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
