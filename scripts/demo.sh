@@ -160,7 +160,7 @@ if [ "$mode" = native ]; then
 else
 	step "booting an L1 Linux with working KVM under QEMU TCG (nitrovm nested), the enclave inside it (slow: emulated, ~30-60 s)"
 	# The nested harness passes no environment: DEMO_DEBUG goes in the command.
-	timeout 1200 bin/nitrovm nested --timeout 18m --only-vcpus-off-cpu0 \
+	timeout 1200 bin/nitrovm nested --timeout 18m \
 		--file /demo/demo-enclave.sh=scripts/demo-enclave.sh \
 		--file /demo/demo.eif="$out/demo.eif" \
 		--file /demo/parent="$out/parent" \
