@@ -83,6 +83,8 @@ func TestVCPUCPUs(t *testing.T) {
 		{"4,1-2", []int{1, 2, 4}, ""},
 		{"1,x", nil, "NITROVM_VCPU_CPUS: invalid CPU list entry \"x\""},
 		{"2-1", nil, "NITROVM_VCPU_CPUS: invalid CPU list interval"},
+		{"1023", []int{1023}, ""},
+		{"1000-1024", nil, "NITROVM_VCPU_CPUS: CPU 1024: host CPUs are numbered below 1024"},
 	}
 	for _, tt := range tests {
 		got, err := VCPUCPUs(func(k string) string {

@@ -47,6 +47,10 @@ const (
 	VCPUCPUsEnv = "NITROVM_VCPU_CPUS"
 )
 
+// maxHostCPU bounds host CPU numbers: a sched_setaffinity(2) set holds
+// CPUs 0 to 1023 (CPU_SETSIZE, as unix.CPUSet).
+const maxHostCPU = 1024
+
 // VCPUCPUs returns the host CPUs VCPUCPUsEnv names in getenv's
 // environment, or nil when it is unset or empty.
 func VCPUCPUs(getenv func(string) string) ([]int, error) {
@@ -60,6 +64,9 @@ func VCPUCPUs(getenv func(string) string) ([]int, error) {
 	}
 	cpus := make([]int, len(ids))
 	for i, id := range ids {
+		if id >= maxHostCPU {
+			return nil, fmt.Errorf("%s: CPU %d: host CPUs are numbered below %d", VCPUCPUsEnv, id, maxHostCPU)
+		}
 		cpus[i] = int(id)
 	}
 	return cpus, nil
