@@ -43,7 +43,8 @@ const (
 	// threads of every VM nitrovm boots on these host CPUs, in the same
 	// syntax ("1-2"); the VMM's other threads (devices, vsock, NSM) may
 	// run anywhere. Unset, vCPU threads run wherever the process may.
-	// Nested runs set it to keep guests off L1's CPU 0 (package nested).
+	// "nitrovm nested --only-vcpus-off-cpu0" sets it to keep guests off
+	// L1's CPU 0 (package nested).
 	VCPUCPUsEnv = "NITROVM_VCPU_CPUS"
 )
 
