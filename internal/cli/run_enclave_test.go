@@ -418,6 +418,12 @@ func TestLifecycleErrors(t *testing.T) {
 	if _, errOut, code := e.run("run-enclave", "--eif-path", "none.eif", "--cpu-count", "2", "--memory", "128"); code != 3 || !strings.Contains(errOut, "NITROVM_VCPU_CPUS: invalid CPU list entry") {
 		t.Errorf("bad vCPU CPUs: got status %d, stderr %q, want 3", code, errOut)
 	}
+	// Well formed, but no CPU this process may use (1023 on any test host
+	// here): refused before a supervisor starts.
+	e.vars["NITROVM_VCPU_CPUS"] = "1023"
+	if _, errOut, code := e.run("run-enclave", "--eif-path", "none.eif", "--cpu-count", "2", "--memory", "128"); code != 3 || !strings.Contains(errOut, "NITROVM_VCPU_CPUS: vCPU CPUs 1023: none of them is among the CPUs this process may run on") {
+		t.Errorf("vCPU CPUs out of reach: got status %d, stderr %q, want 3", code, errOut)
+	}
 	delete(e.vars, "NITROVM_VCPU_CPUS")
 }
 

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nitrovm/nitrovm/internal/vmm"
 )
 
 // Nitro constraints and nitrovm defaults.
@@ -53,7 +55,8 @@ const (
 const maxHostCPU = 1024
 
 // VCPUCPUs returns the host CPUs VCPUCPUsEnv names in getenv's
-// environment, or nil when it is unset or empty.
+// environment, or nil when it is unset or empty. It fails when the list
+// is malformed or names none of the CPUs the calling process may use.
 func VCPUCPUs(getenv func(string) string) ([]int, error) {
 	s := getenv(VCPUCPUsEnv)
 	if strings.TrimSpace(s) == "" {
@@ -69,6 +72,9 @@ func VCPUCPUs(getenv func(string) string) ([]int, error) {
 			return nil, fmt.Errorf("%s: CPU %d: host CPUs are numbered below %d", VCPUCPUsEnv, id, maxHostCPU)
 		}
 		cpus[i] = int(id)
+	}
+	if err := vmm.CheckVCPUCPUs(cpus); err != nil {
+		return nil, fmt.Errorf("%s: %w", VCPUCPUsEnv, err)
 	}
 	return cpus, nil
 }

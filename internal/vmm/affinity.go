@@ -8,6 +8,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// CheckVCPUCPUs reports whether Build would accept cpus as
+// Config.VCPUCPUs in the calling process, for front ends that check a
+// user's list before they start a VM.
+func CheckVCPUCPUs(cpus []int) error {
+	_, err := vcpuAffinity(cpus)
+	return err
+}
+
 // vcpuAffinity returns cpus as a CPU set for the vCPU threads. It fails
 // when a number is outside what a CPU set holds, or when none of cpus is
 // among the CPUs the calling thread may run on (sched_setaffinity(2)
@@ -16,19 +24,19 @@ func vcpuAffinity(cpus []int) (unix.CPUSet, error) {
 	var set, allowed unix.CPUSet
 	for _, c := range cpus {
 		if c < 0 || c >= len(set)*64 {
-			return set, fmt.Errorf("vmm: vCPU CPU %d out of range 0..%d", c, len(set)*64-1)
+			return set, fmt.Errorf("vCPU CPU %d out of range 0..%d", c, len(set)*64-1)
 		}
 		set.Set(c)
 	}
 	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		return set, fmt.Errorf("vmm: sched_getaffinity: %w", err)
+		return set, fmt.Errorf("sched_getaffinity: %w", err)
 	}
 	both := set
 	for i := range both {
 		both[i] &= allowed[i]
 	}
 	if both.Count() == 0 {
-		return set, fmt.Errorf("vmm: vCPU CPUs %s: none of them is among the CPUs this process may run on (%s)", cpuList(set), cpuList(allowed))
+		return set, fmt.Errorf("vCPU CPUs %s: none of them is among the CPUs this process may run on (%s)", cpuList(set), cpuList(allowed))
 	}
 	return set, nil
 }

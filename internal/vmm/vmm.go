@@ -142,7 +142,7 @@ func Build(ctx context.Context, cfg Config) (_ *VM, err error) {
 	if len(cfg.VCPUCPUs) > 0 {
 		set, err := vcpuAffinity(cfg.VCPUCPUs)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("vmm: %w", err)
 		}
 		v.vcpuCPUs = &set
 		logger.Debug("vCPU threads confined", "cpus", cpuList(set))
@@ -193,7 +193,7 @@ func validate(cfg *Config) error {
 	}
 	if len(cfg.VCPUCPUs) > 0 {
 		if _, err := vcpuAffinity(cfg.VCPUCPUs); err != nil {
-			return err
+			return fmt.Errorf("vmm: %w", err)
 		}
 	}
 	return nil
