@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"context"
 	"runtime"
 	"strings"
 	"testing"
@@ -61,12 +62,12 @@ func TestVCPUAffinity(t *testing.T) {
 	}
 }
 
-// TestValidateVCPUCPUs checks that Build's validation refuses a vCPU CPU
-// list before touching KVM.
-func TestValidateVCPUCPUs(t *testing.T) {
+// TestBuildRefusesVCPUCPUs checks that Build refuses a vCPU CPU list
+// before it reads the kernel (here not a bzImage) or touches KVM.
+func TestBuildRefusesVCPUCPUs(t *testing.T) {
 	cfg := Config{Kernel: strings.NewReader("x"), KernelSize: 1, MemoryMiB: MinMemoryMiB, CPUs: 1, VCPUCPUs: []int{-3}}
-	if err := validate(&cfg); err == nil || !strings.Contains(err.Error(), "out of range") {
-		t.Fatalf("validate = %v, want out of range", err)
+	if _, err := Build(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Fatalf("Build = %v, want out of range", err)
 	}
 }
 

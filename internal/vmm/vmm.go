@@ -130,6 +130,14 @@ func Build(ctx context.Context, cfg Config) (_ *VM, err error) {
 	if err := validate(&cfg); err != nil {
 		return nil, err
 	}
+	var vcpuCPUs *unix.CPUSet
+	if len(cfg.VCPUCPUs) > 0 {
+		set, err := vcpuAffinity(cfg.VCPUCPUs)
+		if err != nil {
+			return nil, fmt.Errorf("vmm: %w", err)
+		}
+		vcpuCPUs = &set
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -138,14 +146,9 @@ func Build(ctx context.Context, cfg Config) (_ *VM, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("vmm: kernel: %w", err)
 	}
-	v := &VM{logger: logger, stopped: make(chan struct{}), start: time.Now()}
-	if len(cfg.VCPUCPUs) > 0 {
-		set, err := vcpuAffinity(cfg.VCPUCPUs)
-		if err != nil {
-			return nil, fmt.Errorf("vmm: %w", err)
-		}
-		v.vcpuCPUs = &set
-		logger.Debug("vCPU threads confined", "cpus", cpuList(set))
+	v := &VM{logger: logger, stopped: make(chan struct{}), start: time.Now(), vcpuCPUs: vcpuCPUs}
+	if vcpuCPUs != nil {
+		logger.Debug("vCPU threads confined", "cpus", cpuList(*vcpuCPUs))
 	}
 	defer func() {
 		if err != nil {
@@ -190,11 +193,6 @@ func validate(cfg *Config) error {
 		return fmt.Errorf("vmm: %d MiB of memory requested, want %d..%d", cfg.MemoryMiB, MinMemoryMiB, 1<<20)
 	case len(cfg.Devices) > MaxDevices:
 		return fmt.Errorf("vmm: %d virtio devices, at most %d", len(cfg.Devices), MaxDevices)
-	}
-	if len(cfg.VCPUCPUs) > 0 {
-		if _, err := vcpuAffinity(cfg.VCPUCPUs); err != nil {
-			return fmt.Errorf("vmm: %w", err)
-		}
 	}
 	return nil
 }
