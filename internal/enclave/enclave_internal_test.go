@@ -101,7 +101,7 @@ func TestVCPUCPUs(t *testing.T) {
 		{"1,x", nil, "NITROVM_VCPU_CPUS: invalid CPU list entry \"x\""},
 		{"2-1", nil, "NITROVM_VCPU_CPUS: invalid CPU list interval"},
 		{"1023", nil, "NITROVM_VCPU_CPUS: vCPU CPUs 1023: none of them is among the CPUs this process may run on"},
-		{"1000-1024", nil, "NITROVM_VCPU_CPUS: CPU 1024: host CPUs are numbered below 1024"},
+		{"1000-1024", nil, "NITROVM_VCPU_CPUS: vCPU CPU 1024 out of range 0..1023"},
 	}
 	for _, tt := range tests {
 		got, err := VCPUCPUs(func(k string) string {

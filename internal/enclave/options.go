@@ -50,13 +50,10 @@ const (
 	VCPUCPUsEnv = "NITROVM_VCPU_CPUS"
 )
 
-// maxHostCPU bounds host CPU numbers: a sched_setaffinity(2) set holds
-// CPUs 0 to 1023 (CPU_SETSIZE, as unix.CPUSet).
-const maxHostCPU = 1024
-
 // VCPUCPUs returns the host CPUs VCPUCPUsEnv names in getenv's
 // environment, or nil when it is unset or empty. It fails when the list
-// is malformed or names none of the CPUs the calling process may use.
+// is malformed, or when vmm.Build would refuse it (a CPU beyond what a
+// CPU set holds, or none the calling process may use).
 func VCPUCPUs(getenv func(string) string) ([]int, error) {
 	s := getenv(VCPUCPUsEnv)
 	if strings.TrimSpace(s) == "" {
@@ -68,9 +65,6 @@ func VCPUCPUs(getenv func(string) string) ([]int, error) {
 	}
 	cpus := make([]int, len(ids))
 	for i, id := range ids {
-		if id >= maxHostCPU {
-			return nil, fmt.Errorf("%s: CPU %d: host CPUs are numbered below %d", VCPUCPUsEnv, id, maxHostCPU)
-		}
 		cpus[i] = int(id)
 	}
 	if err := vmm.CheckVCPUCPUs(cpus); err != nil {
