@@ -31,6 +31,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nitrovm/nitrovm/internal/enclave"
 	"github.com/nitrovm/nitrovm/internal/kmod"
 	"github.com/nitrovm/nitrovm/internal/kvm"
 	"github.com/nitrovm/nitrovm/internal/pseudofs"
@@ -82,10 +83,6 @@ type Config struct {
 	// Ignored with CPU0.
 	OnlyVCPUsOffCPU0 bool `json:"only_vcpus_off_cpu0,omitempty"`
 }
-
-// VCPUCPUsEnv is nitrovm's variable for the vCPU threads' CPUs
-// (enclave.VCPUCPUsEnv, not imported to keep init small).
-const VCPUCPUsEnv = "NITROVM_VCPU_CPUS"
 
 // Main runs init and never returns (it reboots). Output goes to the
 // console.
@@ -380,11 +377,11 @@ func commandCPUs(online unix.CPUSet) (unix.CPUSet, bool) {
 	return set, set.Count() > 0
 }
 
-// vcpuEnv returns env with VCPUCPUsEnv naming every online CPU but CPU 0,
-// unless env sets it already or no CPU would be left.
+// vcpuEnv returns env with enclave.VCPUCPUsEnv naming every online CPU but
+// CPU 0, unless env sets it already or no CPU would be left.
 func vcpuEnv(env []string, console io.Writer) []string {
 	for _, kv := range env {
-		if strings.HasPrefix(kv, VCPUCPUsEnv+"=") {
+		if strings.HasPrefix(kv, enclave.VCPUCPUsEnv+"=") {
 			return env
 		}
 	}
@@ -405,7 +402,7 @@ func vcpuEnv(env []string, console io.Writer) []string {
 	}
 	list := strings.Join(ids, ",")
 	fmt.Fprintf(console, "nested: the command runs on all %d of L1's CPUs, its vCPU threads on %s only, not on CPU 0 (QEMU's IGNNE race, see docs/nested.md)\n", online.Count(), list)
-	return append(env, VCPUCPUsEnv+"="+list)
+	return append(env, enclave.VCPUCPUsEnv+"="+list)
 }
 
 // startCommand starts cmd; with avoidCPU0 it starts it with the affinity

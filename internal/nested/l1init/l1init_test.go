@@ -104,12 +104,9 @@ func TestStartCommandAvoidsCPU0(t *testing.T) {
 }
 
 // TestVCPUEnv checks the variable that keeps only the vCPU threads off
-// CPU 0, and that it is nitrovm's.
+// CPU 0.
 func TestVCPUEnv(t *testing.T) {
-	if VCPUCPUsEnv != enclave.VCPUCPUsEnv {
-		t.Fatalf("VCPUCPUsEnv %q, nitrovm reads %q", VCPUCPUsEnv, enclave.VCPUCPUsEnv)
-	}
-	set := []string{"A=1", VCPUCPUsEnv + "=3"}
+	set := []string{"A=1", enclave.VCPUCPUsEnv + "=3"}
 	if got := vcpuEnv(set, io.Discard); !slices.Equal(got, set) {
 		t.Errorf("vcpuEnv(%q) = %q, want it unchanged", set, got)
 	}
@@ -118,15 +115,15 @@ func TestVCPUEnv(t *testing.T) {
 		t.Skipf("needs CPU 0 and another CPU (affinity %v, %v)", online, err)
 	}
 	got := vcpuEnv([]string{"A=1"}, io.Discard)
-	if len(got) != 2 || got[0] != "A=1" || !strings.HasPrefix(got[1], VCPUCPUsEnv+"=") {
-		t.Fatalf("vcpuEnv = %q, want A=1 and %s", got, VCPUCPUsEnv)
+	if len(got) != 2 || got[0] != "A=1" || !strings.HasPrefix(got[1], enclave.VCPUCPUsEnv+"=") {
+		t.Fatalf("vcpuEnv = %q, want A=1 and %s", got, enclave.VCPUCPUsEnv)
 	}
-	cpus, err := enclave.VCPUCPUs(func(string) string { return strings.TrimPrefix(got[1], VCPUCPUsEnv+"=") })
+	cpus, err := enclave.VCPUCPUs(func(string) string { return strings.TrimPrefix(got[1], enclave.VCPUCPUsEnv+"=") })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cpus) != online.Count()-1 || slices.Contains(cpus, 0) {
-		t.Errorf("%s names %v, want every online CPU but 0 (%d online)", VCPUCPUsEnv, cpus, online.Count())
+		t.Errorf("%s names %v, want every online CPU but 0 (%d online)", enclave.VCPUCPUsEnv, cpus, online.Count())
 	}
 	for _, c := range cpus {
 		if !online.IsSet(c) {
