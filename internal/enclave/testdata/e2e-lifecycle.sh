@@ -87,20 +87,21 @@ if [ -n "${NITROVM_VCPU_CPUS-}" ]; then
 	# kvm-nx-lpage-recovery that the first KVM_RUN starts, takes its vCPU
 	# thread's affinity; it is not counted.)
 	echo "== vCPU threads on CPUs $NITROVM_VCPU_CPUS only"
+	allowed() { awk '/^Cpus_allowed_list:/ { print $2 }' "$1/status"; }
 	for j in $W/a.json $W/b.json; do
 		pid=$(field ProcessID $j)
 		comm=$(cat /proc/$pid/comm)
-		all=$(awk '/^Cpus_allowed_list:/ { print $2 }' /proc/$pid/status)
+		all=$(allowed /proc/$pid)
 		n=0 other=
 		for t in /proc/$pid/task/*; do
 			[ "$(cat $t/comm)" = "$comm" ] || continue
-			l=$(awk '/^Cpus_allowed_list:/ { print $2 }' $t/status)
+			l=$(allowed $t)
 			[ "$l" = "$all" ] || { n=$((n + 1)) other=$l; }
 		done
 		echo "supervisor $pid: $n threads on $other, the others on $all"
 		if [ "$n" != 2 ]; then
 			for t in /proc/$pid/task/*; do
-				echo "  thread ${t##*/} $(cat $t/comm): $(awk '/^Cpus_allowed_list:/ { print $2 }' $t/status) $(cat $t/wchan 2>/dev/null)"
+				echo "  thread ${t##*/} $(cat $t/comm): $(allowed $t) $(cat $t/wchan 2>/dev/null)"
 			done
 			fail "supervisor $pid: $n threads confined, want its 2 vCPU threads"
 		fi
