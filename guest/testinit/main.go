@@ -118,10 +118,10 @@ func main() {
 	}
 	r.line(fmt.Sprintf("done failures=%d", failures))
 	r.close()
-	// Wait until the console tty has sent everything (tcdrain): reboot
-	// does not, and the kernel's own "reboot:" line would otherwise cut
-	// into the report's last lines, or they would be lost.
-	_ = unix.IoctlSetInt(int(os.Stdout.Fd()), unix.TCSBRK, 1)
+	// reboot does not wait for the console: the kernel's own "reboot:"
+	// line would otherwise cut into the report's last lines, or they would
+	// be lost.
+	drainConsole()
 	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
 		r.logf("reboot: %v", err)
@@ -152,3 +152,11 @@ func testNames(cmdline string) []string {
 
 // oneLine folds s onto one line so a report line stays parseable.
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// drainConsole waits until the console tty has sent everything written to
+// it (tcdrain). The kernel writes its own console lines (reboot, panic) by
+// polling the UART, past the tty: what the tty still holds then comes out
+// interleaved with them, byte by byte.
+func drainConsole() {
+	_ = unix.IoctlSetInt(int(os.Stdout.Fd()), unix.TCSBRK, 1)
+}
