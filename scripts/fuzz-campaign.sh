@@ -16,6 +16,7 @@ targets=(
 	"FuzzStateMachine ./internal/devices/virtio/vsock"
 	"FuzzFraming ./internal/devices/virtio/nsm"
 	"FuzzDecodeRequest ./nsm"
+	"FuzzConsoleScanner ./internal/vmm"
 )
 for tp in "${targets[@]}"; do
 	set -- $tp

@@ -8,9 +8,10 @@ import "os"
 func panicKernel(r *report) error {
 	r.kv("panic", "now")
 	// Otherwise the tty may still be sending this line when the kernel
-	// prints its panic, and the two interleave: "NITROVM-TEST p[ 4.27]
-	// Kernelanic= panic - not syncing", where the VMM finds no panic line
-	// (CI on 8bb627b; the VM then rebooted after panic=30).
+	// prints its panic, and the two interleave on the console:
+	// "NITROVM-TEST p[ 4.27] Kernelanic= panic - not syncing" (CI on
+	// 8bb627b). The VMM, which reads each vCPU's lines apart, finds the
+	// panic either way; draining keeps this report line whole.
 	drainConsole()
 	os.Exit(1)
 	return nil

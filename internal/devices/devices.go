@@ -11,6 +11,14 @@ type BusDevice interface {
 	Write(offset uint64, data []byte)
 }
 
+// VCPUWriter is implemented by a BusDevice that needs to know which vCPU
+// made a write (the UART, whose console keeps each vCPU's lines apart);
+// the VMM calls WriteFrom instead of Write on such a device.
+type VCPUWriter interface {
+	// WriteFrom is Write for an access made by vCPU vcpu.
+	WriteFrom(vcpu int, offset uint64, data []byte)
+}
+
 // Interrupt is an interrupt line a device can raise. The VMM implements it
 // with an irqfd; tests record calls (see package devicetest).
 type Interrupt interface {

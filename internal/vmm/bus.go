@@ -43,6 +43,16 @@ func (b *bus) find(addr uint64) (devices.BusDevice, uint64, bool) {
 	return nil, 0, false
 }
 
+// busWrite is dev.Write for an access by vCPU vcpu, made through WriteFrom
+// when dev wants to know the vCPU (devices.VCPUWriter).
+func busWrite(dev devices.BusDevice, vcpu int, off uint64, data []byte) {
+	if w, ok := dev.(devices.VCPUWriter); ok {
+		w.WriteFrom(vcpu, off, data)
+		return
+	}
+	dev.Write(off, data)
+}
+
 // sink is a device that ignores writes and reads as all-ones bytes, the
 // value of an undriven ISA/PCI bus (legacy ports Linux pokes: POST 0x80, DMA
 // page 0x87, RTC 0x70/0x71, PCI config 0xcf8/0xcfc, absent COM ports).

@@ -26,6 +26,14 @@ const consoleFlushDelay = 20 * time.Millisecond
 // write; it writes whole lines to out (a partial line after
 // consoleFlushDelay), so a console costs one write(2) per line, not per
 // byte. It is safe for concurrent use.
+//
+// Output goes out as the guest wrote it, but lines are assembled per vCPU
+// for the panic check: a panicking kernel prints its panic line from one
+// vCPU without taking the UART's lock (kernel/panic.c sets
+// oops_in_progress, and the 8250 console then only tries the lock), so
+// tty output that another vCPU's interrupt handler is still sending can
+// land in the middle of it ("[    4.27] Kernelanic= panic - not
+// syncing"). That vCPU's own line still holds the whole panic line.
 type consoleScanner struct {
 	out     io.Writer
 	onPanic func(line string)
@@ -34,14 +42,25 @@ type consoleScanner struct {
 	pending []byte      // output not yet written to out; guarded by mu.
 	timer   *time.Timer // flushes pending after consoleFlushDelay; guarded by mu.
 	armed   bool        // timer is running; guarded by mu.
-	line    []byte      // the current line, for panic detection; guarded by mu.
+	lines   [][]byte    // each vCPU's current line, for panic detection (one per vCPU, or made on first use); guarded by mu.
 	seen    bool        // a panic line was reported; guarded by mu.
 }
 
-// Write implements io.Writer; it never fails (a failing console is dropped).
-func (c *consoleScanner) Write(p []byte) (int, error) {
+// Write implements io.Writer, as bytes from vCPU 0.
+func (c *consoleScanner) Write(p []byte) (int, error) { return c.WriteFrom(0, p) }
+
+// WriteFrom implements serial.SourceWriter; it never fails (a failing
+// console is dropped).
+func (c *consoleScanner) WriteFrom(vcpu int, p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.lines) == 0 {
+		c.lines = make([][]byte, 1)
+	}
+	if vcpu < 0 || vcpu >= len(c.lines) {
+		vcpu = 0 // not a vCPU of this VM: share vCPU 0's line.
+	}
+	line := c.lines[vcpu]
 	var panicLine string
 	for _, b := range p {
 		if c.out != nil {
@@ -58,18 +77,19 @@ func (c *consoleScanner) Write(p []byte) (int, error) {
 		}
 		switch b {
 		case '\n':
-			if i := bytes.Index(c.line, []byte(panicMarker)); i >= 0 {
+			if i := bytes.Index(line, []byte(panicMarker)); i >= 0 {
 				c.seen = true
-				panicLine = string(c.line[i:])
+				panicLine = string(line[i:])
 			}
-			c.line = c.line[:0]
+			line = line[:0]
 		case '\r':
 		default:
-			if len(c.line) < lineMaxBytes {
-				c.line = append(c.line, b)
+			if len(line) < lineMaxBytes {
+				line = append(line, b)
 			}
 		}
 	}
+	c.lines[vcpu] = line
 	if len(c.pending) > 0 && !c.armed {
 		c.armed = true
 		if c.timer == nil {

@@ -2,7 +2,9 @@ package vmm
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -37,6 +39,74 @@ func TestConsoleScanner(t *testing.T) {
 		if len(got) != len(tt.want) || (len(got) > 0 && got[0] != tt.want[0]) {
 			t.Errorf("%s: got panics %q, want %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestConsoleScannerVCPUs replays, byte by byte through the UART, the
+// console of a CI run where testinit's tty output was still being sent
+// by one vCPU's interrupt handler when the kernel panicked on the other:
+// the bytes interleaved ("Kernelanic= panic"), and a scanner reading one
+// stream of lines found no panic. Each vCPU's own line still has it
+// whole; the console output stays as the guest wrote it.
+func TestConsoleScannerVCPUs(t *testing.T) {
+	writes := []struct {
+		vcpu int
+		s    string
+	}{
+		{1, "NITROVM-TEST p"},
+		{0, "[    4.273111] Kernel"},
+		{1, "anic="},
+		{0, " panic - not syncing: Attempted to kill init! exitcode=0x00000000\r\n"},
+		{1, "now\r\n"},
+	}
+	tests := []struct {
+		name     string
+		sameVCPU bool // every byte as vCPU 0's, as before lines were kept per vCPU.
+		want     string
+	}{
+		{"per vCPU", false, "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000"},
+		{"one stream", true, ""},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		var got string
+		c := &consoleScanner{out: &out, lines: make([][]byte, 2), onPanic: func(l string) { got = l }}
+		uart := serial.New(c, nil)
+		var all string
+		for _, w := range writes {
+			vcpu := w.vcpu
+			if tt.sameVCPU {
+				vcpu = 0
+			}
+			for i := range len(w.s) {
+				uart.WriteFrom(vcpu, 0, []byte{w.s[i]})
+			}
+			all += w.s
+		}
+		c.flush()
+		if got != tt.want {
+			t.Errorf("%s: panic line %q, want %q", tt.name, got, tt.want)
+		}
+		if out.String() != all {
+			t.Errorf("%s: forwarded %q, want the bytes as written, %q", tt.name, out.String(), all)
+		}
+	}
+}
+
+// TestConsoleScannerVCPUIndex checks that an index that is not one of the
+// VM's vCPUs shares vCPU 0's line instead of growing the scanner or
+// failing.
+func TestConsoleScannerVCPUIndex(t *testing.T) {
+	var got []string
+	c := &consoleScanner{lines: make([][]byte, 2), onPanic: func(l string) { got = append(got, l) }}
+	c.WriteFrom(-5, []byte("Kernel panic - not "))
+	c.WriteFrom(1, []byte("x\n"))
+	c.WriteFrom(1<<30, []byte("syncing: y\n"))
+	if len(c.lines) != 2 {
+		t.Errorf("lines kept: %d, want 2", len(c.lines))
+	}
+	if want := []string{"Kernel panic - not syncing: y"}; !slices.Equal(got, want) {
+		t.Errorf("panics: got %q, want %q", got, want)
 	}
 }
 
@@ -101,6 +171,37 @@ func TestBus(t *testing.T) {
 		if ok != tt.wantOK || off != tt.wantOff {
 			t.Errorf("find(%#x): got %#x %v, want %#x %v", tt.addr, off, ok, tt.wantOff, tt.wantOK)
 		}
+	}
+}
+
+// writeRecorder records Write and WriteFrom calls.
+type writeRecorder struct {
+	sink
+	got []string
+}
+
+func (r *writeRecorder) Write(off uint64, data []byte) {
+	r.got = append(r.got, fmt.Sprintf("write %d %x", off, data))
+}
+
+// vcpuRecorder is a writeRecorder that wants the vCPU.
+type vcpuRecorder struct{ writeRecorder }
+
+func (r *vcpuRecorder) WriteFrom(vcpu int, off uint64, data []byte) {
+	r.got = append(r.got, fmt.Sprintf("vCPU %d: write %d %x", vcpu, off, data))
+}
+
+// TestBusWrite checks that a device with WriteFrom is told the vCPU and
+// any other device gets Write.
+func TestBusWrite(t *testing.T) {
+	plain, wants := &writeRecorder{}, &vcpuRecorder{}
+	busWrite(plain, 1, 3, []byte{7})
+	busWrite(wants, 1, 3, []byte{7})
+	if want := []string{"write 3 07"}; !slices.Equal(plain.got, want) {
+		t.Errorf("plain device: got %q, want %q", plain.got, want)
+	}
+	if want := []string{"vCPU 1: write 3 07"}; !slices.Equal(wants.got, want) {
+		t.Errorf("device with WriteFrom: got %q, want %q", wants.got, want)
 	}
 }
 

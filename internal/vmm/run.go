@@ -163,7 +163,7 @@ func (v *VM) handleExit(vc *vcpu) (Exit, bool) {
 		}
 		for i := 0; i+size <= len(data) && size > 0; i += size {
 			if out {
-				dev.Write(off, data[i:i+size])
+				busWrite(dev, c.ID, off, data[i:i+size])
 			} else {
 				dev.Read(off, data[i:i+size])
 			}
@@ -173,7 +173,7 @@ func (v *VM) handleExit(vc *vcpu) (Exit, bool) {
 		dev, off, ok := v.mmio.find(addr)
 		switch {
 		case ok && write:
-			dev.Write(off, data)
+			busWrite(dev, c.ID, off, data)
 		case ok:
 			dev.Read(off, data)
 		case !write:

@@ -232,7 +232,7 @@ func (v *VM) createVM(ramBytes uint64) error {
 // virtqueue on its QueueNotify register, and returns the virtio-mmio slots
 // to announce.
 func (v *VM) attachDevices(cfg Config) ([]x86.MMIODevice, error) {
-	v.console = &consoleScanner{out: cfg.Console, onPanic: v.guestPanicked}
+	v.console = &consoleScanner{out: cfg.Console, lines: make([][]byte, cfg.CPUs), onPanic: v.guestPanicked}
 	uart := serial.New(v.console, lineInterrupt{vm: v.vm, gsi: x86.SerialIRQ})
 	if err := v.pio.add(x86.SerialPort, x86.SerialPortCount, uart); err != nil {
 		return nil, err

@@ -55,10 +55,19 @@ const (
 	defaultDivisor = 12 // 9600 baud from the 1.8432 MHz clock
 )
 
+// SourceWriter is an output that is told which vCPU transmitted its bytes:
+// the VMM's console keeps each vCPU's lines apart, so that a kernel panic
+// line stays whole when another vCPU's tty output lands in the middle of
+// it. Serial uses WriteFrom instead of Write when its output has it.
+type SourceWriter interface {
+	WriteFrom(vcpu int, p []byte) (int, error)
+}
+
 // Serial is a UART on the port-I/O bus. It is safe for concurrent use.
 type Serial struct {
 	mu         sync.Mutex
 	out        io.Writer
+	src        SourceWriter // out, if it implements SourceWriter.
 	irq        devices.Interrupt
 	ier        byte
 	lcr        byte
@@ -76,7 +85,8 @@ func New(out io.Writer, irq devices.Interrupt) *Serial {
 	if out == nil {
 		out = io.Discard
 	}
-	return &Serial{out: out, irq: irq, dll: defaultDivisor, mcr: uartMCROut2}
+	src, _ := out.(SourceWriter)
+	return &Serial{out: out, src: src, irq: irq, dll: defaultDivisor, mcr: uartMCROut2}
 }
 
 // Read implements devices.BusDevice.Read.
@@ -145,8 +155,12 @@ func (s *Serial) msr() byte {
 	return v
 }
 
-// Write implements devices.BusDevice.Write.
-func (s *Serial) Write(offset uint64, data []byte) {
+// Write implements devices.BusDevice.Write: a write by vCPU 0.
+func (s *Serial) Write(offset uint64, data []byte) { s.WriteFrom(0, offset, data) }
+
+// WriteFrom implements devices.VCPUWriter: a transmitted byte goes to the
+// output with vcpu when the output is a SourceWriter.
+func (s *Serial) WriteFrom(vcpu int, offset uint64, data []byte) {
 	if len(data) == 0 {
 		return
 	}
@@ -162,7 +176,12 @@ func (s *Serial) Write(offset uint64, data []byte) {
 		}
 		if s.mcr&uartMCRLoop == 0 {
 			s.txBuf[0] = v
-			_, _ = s.out.Write(s.txBuf[:]) // a console that cannot write drops output, as a real line would.
+			// A console that cannot write drops output, as a real line would.
+			if s.src != nil {
+				_, _ = s.src.WriteFrom(vcpu, s.txBuf[:])
+			} else {
+				_, _ = s.out.Write(s.txBuf[:])
+			}
 		}
 		if s.ier&uartIERTHRI != 0 {
 			s.thrPending, raise = true, true

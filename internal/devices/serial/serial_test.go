@@ -2,6 +2,8 @@ package serial
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -99,5 +101,35 @@ func TestFIFODetection(t *testing.T) {
 	wr(s, uartFCR, 0)
 	if got := rd(s, uartIIR) >> 6; got != 0 {
 		t.Errorf("IIR FIFO bits after disabling: got %d, want 0", got)
+	}
+}
+
+// sourceRecorder is a SourceWriter that records each byte with its vCPU.
+type sourceRecorder struct{ got []string }
+
+func (r *sourceRecorder) Write(p []byte) (int, error) { return r.WriteFrom(-1, p) }
+
+func (r *sourceRecorder) WriteFrom(vcpu int, p []byte) (int, error) {
+	r.got = append(r.got, fmt.Sprintf("%d:%s", vcpu, p))
+	return len(p), nil
+}
+
+// TestTransmitFrom checks that an output with WriteFrom learns which vCPU
+// sent each byte (Write counts as vCPU 0), and that a byte written in
+// loopback mode or to the divisor latch is not sent at all.
+func TestTransmitFrom(t *testing.T) {
+	r := &sourceRecorder{}
+	s := New(r, nil)
+	s.WriteFrom(2, uartTX, []byte{'a'})
+	wr(s, uartTX, 'b')
+	wr(s, uartMCR, uartMCRLoop)
+	s.WriteFrom(1, uartTX, []byte{'c'})
+	wr(s, uartMCR, 0)
+	wr(s, uartLCR, uartLCRDLAB)
+	s.WriteFrom(1, uartTX, []byte{'d'})
+	wr(s, uartLCR, 0)
+	s.WriteFrom(1, uartTX, []byte{'e'})
+	if want := []string{"2:a", "0:b", "1:e"}; !slices.Equal(r.got, want) {
+		t.Errorf("transmitted: got %q, want %q", r.got, want)
 	}
 }
