@@ -7,8 +7,9 @@
 // run come from the kernel parameter nitrovm.test=NAME[,NAME...] (default
 // "sysinfo"). Each check prints "NITROVM-TEST check=NAME result=ok" or
 // "result=fail err=...". The run ends with "NITROVM-TEST done failures=N",
-// then the guest reboots (the VMM exits 0), unless the "panic" check made
-// init exit, which panics the kernel, or the "stall" check idles forever.
+// then the guest reboots (the VMM exits 0), unless the "panic" or
+// "panic-noisy" check made init exit, which panics the kernel, or the
+// "stall" check idles forever.
 //
 // With nitrovm.report=PORT, every NITROVM-TEST line also goes to a vsock
 // connection to the parent (CID 3) port PORT, dialed before the first
@@ -67,13 +68,14 @@ func (r *report) logf(format string, args ...any) {
 func main() {
 	r := &report{w: os.Stdout, start: time.Now()}
 	checks := map[string]func(*report) error{
-		"sysinfo":    sysinfo,
-		"panic":      panicKernel,
-		"heartbeat":  heartbeat,
-		"vsock-echo": vsockEcho,
-		"nsm":        nsmCheck,
-		"hold":       hold,
-		"stall":      stall,
+		"sysinfo":     sysinfo,
+		"panic":       panicKernel,
+		"panic-noisy": panicNoisy,
+		"heartbeat":   heartbeat,
+		"vsock-echo":  vsockEcho,
+		"nsm":         nsmCheck,
+		"hold":        hold,
+		"stall":       stall,
 	}
 	if err := pseudofs.MountAll(pseudofs.Basic()); err != nil {
 		r.logf("mount: %v", err)

@@ -163,3 +163,21 @@ func TestAPICDriver(t *testing.T) {
 		})
 	}
 }
+
+func TestSerialIRQ(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		wantErr        bool
+	}{
+		{"ioapic", "           CPU0       CPU1\n  9:          0          0  IO-APIC    9-fasteoi   acpi\n 24:        912         40  IO-APIC    4-edge      ttyS0\nNMI:          0          0   Non-maskable interrupts\n", "24", false},
+		{"older kernel", " 4:        12  IO-APIC   4-edge      serial\n", "4", false},
+		{"none", "           CPU0\n  1:          9   IO-APIC   1-edge      i8042\n", "", true},
+		{"empty", "", "", true},
+	}
+	for _, tt := range tests {
+		got, err := serialIRQ(tt.in)
+		if got != tt.want || (err != nil) != tt.wantErr {
+			t.Errorf("%s: got %q, %v; want %q, error %v", tt.name, got, err, tt.want, tt.wantErr)
+		}
+	}
+}

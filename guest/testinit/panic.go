@@ -1,6 +1,16 @@
 package main
 
-import "os"
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
 
 // panicKernel makes init exit, which the kernel answers with
 // "Kernel panic - not syncing: Attempted to kill init!". The VMM should see
@@ -15,4 +25,75 @@ func panicKernel(r *report) error {
 	drainConsole()
 	os.Exit(1)
 	return nil
+}
+
+// Constants of panicNoisy.
+const (
+	noisyBytes     = 8192 // more than the tty's transmit buffer, 4 KiB.
+	noisyHeadStart = 100 * time.Millisecond
+)
+
+// panicNoisy makes init exit on CPU 0 while the console tty is still
+// sending a long line without a newline, its interrupt routed to CPU 1.
+// The kernel then prints its panic line from CPU 0, by polling the UART
+// and without waiting for the port's lock, while CPU 1's interrupt
+// handler keeps sending the tty's bytes: on the console the two
+// interleave, and before them stand thousands of bytes of one unfinished
+// line. The VMM must still report the panic line whole (exit status 3).
+func panicNoisy(r *report) error {
+	if runtime.NumCPU() < 2 {
+		return errors.New("needs 2 CPUs")
+	}
+	interrupts, err := os.ReadFile("/proc/interrupts")
+	if err != nil {
+		return err
+	}
+	irq, err := serialIRQ(string(interrupts))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile("/proc/irq/"+irq+"/smp_affinity_list", []byte("1"), 0); err != nil {
+		return fmt.Errorf("route the serial interrupt to CPU 1: %w", err)
+	}
+	runtime.LockOSThread() // init exits from this thread, on CPU 0.
+	if err := pinThread(0); err != nil {
+		return err
+	}
+	r.kv("panic", "noisy")
+	drainConsole()
+	go func() {
+		runtime.LockOSThread()
+		_ = pinThread(1)
+		// Blocks until all but the tty's last 4 KiB are sent.
+		_, _ = os.Stdout.Write(bytes.Repeat([]byte("z"), noisyBytes))
+	}()
+	time.Sleep(noisyHeadStart)
+	os.Exit(1)
+	return nil
+}
+
+// pinThread confines the calling thread to CPU cpu.
+func pinThread(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return fmt.Errorf("pin to CPU %d: %w", cpu, err)
+	}
+	return nil
+}
+
+// serialIRQ returns the Linux IRQ number of the console UART's handler
+// (named after the port, "ttyS0"; "serial" in older kernels) in a
+// /proc/interrupts listing: with ACPI's hardware-reduced platform the
+// UART's ISA IRQ 4 is mapped to another number (24).
+func serialIRQ(interrupts string) (string, error) {
+	for _, l := range strings.Split(interrupts, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 1 && (f[len(f)-1] == "ttyS0" || f[len(f)-1] == "serial") {
+			if n, ok := strings.CutSuffix(f[0], ":"); ok {
+				return n, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no ttyS0 interrupt in /proc/interrupts: %q", interrupts)
 }

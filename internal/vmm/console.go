@@ -10,7 +10,11 @@ import (
 // panicMarker starts the line Linux prints when it panics (kernel/panic.c).
 const panicMarker = "Kernel panic - not syncing"
 
-// lineMaxBytes bounds the console line kept for panic detection.
+// lineMaxBytes bounds the console line kept for panic detection. A longer
+// line keeps its latest bytes, at least half of lineMaxBytes: the kernel
+// appends its panic line to whatever partial line the tty left on the
+// same vCPU (a progress bar redrawn with '\r', output without a newline),
+// and it must still be found there.
 const lineMaxBytes = 512
 
 // consoleBufBytes is how much console output is held before it is written
@@ -84,9 +88,10 @@ func (c *consoleScanner) WriteFrom(vcpu int, p []byte) (int, error) {
 			line = line[:0]
 		case '\r':
 		default:
-			if len(line) < lineMaxBytes {
-				line = append(line, b)
+			if len(line) == lineMaxBytes {
+				line = line[:copy(line, line[lineMaxBytes/2:])]
 			}
+			line = append(line, b)
 		}
 	}
 	c.lines[vcpu] = line

@@ -22,6 +22,10 @@ func TestConsoleScanner(t *testing.T) {
 			[]string{"Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100"}},
 		{"byte at a time", []string{"K", "ernel panic - not syncing: x", "\n"}, []string{"Kernel panic - not syncing: x"}},
 		{"unterminated", []string{"Kernel panic - not syncing: x"}, nil},
+		{"after a long partial line", []string{strings.Repeat("z", 3*lineMaxBytes+7), "\r[ 2.2] Kernel panic - not syncing: y\r\n"},
+			[]string{"Kernel panic - not syncing: y"}},
+		{"marker cut by the window", []string{strings.Repeat("z", lineMaxBytes-5), "Kernel panic - not syncing: y\n"},
+			[]string{"Kernel panic - not syncing: y"}},
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer

@@ -21,7 +21,8 @@ const (
 )
 
 // TestBoot boots the enclave kernel with testinit under nitrovm in one L1
-// session: CPU and memory sizes, reboot -> exit 0, panic -> exit 3, a
+// session: CPU and memory sizes, reboot -> exit 0, panic -> exit 3 (also
+// behind an unfinished tty line interleaved with the panic line), a
 // deliberate triple fault -> exit 3 and not an L1 fault, direct kernel
 // boot, and Debian's stock cloud kernel; the guests run their APICs in
 // x2APIC mode, and the enclave kernel has what applications use of AWS's.
@@ -30,6 +31,7 @@ func TestBoot(t *testing.T) {
 	s := e.newSession(t)
 	sysinfo := s.file(e.testEIF(t, e.guestKernel, "sysinfo"))
 	panicEIF := s.file(e.testEIF(t, e.guestKernel, "sysinfo,panic"))
+	noisyEIF := s.file(e.testEIF(t, e.guestKernel, "sysinfo,panic-noisy"))
 	stock := s.file(e.testEIF(t, e.stockKernel, "sysinfo"))
 	kernel, initrd := s.file(e.guestKernel), s.file(e.ramdisk(t))
 
@@ -56,6 +58,7 @@ func TestBoot(t *testing.T) {
 	direct := s.boot("kernel-initrd", 120*time.Second, boot("--kernel", kernel, "--initrd", initrd,
 		"--cmdline", awsCmdline+" nitrovm.test=sysinfo", "--cpu-count", "2", "--memory", "128")...)
 	panicked := s.boot("panic", 120*time.Second, boot("--eif-path", panicEIF, "--cpu-count", "2", "--memory", "256")...)
+	noisy := s.boot("panic-noisy", 120*time.Second, boot("--eif-path", noisyEIF, "--cpu-count", "2", "--memory", "256")...)
 	// reboot=t (appended to the EIF's reboot=k) makes the guest kernel
 	// reboot by a triple fault (arch/x86/kernel/reboot.c, BOOT_TRIPLE).
 	triple := s.boot("triple-fault", 120*time.Second, boot("--eif-path", sysinfo, "--cmdline", "reboot=t", "--cpu-count", "1", "--memory", "128")...)
@@ -97,6 +100,23 @@ func TestBoot(t *testing.T) {
 		if !strings.Contains(strings.ToLower(panicked.output), "panic") {
 			t.Errorf("no panic message in the output:\n%s", panicked.output)
 		}
+	})
+	// The kernel's panic line comes after 8 KiB of an unfinished tty line
+	// and may have tty bytes in the middle of it (testinit's panicNoisy):
+	// the VMM reads each vCPU's lines apart and still reports it whole,
+	// at once rather than as a reboot after panic=30.
+	t.Run("panic-noisy", func(t *testing.T) {
+		noisy.wantExit(t, 3)
+		if noisy.report["panic"] != "noisy" {
+			t.Errorf("testinit did not reach the panic-noisy check; report %v", noisy.report)
+		}
+		const want = "nitrovm: guest panic: Kernel panic - not syncing: Attempted to kill init!"
+		if !strings.Contains(noisy.output, want) {
+			t.Errorf("no %q in the output:\n%s", want, noisy.output)
+		}
+		whole := strings.Count(noisy.output, "] Kernel panic - not syncing: Attempted to kill init!")
+		t.Logf("console: about %d bytes of the tty's line, the kernel's panic line whole on it %d times (0: interleaved)",
+			strings.Count(noisy.output, "z"), whole)
 	})
 	t.Run("triple-fault", func(t *testing.T) {
 		triple.wantExit(t, 3)
