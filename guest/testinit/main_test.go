@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -178,6 +179,23 @@ func TestSerialIRQ(t *testing.T) {
 		got, err := serialIRQ(tt.in)
 		if got != tt.want || (err != nil) != tt.wantErr {
 			t.Errorf("%s: got %q, %v; want %q, error %v", tt.name, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestHWVirt(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []string
+	}{
+		{"amd", "processor\t: 0\nflags\t\t: fpu sse3 svm lm\n\nprocessor\t: 1\nflags\t\t: fpu vmx\n", []string{"svm"}},
+		{"intel", "flags\t\t: fpu vmx ept\nvmx flags\t: ept\n", []string{"vmx"}},
+		{"none", "flags\t\t: fpu hypervisor\n", nil},
+		{"no flags", "processor\t: 0\n", nil},
+	}
+	for _, tt := range tests {
+		if got := hwVirt(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }

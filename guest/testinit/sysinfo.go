@@ -27,6 +27,7 @@ import (
 //	NITROVM-TEST dev_nsm=yes|no
 //	NITROVM-TEST dev_vsock=yes|no
 //	NITROVM-TEST apic=cluster x2apic   (the kernel's APIC driver; empty: xAPIC flat)
+//	NITROVM-TEST hwvirt=vmx|svm   (hardware virtualization the CPUs offer; empty in an enclave)
 //	NITROVM-TEST missing=aio,ns/user   (features of AWS's kernel this one lacks, features.go)
 func sysinfo(r *report) error {
 	r.kv("cpus", "%d", runtime.NumCPU())
@@ -72,8 +73,32 @@ func sysinfo(r *report) error {
 		return err
 	}
 	r.kv("apic", "%s", apic)
+	cpuinfo, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return fmt.Errorf("read cpuinfo: %w", err)
+	}
+	r.kv("hwvirt", "%s", strings.Join(hwVirt(string(cpuinfo)), ","))
 	r.kv("missing", "%s", strings.Join(missingFeatures(appFeatures()), ","))
 	return nil
+}
+
+// hwVirt returns which of the flags "vmx" and "svm" (hardware
+// virtualization) the first CPU of a /proc/cpuinfo listing has.
+func hwVirt(cpuinfo string) []string {
+	var found []string
+	for _, l := range strings.Split(cpuinfo, "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok || strings.TrimSpace(k) != "flags" {
+			continue
+		}
+		for _, f := range strings.Fields(v) {
+			if f == "vmx" || f == "svm" {
+				found = append(found, f)
+			}
+		}
+		break
+	}
+	return found
 }
 
 // fdReader reads a raw file descriptor with read(2).

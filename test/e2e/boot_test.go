@@ -25,7 +25,8 @@ const (
 // behind an unfinished tty line interleaved with the panic line), a
 // deliberate triple fault -> exit 3 and not an L1 fault, direct kernel
 // boot, and Debian's stock cloud kernel; the guests run their APICs in
-// x2APIC mode, and the enclave kernel has what applications use of AWS's.
+// x2APIC mode and see no hardware virtualization, and the enclave kernel
+// has what applications use of AWS's.
 func TestBoot(t *testing.T) {
 	e := setup(t)
 	s := e.newSession(t)
@@ -79,6 +80,8 @@ func TestBoot(t *testing.T) {
 				t.Errorf("testinit: checks %v, failures %d; want sysinfo ok, 0", b.checks, b.failures)
 			}
 			wantX2APIC(t, b)
+			// No VMX or SVM, as on Nitro, though L1's KVM offers SVM.
+			b.want(t, "hwvirt", "")
 			// Every system call, namespace, cgroup controller, file
 			// system and network facility of AWS's kernel that testinit
 			// probes (guest/testinit/features.go).
@@ -156,6 +159,7 @@ func TestBoot(t *testing.T) {
 			t.Errorf("guest kernel: got %q, want Debian's cloud kernel", debian.report["kernel"])
 		}
 		wantX2APIC(t, debian)
+		debian.want(t, "hwvirt", "")
 		t.Logf("Debian's kernel without its modules lacks %q", debian.report["missing"])
 	})
 }

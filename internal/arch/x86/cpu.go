@@ -206,19 +206,27 @@ func SetLINT(l *kvm.LAPICState) {
 
 // CPUID bits (Intel SDM vol. 2A, CPUID; AMD APM vol. 3, appendix E).
 const (
-	cpuidHypervisorECX  = 1 << 31 // leaf 1 ECX: running under a hypervisor.
-	cpuidTSCDeadlineECX = 1 << 24 // leaf 1 ECX: local APIC TSC-deadline timer mode.
-	cpuidHTTEDX         = 1 << 28 // leaf 1 EDX: multi-threading / multi-core.
-	cpuidTopoExtECX     = 1 << 22 // leaf 0x80000001 ECX: TopologyExtensions (leaf 0x8000001E).
-	cpuidLevelSMT       = 1       // leaf 0xB/0x1F ECX[15:8] level type: SMT.
-	cpuidLevelCore      = 2       // leaf 0xB/0x1F ECX[15:8] level type: core.
-	cpuidFlagIndex      = 1       // KVM_CPUID_FLAG_SIGNIFCANT_INDEX: entry is per subleaf.
+	cpuidHypervisorECX  = 1 << 31     // leaf 1 ECX: running under a hypervisor.
+	cpuidTSCDeadlineECX = 1 << 24     // leaf 1 ECX: local APIC TSC-deadline timer mode.
+	cpuidHTTEDX         = 1 << 28     // leaf 1 EDX: multi-threading / multi-core.
+	cpuidVMXECX         = 1 << 5      // leaf 1 ECX: Intel VMX.
+	cpuidSVMECX         = 1 << 2      // leaf 0x80000001 ECX: AMD SVM.
+	cpuidSVMFeatures    = 0x8000_000a // AMD's SVM revision and features.
+	cpuidTopoExtECX     = 1 << 22     // leaf 0x80000001 ECX: TopologyExtensions (leaf 0x8000001E).
+	cpuidLevelSMT       = 1           // leaf 0xB/0x1F ECX[15:8] level type: SMT.
+	cpuidLevelCore      = 2           // leaf 0xB/0x1F ECX[15:8] level type: core.
+	cpuidFlagIndex      = 1           // KVM_CPUID_FLAG_SIGNIFCANT_INDEX: entry is per subleaf.
 )
 
 // NormalizeCPUID returns KVM's supported CPUID adjusted for vCPU cpu of
 // count: its APIC ID (leaves 1, 0xB, 0x1F, 0x8000001E), a topology of one
 // package of count cores with one thread each (leaves 1, 4, 0xB, 0x1F,
-// 0x80000008, 0x8000001E) and the hypervisor bit set.
+// 0x80000008, 0x8000001E), the hypervisor bit set, and no hardware
+// virtualization (VMX, SVM and leaf 0x8000000A cleared).
+//
+// A Nitro Enclave's vCPUs have no VMX or SVM, and a guest that cannot
+// turn them on cannot reach KVM's nested-virtualization code, which KVM
+// offers whenever the host's kvm_intel or kvm_amd has nested=1.
 //
 // KVM reports leaves 0xB and 0x1F with subleaf 0 only and no topology in
 // it, which Linux reads as one package per vCPU; they are replaced by an
@@ -241,7 +249,7 @@ func NormalizeCPUID(supported []kvm.CPUIDEntry, cpu, count int) []kvm.CPUIDEntry
 		switch e.Function {
 		case 1:
 			e.EBX = uint32(cpu)<<24 | uint32(count)<<16 | 8<<8 | e.EBX&0xff // APIC ID, logical count, CLFLUSH 64 bytes.
-			e.ECX |= cpuidHypervisorECX
+			e.ECX = e.ECX&^cpuidVMXECX | cpuidHypervisorECX
 			if count > 1 {
 				e.EDX |= cpuidHTTEDX
 			} else {
@@ -256,6 +264,10 @@ func NormalizeCPUID(supported []kvm.CPUIDEntry, cpu, count int) []kvm.CPUIDEntry
 				out = append(out, extTopology(e.Function, cpu, count, coreBits)...)
 			}
 			continue
+		case 0x8000_0001:
+			e.ECX &^= cpuidSVMECX
+		case cpuidSVMFeatures:
+			e.EAX, e.EBX, e.ECX, e.EDX = 0, 0, 0, 0
 		case 0x8000_0008:
 			// ApicIdSize in ECX[15:12], cores per package - 1 in ECX[7:0].
 			e.ECX = e.ECX&^0xf0ff | coreBits<<12 | uint32(count-1)

@@ -472,10 +472,11 @@ func TestNormalizeCPUID(t *testing.T) {
 	// only and no topology in it.
 	in := []kvm.CPUIDEntry{
 		{Function: 0, EAX: 0xd},
-		{Function: 1, EBX: 0xff00ff07, ECX: 0, EDX: 0},
+		{Function: 1, EBX: 0xff00ff07, ECX: cpuidVMXECX | 1, EDX: 0},
 		{Function: 4, EAX: 0xffff_c121},
 		{Function: 0xb, Index: 0, Flags: cpuidFlagIndex},
-		{Function: 0x8000_0001, ECX: cpuidTopoExtECX},
+		{Function: 0x8000_0001, ECX: cpuidTopoExtECX | cpuidSVMECX},
+		{Function: cpuidSVMFeatures, EAX: 1, EBX: 0x8000, EDX: 0x1ebfbcff},
 		{Function: 0x8000_0008, ECX: 0xff},
 		{Function: 0x8000_001e, EAX: 7, EBX: 0x100, ECX: 0x101},
 	}
@@ -500,6 +501,11 @@ func TestNormalizeCPUID(t *testing.T) {
 		{"leaf 1 EBX", find(1, 0).EBX, 2<<24 | 4<<16 | 8<<8 | 0x07},
 		{"leaf 1 hypervisor", find(1, 0).ECX >> 31, 1},
 		{"leaf 1 HTT", find(1, 0).EDX >> 28 & 1, 1},
+		{"leaf 1 ECX other than hypervisor: VMX cleared, SSE3 kept", find(1, 0).ECX &^ cpuidHypervisorECX, 1},
+		{"leaf 0x80000001 ECX: SVM cleared", find(0x8000_0001, 0).ECX, cpuidTopoExtECX},
+		{"leaf 0x8000000a EAX", find(cpuidSVMFeatures, 0).EAX, 0},
+		{"leaf 0x8000000a EBX", find(cpuidSVMFeatures, 0).EBX, 0},
+		{"leaf 0x8000000a EDX", find(cpuidSVMFeatures, 0).EDX, 0},
 		{"leaf 4 EAX", find(4, 0).EAX, 3<<26 | 0x0121},
 		{"leaf 0xb.0 flags", find(0xb, 0).Flags, cpuidFlagIndex},
 		{"leaf 0xb.0 EAX", find(0xb, 0).EAX, 0},
