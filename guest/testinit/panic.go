@@ -33,13 +33,14 @@ const (
 	noisyHeadStart = 100 * time.Millisecond
 )
 
-// panicNoisy makes init exit on CPU 0 while the console tty is still
-// sending a long line without a newline, its interrupt routed to CPU 1.
-// The kernel then prints its panic line from CPU 0, by polling the UART
-// and without waiting for the port's lock, while CPU 1's interrupt
-// handler keeps sending the tty's bytes: on the console the two
-// interleave, and before them stand thousands of bytes of one unfinished
-// line. The VMM must still report the panic line whole (exit status 3).
+// panicNoisy makes init exit on CPU 0 while the console tty is sending a
+// long line without a newline, its interrupt routed to CPU 1. The kernel's
+// panic line then follows thousands of bytes of that unfinished line on
+// the console: closing the tty as init exits sends some of what the tty
+// holds first, so the panic line usually comes after the tty's bytes
+// rather than among them (among them is the unit tests' replay of a CI
+// console). The VMM must still report the panic (exit status 3), at once
+// rather than as a reboot after panic=30.
 func panicNoisy(r *report) error {
 	if runtime.NumCPU() < 2 {
 		return errors.New("needs 2 CPUs")
@@ -64,7 +65,8 @@ func panicNoisy(r *report) error {
 	go func() {
 		runtime.LockOSThread()
 		_ = pinThread(1)
-		// Blocks until all but the tty's last 4 KiB are sent.
+		// Blocks until all but the tty's last 4 KiB are sent; exiting
+		// kills it.
 		_, _ = os.Stdout.Write(bytes.Repeat([]byte("z"), noisyBytes))
 	}()
 	time.Sleep(noisyHeadStart)

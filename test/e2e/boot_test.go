@@ -22,7 +22,7 @@ const (
 
 // TestBoot boots the enclave kernel with testinit under nitrovm in one L1
 // session: CPU and memory sizes, reboot -> exit 0, panic -> exit 3 (also
-// behind an unfinished tty line interleaved with the panic line), a
+// behind a long unfinished tty line), a
 // deliberate triple fault -> exit 3 and not an L1 fault, direct kernel
 // boot, and Debian's stock cloud kernel; the guests run their APICs in
 // x2APIC mode and see no hardware virtualization, and the enclave kernel
@@ -104,10 +104,10 @@ func TestBoot(t *testing.T) {
 			t.Errorf("no panic message in the output:\n%s", panicked.output)
 		}
 	})
-	// The kernel's panic line comes after 8 KiB of an unfinished tty line
-	// and may have tty bytes in the middle of it (testinit's panicNoisy):
-	// the VMM reads each vCPU's lines apart and still reports it whole,
-	// at once rather than as a reboot after panic=30.
+	// The kernel's panic line comes after thousands of bytes of an
+	// unfinished tty line (testinit's panicNoisy), which the VMM's console
+	// scan must look past to report the panic at once rather than as a
+	// reboot after panic=30.
 	t.Run("panic-noisy", func(t *testing.T) {
 		noisy.wantExit(t, 3)
 		if noisy.report["panic"] != "noisy" {
