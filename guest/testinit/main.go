@@ -66,6 +66,10 @@ func (r *report) logf(format string, args ...any) {
 }
 
 func main() {
+	if os.Getenv(noiseEnv) != "" {
+		noise()
+		return
+	}
 	r := &report{w: os.Stdout, start: time.Now()}
 	checks := map[string]func(*report) error{
 		"sysinfo":     sysinfo,

@@ -2,10 +2,11 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,21 +30,24 @@ func panicKernel(r *report) error {
 
 // Constants of panicNoisy.
 const (
-	noisyBytes     = 8192 // more than the tty's transmit buffer, 4 KiB.
+	noiseEnv       = "NITROVM_TESTINIT_NOISE" // set: testinit is panicNoisy's writer.
+	noiseCPU       = 1
 	noisyHeadStart = 100 * time.Millisecond
 )
 
-// panicNoisy makes init exit on CPU 0 while the console tty is sending a
-// long line without a newline, its interrupt routed to CPU 1. The kernel's
-// panic line then follows thousands of bytes of that unfinished line on
-// the console: closing the tty as init exits sends some of what the tty
-// holds first, so the panic line usually comes after the tty's bytes
-// rather than among them (among them is the unit tests' replay of a CI
-// console). The VMM must still report the panic (exit status 3), at once
-// rather than as a reboot after panic=30.
+// panicNoisy makes init exit on CPU 0 while another process on CPU 1 keeps
+// writing one long line without a newline to the console tty, whose
+// interrupt is routed to CPU 1. The kernel prints its panic line from CPU
+// 0 by polling the UART without waiting for the port's lock, while CPU
+// 1's interrupt handler keeps sending the tty's bytes, so on the console
+// the panic line follows thousands of bytes of an unfinished line and may
+// have tty bytes in its middle. (Init writing the line itself would not
+// do: its exit kills the writing thread first.) The VMM must still report
+// the panic (exit status 3), at once rather than as a reboot after
+// panic=30.
 func panicNoisy(r *report) error {
-	if runtime.NumCPU() < 2 {
-		return errors.New("needs 2 CPUs")
+	if runtime.NumCPU() <= noiseCPU {
+		return fmt.Errorf("needs %d CPUs", noiseCPU+1)
 	}
 	interrupts, err := os.ReadFile("/proc/interrupts")
 	if err != nil {
@@ -53,25 +57,41 @@ func panicNoisy(r *report) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile("/proc/irq/"+irq+"/smp_affinity_list", []byte("1"), 0); err != nil {
-		return fmt.Errorf("route the serial interrupt to CPU 1: %w", err)
+	if err := os.WriteFile("/proc/irq/"+irq+"/smp_affinity_list", []byte(strconv.Itoa(noiseCPU)), 0); err != nil {
+		return fmt.Errorf("route the serial interrupt to CPU %d: %w", noiseCPU, err)
 	}
 	runtime.LockOSThread() // init exits from this thread, on CPU 0.
 	if err := pinThread(0); err != nil {
 		return err
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	writer := exec.Command(self)
+	writer.Env = append(os.Environ(), noiseEnv+"=1")
+	writer.Stdout = os.Stdout
 	r.kv("panic", "noisy")
 	drainConsole()
-	go func() {
-		runtime.LockOSThread()
-		_ = pinThread(1)
-		// Blocks until all but the tty's last 4 KiB are sent; exiting
-		// kills it.
-		_, _ = os.Stdout.Write(bytes.Repeat([]byte("z"), noisyBytes))
-	}()
+	if err := writer.Start(); err != nil {
+		return fmt.Errorf("start the writer: %w", err)
+	}
 	time.Sleep(noisyHeadStart)
 	os.Exit(1)
 	return nil
+}
+
+// noise is panicNoisy's writer: on CPU noiseCPU, it writes 'z' to
+// standard output, without a newline, until it is killed.
+func noise() {
+	runtime.LockOSThread()
+	_ = pinThread(noiseCPU)
+	b := bytes.Repeat([]byte("z"), 256)
+	for {
+		if _, err := os.Stdout.Write(b); err != nil {
+			return
+		}
+	}
 }
 
 // pinThread confines the calling thread to CPU cpu.

@@ -104,10 +104,11 @@ func TestBoot(t *testing.T) {
 			t.Errorf("no panic message in the output:\n%s", panicked.output)
 		}
 	})
-	// The kernel's panic line comes after thousands of bytes of an
-	// unfinished tty line (testinit's panicNoisy), which the VMM's console
-	// scan must look past to report the panic at once rather than as a
-	// reboot after panic=30.
+	// The kernel's panic line comes after hundreds or thousands of bytes
+	// of an unfinished tty line that another guest process keeps writing
+	// (testinit's panicNoisy), and may have some of them in its middle;
+	// the VMM's console scan must still report the panic at once rather
+	// than as a reboot after panic=30.
 	t.Run("panic-noisy", func(t *testing.T) {
 		noisy.wantExit(t, 3)
 		if noisy.report["panic"] != "noisy" {
