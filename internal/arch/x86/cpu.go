@@ -226,7 +226,9 @@ const (
 //
 // A Nitro Enclave's vCPUs have no VMX or SVM, and a guest that cannot
 // turn them on cannot reach KVM's nested-virtualization code, which KVM
-// offers whenever the host's kvm_intel or kvm_amd has nested=1.
+// offers whenever the host's kvm_intel or kvm_amd has nested=1: without
+// the CPUID bits KVM refuses EFER.SVME (kvm_valid_efer) and treats
+// CR4.VMXE as reserved (__cr4_reserved_bits), both in arch/x86/kvm.
 //
 // KVM reports leaves 0xB and 0x1F with subleaf 0 only and no topology in
 // it, which Linux reads as one package per vCPU; they are replaced by an
