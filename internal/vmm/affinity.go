@@ -36,7 +36,7 @@ func vcpuAffinity(cpus []int) (unix.CPUSet, error) {
 		both[i] &= allowed[i]
 	}
 	if both.Count() == 0 {
-		return set, fmt.Errorf("vCPU CPUs %s: none of them is among the CPUs this process may run on (%s)", cpuList(set), cpuList(allowed))
+		return set, fmt.Errorf("vCPU CPUs %s: none of them is among the CPUs this process may run on (%s)", CPUList(set), CPUList(allowed))
 	}
 	return set, nil
 }
@@ -45,13 +45,14 @@ func vcpuAffinity(cpus []int) (unix.CPUSet, error) {
 // goroutine, to set.
 func pinThread(set *unix.CPUSet) error {
 	if err := unix.SchedSetaffinity(0, set); err != nil {
-		return fmt.Errorf("sched_setaffinity(%s): %w", cpuList(*set), err)
+		return fmt.Errorf("sched_setaffinity(%s): %w", CPUList(*set), err)
 	}
 	return nil
 }
 
-// cpuList formats set in the kernel's list syntax ("0-2,5").
-func cpuList(set unix.CPUSet) string {
+// CPUList formats set in the kernel's list syntax ("0-2,5"), the syntax of
+// NITROVM_VCPU_CPUS; "none" for an empty set.
+func CPUList(set unix.CPUSet) string {
 	var parts []string
 	n := len(set) * 64
 	for c := 0; c < n; c++ {

@@ -89,14 +89,14 @@ func TestPinThread(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got != one {
-		t.Errorf("thread affinity %s, want %s", cpuList(got), cpuList(one))
+		t.Errorf("thread affinity %s, want %s", CPUList(got), CPUList(one))
 	}
 	var after unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &after); err != nil {
 		t.Fatal(err)
 	}
 	if after != allowed {
-		t.Errorf("process affinity changed to %s from %s", cpuList(after), cpuList(allowed))
+		t.Errorf("process affinity changed to %s from %s", CPUList(after), CPUList(allowed))
 	}
 }
 
@@ -114,8 +114,8 @@ func TestCPUList(t *testing.T) {
 		for _, c := range tc.cpus {
 			set.Set(c)
 		}
-		if got := cpuList(set); got != tc.want {
-			t.Errorf("cpuList(%v) = %q, want %q", tc.cpus, got, tc.want)
+		if got := CPUList(set); got != tc.want {
+			t.Errorf("CPUList(%v) = %q, want %q", tc.cpus, got, tc.want)
 		}
 	}
 }

@@ -148,7 +148,7 @@ func Build(ctx context.Context, cfg Config) (_ *VM, err error) {
 	}
 	v := &VM{logger: logger, stopped: make(chan struct{}), start: time.Now(), vcpuCPUs: vcpuCPUs}
 	if vcpuCPUs != nil {
-		logger.Debug("vCPU threads confined", "cpus", cpuList(*vcpuCPUs))
+		logger.Debug("vCPU threads confined", "cpus", CPUList(*vcpuCPUs))
 	}
 	defer func() {
 		if err != nil {

@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -35,6 +34,7 @@ import (
 	"github.com/nitrovm/nitrovm/internal/kmod"
 	"github.com/nitrovm/nitrovm/internal/kvm"
 	"github.com/nitrovm/nitrovm/internal/pseudofs"
+	"github.com/nitrovm/nitrovm/internal/vmm"
 )
 
 // ConfigPath is where package nested puts the Config in the L1 initramfs.
@@ -394,13 +394,7 @@ func vcpuEnv(env []string, console io.Writer) []string {
 	if !ok {
 		return env
 	}
-	var ids []string
-	for c := 0; c < len(set)*64; c++ {
-		if set.IsSet(c) {
-			ids = append(ids, strconv.Itoa(c))
-		}
-	}
-	list := strings.Join(ids, ",")
+	list := vmm.CPUList(set)
 	fmt.Fprintf(console, "nested: the command runs on all %d of L1's CPUs, its vCPU threads on %s only, not on CPU 0 (QEMU's IGNNE race, see docs/nested.md)\n", online.Count(), list)
 	return append(env, enclave.VCPUCPUsEnv+"="+list)
 }
